@@ -1,0 +1,39 @@
+# Every target works as the first command on a fresh machine: it installs and starts what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install stack test unit lint typecheck demo down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+stack: install
+	$(BIN)/jobmeter stack up
+
+test: stack
+	$(BIN)/ruff check .
+	$(BIN)/mypy events projections
+	$(BIN)/pytest -q
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy events projections
+
+demo: stack
+	$(BIN)/jobmeter demo
+
+down:
+	$(BIN)/jobmeter stack down
+
+clean: down
+	rm -rf $(VENV) .jobmeter

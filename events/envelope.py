@@ -1,0 +1,75 @@
+"""The envelope every event travels in, and the base class of every event.
+
+An event is an immutable fact named in the past tense. On the wire it is JSON:
+`{"event_id", "type", "version", "occurred_at", "producer", "data": {...}}`, keyed by account id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# A fixed namespace, so that a fact with a natural identity (a job, an account) always gets the same id.
+EVENT_NAMESPACE = uuid.UUID("6f1c1a52-3f0e-4f65-9d0c-2a1f5b7e9c11")
+
+
+def natural_event_id(*parts: str) -> uuid.UUID:
+    """A stable event id derived from the fact's own identity: the same fact published twice shares it."""
+    return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every event. Subclasses set `event_type`, `version` and `topic` (a logical topic name)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    topic: ClassVar[str]
+
+    def partition_key(self) -> str:
+        """Kafka key; per-key order is the only order Kafka gives, so it is the account where there is one."""
+        account_id = getattr(self, "account_id", None)
+        if isinstance(account_id, str):
+            return account_id
+        raise NotImplementedError(f"{type(self).__name__} must define partition_key()")
+
+    def natural_id(self) -> uuid.UUID | None:
+        """Override where the fact has an identity of its own, so duplicates share one event id."""
+        return None
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    type: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    producer: str = Field(min_length=1)
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        producer: str,
+        event_id: uuid.UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        return cls(
+            event_id=event_id or event.natural_id() or uuid.uuid4(),
+            type=event.event_type,
+            version=event.version,
+            occurred_at=occurred_at or utcnow(),
+            producer=producer,
+            data=event.model_dump(mode="json"),
+        )

@@ -1,0 +1,89 @@
+"""The Python publisher upstream services use: an idempotent aiokafka producer, acks=all, keyed by account.
+
+`publish` returns only once Kafka has the event, so a caller that acknowledges after it (the HTTP ingest,
+an upstream API) never acknowledges something that can still be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+
+from events.codec import encode
+from events.envelope import Envelope, Event
+from events.topics import Topics
+
+JSON_HEADERS = [("content-type", b"application/json")]
+
+
+class Publisher:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        producer: str,
+        topics: Topics | None = None,
+        linger_ms: int = 5,
+    ) -> None:
+        self.producer_name = producer
+        self.topics = topics or Topics()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def envelope(
+        self, event: Event, *, event_id: uuid.UUID | None = None, occurred_at: datetime | None = None
+    ) -> Envelope:
+        return Envelope.wrap(event, producer=self.producer_name, event_id=event_id, occurred_at=occurred_at)
+
+    async def publish(self, event: Event, *, event_id: uuid.UUID | None = None) -> Envelope:
+        """Publish one event and wait until Kafka has it."""
+        (envelope,) = await self.publish_many([event], event_ids=[event_id])
+        return envelope
+
+    async def publish_many(
+        self, events: Sequence[Event], *, event_ids: Sequence[uuid.UUID | None] | None = None
+    ) -> list[Envelope]:
+        """Publish a batch and wait until Kafka has every one; raises if any send failed."""
+        ids = event_ids or [None] * len(events)
+        envelopes = [self.envelope(event, event_id=eid) for event, eid in zip(events, ids, strict=True)]
+        futures = [
+            await self._producer.send(
+                self.topics.name(event.topic),
+                value=encode(envelope),
+                key=event.partition_key().encode(),
+                headers=JSON_HEADERS,
+            )
+            for event, envelope in zip(events, envelopes, strict=True)
+        ]
+        await asyncio.gather(*futures)
+        return envelopes
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Bytes as they are (benchmarks compare against this; dead letters keep original payloads)."""
+        await (await self._producer.send(topic, value=value, key=key, headers=JSON_HEADERS))
+

@@ -1,0 +1,13 @@
+"""Prometheus metrics, declared once; `/metrics` exposes the default registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_APPLIED = Counter("jobmeter_events_applied_total", "Events applied by a projection", ["projection"])
+EVENTS_SKIPPED = Counter(
+    "jobmeter_events_skipped_total", "Records skipped as already applied (redelivery)", ["projection"]
+)
+DEAD_LETTERS = Counter("jobmeter_dead_letters_total", "Records sent to the dead-letter topic", ["source"])
+BATCH_SECONDS = Histogram("jobmeter_batch_seconds", "Time to fold one batch", ["projection"])
+INGESTED = Counter("jobmeter_ingested_total", "Ingested items by outcome", ["path", "outcome"])

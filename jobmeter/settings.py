@@ -1,0 +1,83 @@
+"""One settings object for every process, read from the environment.
+
+Precedence, lowest first: defaults, `.env`, the stack's connection file (`.jobmeter/stack.env`, written by
+`jobmeter stack up`), then real environment variables. Every variable is listed in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_APIS = ("extract", "classify", "translate", "summarize")
+
+
+def state_dir() -> Path:
+    """Where the local stack keeps its data, logs and connection file (ignored by git)."""
+    return Path(os.environ.get("JOBMETER_STATE_DIR", ".jobmeter")).resolve()
+
+
+def cache_dir() -> Path:
+    """Downloads shared by every clone on this machine (Kafka jars, stripe-mock)."""
+    default = Path.home() / ".cache" / "jobmeter"
+    return Path(os.environ.get("JOBMETER_CACHE_DIR", str(default))).resolve()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=(".env", str(state_dir() / "stack.env")),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Connections
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/jobmeter"
+    stripe_api_base: str = "http://127.0.0.1:12111"
+
+    # The event log
+    jobmeter_topic_prefix: str = ""
+    jobmeter_partitions: int = Field(default=6, ge=1)
+    jobmeter_apis: Annotated[tuple[str, ...], NoDecode] = DEFAULT_APIS
+
+    # HTTP
+    jobmeter_ingest_token: SecretStr = SecretStr("dev-ingest-token")
+    jobmeter_admin_token: SecretStr = SecretStr("dev-admin-token")
+    jobmeter_ingest_max_batch: int = Field(default=1000, ge=1)
+    jobmeter_http_port: int = 8080
+
+    # Consumers
+    jobmeter_batch_max_records: int = Field(default=2000, ge=1)
+    jobmeter_batch_timeout_ms: int = Field(default=200, ge=1)
+
+    # Stripe
+    stripe_secret_key: SecretStr = SecretStr("sk_test_123")
+    stripe_webhook_secret: SecretStr = SecretStr("whsec_dev")
+
+    log_level: str = "INFO"
+
+    @field_validator("jobmeter_apis", mode="before")
+    @classmethod
+    def _split_apis(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("jobmeter_apis")
+    @classmethod
+    def _apis_present(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("JOBMETER_APIS must name at least one API surface")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` instead."""
+    return Settings()

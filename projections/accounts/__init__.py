@@ -1,0 +1,1 @@
+"""The account registry every consumer reads: who an account is and how it is billed."""

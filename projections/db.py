@@ -1,0 +1,33 @@
+"""The one way to reach Postgres: a pool, and a transaction scoped to a projection's schema."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def quote_schema(schema: str) -> str:
+    """Schemas are our own names, never user input; still, refuse anything that is not a plain identifier."""
+    if not _SCHEMA.match(schema):
+        raise ValueError(f"not a valid schema name: {schema!r}")
+    return f'"{schema}"'
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool, schema: str | None = None) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction, committed once, on tables resolved in `schema` (SET LOCAL ends with it)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if schema is not None:
+            await conn.execute(f"SET LOCAL search_path TO {quote_schema(schema)}, public")
+        yield conn

@@ -1,0 +1,1 @@
+"""The usage ledger: every job once, and counts per account, API surface, channel and hour."""

@@ -1,0 +1,58 @@
+"""The ledger's fold: set-based, one statement per batch, whatever its size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from events.envelope import Event
+from events.jobs import JobCompleted
+from projections.projection import Projection
+from projections.records import Recorded
+
+# A job published twice is counted once: the insert skips known (api, job_id) and only the rows it
+# really inserted reach the hourly counts. Duplicates within one batch are skipped the same way.
+APPLY_JOBS = """
+WITH new AS (
+    INSERT INTO jobs (api, job_id, account_id, channel, mode, completed_at, logged_at, event_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[], $8::uuid[])
+    ON CONFLICT (api, job_id) DO NOTHING
+    RETURNING account_id, api, channel, date_trunc('hour', completed_at, 'UTC') AS hour
+)
+INSERT INTO hourly (account_id, api, channel, hour, jobs)
+SELECT account_id, api, channel, hour, count(*) FROM new GROUP BY 1, 2, 3, 4
+ON CONFLICT (account_id, api, channel, hour) DO UPDATE SET jobs = hourly.jobs + EXCLUDED.jobs
+"""
+
+
+def job_rows(events: Sequence[Recorded[Event]]) -> list[list[object]]:
+    """Columns for APPLY_JOBS from the JobCompleted events of a batch (other types are not the ledger's)."""
+    columns: list[list[object]] = [[] for _ in range(8)]
+    for item in events:
+        job = item.event
+        if not isinstance(job, JobCompleted):
+            continue
+        for column, value in zip(
+            columns,
+            (job.api, job.job_id, job.account_id, job.channel, job.mode, job.completed_at, item.logged_at,
+             item.envelope.event_id),
+            strict=True,
+        ):
+            column.append(value)
+    return columns
+
+
+class UsageLedger(Projection):
+    name = "usage-ledger"
+    schema = "ledger"
+    topics = ("jobs",)
+    migrations = Path(__file__).parent / "migrations"
+    tables = ("jobs", "hourly")
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
+        columns = job_rows(events)
+        if columns[0]:
+            await conn.execute(APPLY_JOBS, *columns)

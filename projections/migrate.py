@@ -1,0 +1,43 @@
+"""Schema migrations, with yoyo-migrations: plain SQL files, applied once each, under a lock.
+
+A projection's migrations are applied to a named schema (its live one, or a shadow one for replay), so
+the same files build both; yoyo keeps its bookkeeping inside that schema, which makes them independent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+from yoyo import get_backend, read_migrations
+
+from projections.db import quote_schema
+
+TRACKING_MIGRATIONS = Path(__file__).parent / "tracking"
+
+
+def yoyo_url(dsn: str, schema: str) -> str:
+    """yoyo speaks psycopg 3 through the `postgresql+psycopg` scheme and takes the schema as a parameter."""
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    query["schema"] = schema
+    return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+async def migrate(dsn: str, schema: str, *migration_dirs: Path) -> None:
+    """Bring `schema` up to date with the tracking tables and the given migration folders."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
+    finally:
+        await conn.close()
+    await asyncio.to_thread(_apply, yoyo_url(dsn, schema), [TRACKING_MIGRATIONS, *migration_dirs])
+
+
+def _apply(url: str, dirs: list[Path]) -> None:
+    backend = get_backend(url)
+    migrations = read_migrations(*(str(d) for d in dirs))
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(migrations))

@@ -1,0 +1,80 @@
+"""Positions kept beside the rows they produced: the pure filter, and the reads and writes of them.
+
+Rows are locked (FOR UPDATE) for the length of the transaction, so two consumers that briefly both hold a
+partition during a rebalance apply a record once between them, never twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
+
+import asyncpg
+
+Partition = tuple[str, int]
+
+
+class Positioned(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+R = TypeVar("R", bound=Positioned)
+
+
+def unread(records: Iterable[R], positions: dict[Partition, int]) -> list[R]:
+    """The records at or past the stored position of their partition (those not yet applied)."""
+    return [r for r in records if r.offset >= positions.get((r.topic, r.partition), 0)]
+
+
+def next_offsets(records: Iterable[Positioned]) -> dict[Partition, int]:
+    result: dict[Partition, int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        result[key] = max(result.get(key, 0), r.offset + 1)
+    return result
+
+
+async def lock(conn: asyncpg.Connection, partitions: Sequence[Partition]) -> dict[Partition, int]:
+    """Lock and read the positions of these partitions (creating them at 0) for this transaction."""
+    partitions = sorted(set(partitions))  # one lock order for every consumer: no deadlocks
+    topics = [t for t, _ in partitions]
+    numbers = [p for _, p in partitions]
+    await conn.execute(
+        """INSERT INTO positions (topic, partition, next_offset)
+           SELECT t, p, 0 FROM unnest($1::text[], $2::int[]) AS u(t, p)
+           ON CONFLICT DO NOTHING""",
+        topics,
+        numbers,
+    )
+    rows = await conn.fetch(
+        """SELECT topic, partition, next_offset FROM positions
+           WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))
+           ORDER BY topic, partition FOR UPDATE""",
+        topics,
+        numbers,
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def advance(conn: asyncpg.Connection, offsets: dict[Partition, int]) -> None:
+    if not offsets:
+        return
+    keys = list(offsets)
+    await conn.execute(
+        """UPDATE positions AS p SET next_offset = GREATEST(p.next_offset, u.o)
+           FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, n, o)
+           WHERE p.topic = u.t AND p.partition = u.n""",
+        [t for t, _ in keys],
+        [n for _, n in keys],
+        [offsets[k] for k in keys],
+    )
+
+
+async def read_all(conn: asyncpg.Connection) -> dict[Partition, int]:
+    rows = await conn.fetch("SELECT topic, partition, next_offset FROM positions")
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}

@@ -1,0 +1,1 @@
+"""The processes that run: FastStream consumers, the HTTP apps, the CLI, and adapters to the outside world."""

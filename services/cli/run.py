@@ -1,0 +1,43 @@
+"""`jobmeter run SERVICE`: one consumer, the HTTP app, or everything in one process (`all`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+import uvicorn
+
+from jobmeter.logs import configure_logging
+from jobmeter.settings import Settings, get_settings
+from services.http.app import create_app
+from services.runtime import PROJECTION_SERVICES, build_runtime
+
+SERVICES = ["all", "http", *PROJECTION_SERVICES]
+
+
+def run(
+    service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICES)}"),
+    port: int = typer.Option(None, help="HTTP port for `http` and `all` (default JOBMETER_HTTP_PORT, 8080)"),
+    host: str = typer.Option("127.0.0.1", help="HTTP address to bind"),
+) -> None:
+    """Run one service in the foreground until Ctrl-C or SIGTERM."""
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; choose from: {', '.join(SERVICES)}")
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if service in ("http", "all"):
+        consumers = list(PROJECTION_SERVICES) if service == "all" else []
+        app = create_app(settings, consumers)
+        uvicorn.run(app, host=host, port=port or settings.jobmeter_http_port, log_config=None)
+    else:
+        asyncio.run(_consume(settings, service))
+
+
+async def _consume(settings: Settings, service: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with build_runtime(settings, [service]).running(producer=f"jobmeter-{service}"):
+        await stop.wait()

@@ -1,0 +1,1 @@
+"""The HTTP app: ingest, accounts, usage, health and metrics (FastAPI)."""

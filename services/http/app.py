@@ -1,0 +1,38 @@
+"""The HTTP app. `create_app` wires it to a runtime, which may also run consumers in the same process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from jobmeter.settings import Settings
+from services.http import accounts, ingest, ops
+from services.runtime import build_runtime
+
+
+def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAPI:
+    runtime = build_runtime(settings, consumers or [])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.running(producer="jobmeter-http"):
+            yield
+
+    app = FastAPI(title="jobmeter", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.runtime = runtime
+    for module in (ingest, accounts, ops):
+        app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        reasons = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()
+        ]
+        return JSONResponse({"detail": "invalid request", "errors": reasons}, status_code=422)
+
+    return app

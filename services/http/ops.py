@@ -1,0 +1,26 @@
+"""Health and metrics for operators and orchestrators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    """200 when Postgres answers and the process is running; 503 with the reason otherwise."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.res.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception as error:  # noqa: BLE001 - any failure is "not healthy", reported with its reason
+        return JSONResponse({"status": "unhealthy", "reason": f"postgres: {error}"}, status_code=503)
+    return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders)})
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

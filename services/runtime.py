@@ -1,0 +1,92 @@
+"""A running process: its resources, its consumers, and the one place they are wired together.
+
+Subscribers are declared on the broker before start (so AsyncAPI can describe them without a database);
+what they need at call time (the pool, the publisher) is opened when the process starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from faststream.kafka import KafkaBroker
+
+from events.topics import Topics
+from jobmeter.settings import Settings
+from projections.catalog import PROJECTIONS
+from projections.fold import Folder
+from services.consumers import group_id, mount_projection
+from services.resources import Resources, open_resources
+
+# Which projection each consumer service folds; `jobmeter run NAME` and docker-compose use these names.
+PROJECTION_SERVICES: dict[str, str] = {
+    "ledger": "usage-ledger",
+    "accounts": "accounts",
+}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    broker: KafkaBroker
+    resources: Resources | None = None
+    folders: dict[str, Folder] = field(default_factory=dict)
+    _on_open: list[Callable[[Resources], None]] = field(default_factory=list)
+
+    def folder(self, projection: str) -> Folder:
+        try:
+            return self.folders[projection]
+        except KeyError:
+            raise RuntimeError(f"{projection} is not running in this process (is the runtime open?)") from None
+
+    @property
+    def res(self) -> Resources:
+        if self.resources is None:
+            raise RuntimeError("the runtime is not open")
+        return self.resources
+
+    def mount(self, service: str) -> None:
+        projection = PROJECTIONS[PROJECTION_SERVICES[service]]
+        s = self.settings
+        mount_projection(
+            self.broker,
+            lambda: self.folder(projection.name),
+            topics=[self._topic(t) for t in projection.topics],
+            group=group_id(s.jobmeter_topic_prefix, projection.name),
+            max_records=s.jobmeter_batch_max_records,
+            timeout_ms=s.jobmeter_batch_timeout_ms,
+            title=projection.name,
+        )
+        self._on_open.append(
+            lambda res: self.folders.__setitem__(
+                projection.name, Folder(projection, res.pool, dead_letters=res.dead_letter)
+            )
+        )
+
+    def _topic(self, logical: str) -> str:
+        return Topics(self.settings.jobmeter_topic_prefix).name(logical)
+
+    @asynccontextmanager
+    async def running(self, *, producer: str) -> AsyncIterator[Runtime]:
+        """Open the resources, start the consumers; stop and close everything on the way out."""
+        async with AsyncExitStack() as stack:
+            self.resources = await stack.enter_async_context(open_resources(self.settings, producer=producer))
+            for hook in self._on_open:
+                hook(self.resources)
+            await self.broker.start()
+            stack.push_async_callback(self.broker.stop)
+            yield self
+        self.resources = None
+        self.folders.clear()
+
+
+def build_runtime(settings: Settings, services: list[str]) -> Runtime:
+    unknown = [s for s in services if s not in PROJECTION_SERVICES]
+    if unknown:
+        raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(PROJECTION_SERVICES)}")
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"jobmeter-{'-'.join(services) or 'http'}")
+    runtime = Runtime(settings, broker)
+    for service in services:
+        runtime.mount(service)
+    return runtime

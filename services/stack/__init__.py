@@ -1,0 +1,304 @@
+"""The real local stack (Kafka, Postgres, stripe-mock), started and watched by the project itself.
+
+Public API: `up`, `down`, `status`, `restart`, `kill`. This module also holds the small process helpers the
+service modules share; the public functions import `manager` lazily so service modules can import from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jobmeter.settings import state_dir
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["ServiceStatus", "StackError", "down", "kill", "restart", "status", "up"]
+
+HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A service could not be installed, started or reached; the message says what to read."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str  # running | external | unhealthy | down | not started
+    address: str
+    pid: int | None
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("running", "external")
+
+
+def port_is_free(port: int) -> bool:
+    # SO_REUSEADDR like the servers themselves, so a port in TIME_WAIT still counts as free.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(previous: int | None, taken: set[int] | None = None) -> int:
+    """Keep the previous port when we can, so clients and stack.env stay valid across restarts."""
+    taken = taken or set()
+    if previous and previous not in taken and port_is_free(previous):
+        return previous
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# Children we spawned in this process: polling them reaps zombies, which os.kill(pid, 0) would call alive.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def pid_alive(pid: int | None, marker: str) -> bool:
+    """True when `pid` runs and its command line contains `marker` (a recycled pid is not our server)."""
+    if not pid:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and marker in cmdline
+
+
+def spawn(cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
+    """Start a server detached from our session so it outlives this process and Ctrl-C."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    return proc.pid
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    # Servers lead their own process group (start_new_session / pg_ctl's setsid), so helpers die with them.
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def wait_gone(pid: int, marker: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid, marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def terminate(pid: int | None, marker: str, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL when the server has not exited after `timeout` seconds."""
+    if not pid_alive(pid, marker):
+        return
+    assert pid is not None
+    _signal(pid, signal.SIGTERM)
+    if not wait_gone(pid, marker, timeout):
+        hard_kill(pid, marker)
+
+
+def hard_kill(pid: int | None, marker: str) -> None:
+    if pid_alive(pid, marker):
+        assert pid is not None
+        _signal(pid, signal.SIGKILL)
+        wait_gone(pid, marker, 10.0)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Serialise work on shared folders: two `up`s at once, or two clones filling the same cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_logged(
+    cmd: list[str],
+    log: Path,
+    console: Console | None,
+    label: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Run an installer, streaming its lines into a spinner (downloads can take minutes) and into `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with contextlib.ExitStack() as stack, log.open("w") as out:
+        spinner = stack.enter_context(console.status(label)) if console else None
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if "Download" in line or "downloading" in line or line.startswith(("Get:", "Unpacking")):
+                count += 1
+            if spinner is not None:
+                spinner.update(f"{label} [dim]({count} fetched) {line.strip()[-90:]}[/dim]")
+        code = proc.wait()
+    if code != 0:
+        raise StackError(f"{label} failed (exit {code}); read {log}")
+
+
+class Server:
+    """What every local server shares: a pid file, a ports file, a log folder, and how to stop it."""
+
+    name = ""
+    env_key = ""
+    health_timeout = 60.0
+
+    @property
+    def marker(self) -> str:
+        """A string in the server's command line, to tell our process from a recycled pid."""
+        return self.name
+
+    @property
+    def run_dir(self) -> Path:
+        return state_dir() / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return state_dir() / "logs" / self.name
+
+    @property
+    def log(self) -> Path:
+        return self.log_dir / "console.log"
+
+    def log_hint(self) -> str:
+        """The file(s) to read when the server does not come up."""
+        return str(self.log)
+
+    def pid(self) -> int | None:
+        return read_int(self.run_dir / f"{self.name}.pid")
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid(), self.marker)
+
+    def write_pid(self, pid: int) -> None:
+        write_atomic(self.run_dir / f"{self.name}.pid", f"{pid}\n")
+
+    def saved_ports(self) -> dict[str, int]:
+        try:
+            return {k: int(v) for k, v in json.loads((self.run_dir / f"{self.name}.ports").read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def save_ports(self, ports: dict[str, int]) -> None:
+        write_atomic(self.run_dir / f"{self.name}.ports", json.dumps(ports) + "\n")
+
+    def address(self) -> str | None:
+        """The env value (bootstrap servers, URL) for the saved ports; None before the first start."""
+        raise NotImplementedError
+
+    def install(self, console: Console | None) -> None:
+        """Fetch binaries once (cached); a no-op when they are present."""
+
+    def launch(self) -> None:
+        """Start the server on its saved ports (new ones if taken) without waiting for health."""
+        raise NotImplementedError
+
+    async def check(self, address: str) -> None:
+        """Raise unless a real client gets a real answer from `address`."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        terminate(self.pid(), self.marker)
+
+    def kill(self) -> None:
+        hard_kill(self.pid(), self.marker)
+
+
+def up(quiet: bool = False) -> dict[str, str]:
+    """Start (or reuse) every service, wait until each is healthy, write stack.env; returns its values."""
+    from services.stack import manager
+
+    return manager.up(quiet=quiet)
+
+
+def down(purge: bool = False) -> None:
+    """Stop what `up` started; `purge` also deletes the data."""
+    from services.stack import manager
+
+    manager.down(purge=purge)
+
+
+def status() -> list[ServiceStatus]:
+    from services.stack import manager
+
+    return manager.status()
+
+
+def restart(name: str) -> str:
+    """Stop one server gracefully and start it again on the same port and data; returns its address."""
+    from services.stack import manager
+
+    return manager.restart(name)
+
+
+def kill(name: str) -> None:
+    """SIGKILL one server (a crash, for fault injection); `up()` or `restart(name)` brings it back."""
+    from services.stack import manager
+
+    manager.kill(name)

@@ -1,0 +1,84 @@
+"""HTTP ingest against the real Kafka and Postgres: acknowledged only after Kafka has the events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from events.registry import REGISTRY
+from events.topics import Topics
+from jobmeter.settings import Settings
+from services.http.app import create_app
+from tests.integration.helpers import client_for, eventually, fetchval, job, read_topic
+
+pytestmark = pytest.mark.integration
+
+INGEST = {"Authorization": "Bearer dev-ingest-token"}
+
+
+async def test_batch_is_published_with_per_item_errors_and_duplicates(settings: Settings) -> None:
+    app = create_app(settings, consumers=["ledger"])
+    async with client_for(app) as client:
+        batch = [
+            job("acme", "j-1"),
+            job("acme", "j-2", api="classify", mode="async"),
+            {"account_id": "acme", "api": "nope", "job_id": "j-3", "channel": "direct", "mode": "sync",
+             "completed_at": "2026-11-01T10:00:00Z"},
+            job("acme", "j-1"),  # the same job again, in the same batch
+            "not an object",
+            {**job("acme", "j-4"), "completed_at": "2026-11-01T10:00:00"},  # no zone
+        ]
+        response = await client.post("/v1/jobs/completed", json=batch, headers=INGEST)
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 1, 3)
+        assert [e["index"] for e in body["errors"]] == [2, 4, 5]
+        assert body["errors"][0]["errors"][0]["field"] == "api"
+        assert "unknown API surface" in body["errors"][0]["errors"][0]["message"]
+        assert body["errors"][2]["errors"][0]["field"] == "completed_at"
+        assert body["unknown_accounts"] == ["acme"]
+
+        again = await client.post("/v1/jobs/completed", json=job("acme", "j-2", api="classify"), headers=INGEST)
+        assert again.status_code == 202
+        assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 1)
+
+        records = await read_topic(settings, Topics(settings.jobmeter_topic_prefix).jobs, expect=2)
+        assert len(records) == 2
+        decoded = [REGISTRY.decode(r.value)[1] for r in records]
+        assert {(j.api, j.job_id) for j in decoded} == {("extract", "j-1"), ("classify", "j-2")}
+        assert {r.key for r in records} == {b"acme"}
+
+        total = await eventually(
+            lambda: fetchval(settings, "SELECT coalesce(sum(jobs), 0) FROM ledger.hourly"), lambda v: v == 2
+        )
+        assert total == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"42", 422, "expected a JSON object"),
+        (b"[]", 422, "empty"),
+        (json.dumps([{"api": "extract"}]).encode(), 422, None),
+    ],
+)
+async def test_bad_bodies_get_a_clear_4xx(settings: Settings, body: bytes, status: int, reason: str | None) -> None:
+    async with client_for(create_app(settings)) as client:
+        response = await client.post("/v1/jobs/completed", content=body, headers=INGEST)
+    assert response.status_code == status, response.text
+    if reason:
+        assert reason in response.json()["detail"]
+
+
+async def test_token_and_batch_limits(settings: Settings) -> None:
+    small = settings.model_copy(update={"jobmeter_ingest_max_batch": 3})
+    async with client_for(create_app(small)) as client:
+        assert (await client.post("/v1/jobs/completed", json=job("a", "1"))).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (await client.post("/v1/jobs/completed", json=job("a", "1"), headers=wrong)).status_code == 401
+        big = [job("a", str(i)) for i in range(4)]
+        response = await client.post("/v1/jobs/completed", json=big, headers=INGEST)
+        assert response.status_code == 413
+        assert "limit of 3" in response.json()["detail"]
