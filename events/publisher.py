@@ -84,6 +84,14 @@ class Publisher:
         return envelopes
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Bytes as they are (benchmarks compare against this; dead letters keep original payloads)."""
-        await (await self._producer.send(topic, value=value, key=key, headers=JSON_HEADERS))
+        """Bytes as they are (benchmarks compare against this)."""
+        await self.send_raw_many([(topic, key, value)])
+
+    async def send_raw_many(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        """Already-encoded envelopes (an outbox's rows), in order; waits until Kafka has every one."""
+        futures = [
+            await self._producer.send(topic, value=value, key=key, headers=JSON_HEADERS)
+            for topic, key, value in records
+        ]
+        await asyncio.gather(*futures)
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from projections.accounts.projection import AccountRegistry
 from projections.ledger.projection import UsageLedger
+from projections.normalizer.projection import LegacyNormaliser
 from projections.projection import Projection
 
-PROJECTIONS: dict[str, Projection] = {p.name: p for p in (UsageLedger(), AccountRegistry())}
+PROJECTIONS: dict[str, Projection] = {
+    p.name: p
+    for p in (
+        UsageLedger(),
+        AccountRegistry(),
+        LegacyNormaliser(),
+    )
+}
 
 
 def get(name: str) -> Projection:

@@ -21,6 +21,7 @@ class Projection(ABC):
     topics: ClassVar[tuple[str, ...]]  # logical topic names (events.topics)
     migrations: ClassVar[Path]
     tables: ClassVar[tuple[str, ...]]  # what `replay --verify` compares, row for row
+    emits: ClassVar[bool] = False  # True when apply() writes to the outbox (projections.outbox.emit)
 
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:

@@ -94,6 +94,8 @@ def _csv_rows(handle: TextIO) -> Iterator[UsageRow | RejectedRow]:
     except (StopIteration, csv.Error) as exc:
         raise UnreadableFile("no header line") from exc
     missing = [name for name in COLUMNS if name not in header]
+    if len(missing) == len(COLUMNS):
+        raise UnreadableFile(f"the first line is not a header naming {', '.join(COLUMNS)}")
     if missing:
         raise UnreadableFile(f"the header lacks {', '.join(missing)}; it needs {', '.join(COLUMNS)}")
     line = reader.line_num
@@ -214,34 +216,20 @@ class ImpactLine:
 
 def impact(totals: UsageTally, prices: Prices) -> tuple[list[ImpactLine], ImpactLine]:
     """One line per account and API, sorted, and the total line (the sum of the rounded lines)."""
-    lines = [
-        ImpactLine(
-            account_id,
-            api,
-            pages,
-            len(totals.job_ids[account_id, api]),
-            charge(pages, prices.per_page, prices.exponent),
-            charge(len(totals.job_ids[account_id, api]), prices.per_job, prices.exponent),
+    lines = []
+    for (account_id, api), pages in sorted(totals.pages.items()):
+        jobs = len(totals.job_ids[account_id, api])
+        page_billing = charge(pages, prices.per_page, prices.exponent)
+        lines.append(
+            ImpactLine(account_id, api, pages, jobs, page_billing, charge(jobs, prices.per_job, prices.exponent))
         )
-        for (account_id, api), pages in sorted(totals.pages.items())
-    ]
-    total = ImpactLine(
-        *TOTAL,
-        sum(line.pages for line in lines),
-        sum(line.jobs for line in lines),
-        sum(line.page_billing for line in lines),
-        sum(line.job_billing for line in lines),
-    )
-    return lines, total
+    sums = [sum(getattr(line, name) for line in lines) for name in ("pages", "jobs", "page_billing", "job_billing")]
+    return lines, ImpactLine(*TOTAL, *sums)
 
 
 def as_record(line: ImpactLine, prices: Prices) -> dict[str, str | int]:
     """A line for CSV and JSON output: amounts as exact decimal strings, never floats."""
-    money = {
-        "page_billing": line.page_billing,
-        "job_billing": line.job_billing,
-        "difference": line.difference,
-    }
+    money = {"page_billing": line.page_billing, "job_billing": line.job_billing, "difference": line.difference}
     return {
         "account_id": line.account_id,
         "api": line.api,

@@ -6,6 +6,7 @@ what they need at call time (the pool, the publisher) is opened when the process
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.fold import Folder
 from services.consumers import group_id, mount_projection
+from services.relay import run_relay
 from services.resources import Resources, open_resources
 
 # Which projection each consumer service folds; `jobmeter run NAME` and docker-compose use these names.
 PROJECTION_SERVICES: dict[str, str] = {
     "ledger": "usage-ledger",
     "accounts": "accounts",
+    "normalizer": "normalizer",
 }
 
 
@@ -76,9 +79,21 @@ class Runtime:
                 hook(self.resources)
             await self.broker.start()
             stack.push_async_callback(self.broker.stop)
+            relays = [
+                asyncio.create_task(run_relay(self.resources.pool, f.schema, self.resources.publisher))
+                for f in self.folders.values()
+                if f.projection.emits
+            ]
+            stack.push_async_callback(_cancel, relays)
             yield self
         self.resources = None
         self.folders.clear()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def build_runtime(settings: Settings, services: list[str]) -> Runtime:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from jobmeter.settings import state_dir
 
 if TYPE_CHECKING:
@@ -88,6 +90,13 @@ def read_int(path: Path) -> int | None:
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def pid_alive(pid: int | None, marker: str) -> bool:
     """True when `pid` runs and its command line contains `marker` (a recycled pid is not our server)."""
     if not pid:
@@ -97,10 +106,26 @@ def pid_alive(pid: int | None, marker: str) -> bool:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state not in ("Z", "X") and marker in cmdline
+    return _proc_state(pid) not in (None, "Z", "X") and marker in cmdline
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+    return kids
+
+
+def _wait_reaped(pids: list[int], timeout: float) -> None:
+    # A zombie keeps its pid until its parent (init) reaps it, and Postgres takes the pid in a stale
+    # postmaster.pid for a live server: a restart must wait for the reaping, not just the death.
+    deadline = time.monotonic() + timeout
+    while any(_proc_state(pid) is not None for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def spawn(cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
@@ -135,6 +160,7 @@ def wait_gone(pid: int, marker: str, timeout: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
+    _wait_reaped([pid], 5.0)
     return True
 
 
@@ -149,10 +175,17 @@ def terminate(pid: int | None, marker: str, timeout: float = 30.0) -> None:
 
 
 def hard_kill(pid: int | None, marker: str) -> None:
-    if pid_alive(pid, marker):
-        assert pid is not None
-        _signal(pid, signal.SIGKILL)
-        wait_gone(pid, marker, 10.0)
+    """A crash: SIGKILL the server and its children (Postgres backends sit in sessions of their own)."""
+    if not pid_alive(pid, marker):
+        return
+    assert pid is not None
+    kids = _children(pid)
+    _signal(pid, signal.SIGKILL)
+    for kid in kids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(kid, signal.SIGKILL)
+    wait_gone(pid, marker, 10.0)
+    _wait_reaped(kids, 5.0)
 
 
 @contextlib.contextmanager
@@ -165,6 +198,10 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Lines that mean one more file fetched or placed: Maven, go, apt-get.
+PROGRESS_WORDS = ("Downloaded from", "Copying ", "go: downloading", "Get:", "Unpacking ")
 
 
 def run_logged(
@@ -193,10 +230,12 @@ def run_logged(
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
-            if "Download" in line or "downloading" in line or line.startswith(("Get:", "Unpacking")):
+            if any(word in line for word in PROGRESS_WORDS):
                 count += 1
-            if spinner is not None:
-                spinner.update(f"{label} [dim]({count} fetched) {line.strip()[-90:]}[/dim]")
+            if spinner is not None and console is not None:
+                room = max(20, console.width - len(label) - 20)
+                tail = line.strip().removeprefix("[INFO] ")[-room:]
+                spinner.update(f"{label} [dim]({count} files) {escape(tail)}[/dim]")
         code = proc.wait()
     if code != 0:
         raise StackError(f"{label} failed (exit {code}); read {log}")

@@ -128,6 +128,10 @@ class Kafka(Server):
             "share.coordinator.state.topic.min.isr": "1",
             "min.insync.replicas": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # After a crash the controller refuses the new incarnation until the old session expires (9 s by
+            # default); fault-injection tests crash Kafka often, and one local node has no flaky network.
+            "broker.session.timeout.ms": "4000",
+            "broker.heartbeat.interval.ms": "1000",
             # Test-sized: two cores are plenty for one node, and the defaults would claim more.
             "num.network.threads": "2",
             "num.io.threads": "2",

@@ -63,7 +63,7 @@ def external(svc: Server) -> str | None:
     """The address from a real environment variable, when it points at a server we did not start."""
     value = os.environ.get(svc.env_key)
     # `eval "$(jobmeter stack env)"` exports our own addresses: those still mean "ours", not external.
-    if not value or value in (read_env_file().get(svc.env_key), svc.address()):
+    if not value or value == svc.address():
         return None
     return value
 
@@ -135,7 +135,7 @@ def up(quiet: bool = False) -> dict[str, str]:
 
 
 def _row(svc: Server, state: str, address: str | None) -> ServiceStatus:
-    pid = None if state == "external" else svc.pid()
+    pid = svc.pid() if state in ("running", "unhealthy") else None
     return ServiceStatus(svc.name, state, address or "-", pid, svc.log_hint())
 
 
@@ -163,7 +163,8 @@ def status() -> list[ServiceStatus]:
 def table(rows: list[ServiceStatus]) -> Table:
     out = Table(title="jobmeter stack")
     for column in ("service", "state", "address", "pid"):
-        out.add_column(column)
+        # Fold rather than cut with an ellipsis: a cut address is useless to copy.
+        out.add_column(column, overflow="fold")
     for row in rows:
         colour = "green" if row.ok else "red"
         out.add_row(row.name, f"[{colour}]{row.state}[/{colour}]", row.address, str(row.pid or "-"))

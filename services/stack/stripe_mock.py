@@ -59,7 +59,10 @@ class StripeMock(Server):
         self.save_ports({"port": port})
         # stripe-mock also reads PORT from the environment, which would clash with -http-addr.
         env = {k: v for k, v in os.environ.items() if k != "PORT"}
-        self.write_pid(spawn([str(self.binary), "-http-addr", f"{HOST}:{port}"], self.log, env=env))
+        # -http-addr alone still opens HTTPS on *:12112 (stripe-mock only counts -http/-http-port as "HTTP
+        # only"), so a second clone would die on that port: park HTTPS on a system-chosen loopback port.
+        cmd = [str(self.binary), "-http-addr", f"{HOST}:{port}", "-https-addr", f"{HOST}:0"]
+        self.write_pid(spawn(cmd, self.log, env=env))
 
     async def check(self, address: str) -> None:
         import httpx
