@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from events.accounts import AccountRegistered, StripeCustomerLinked
+from events.billing import MeterUsageReported, MeterUsageUnreportable
 from events.codec import EventRegistry
 from events.deadletters import DeadLettered
 from events.jobs import JobCompleted, LegacyOperation
+from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended
+from events.stripe import StripeEventReceived
 
 REGISTRY = EventRegistry(
     [
@@ -14,5 +17,12 @@ REGISTRY = EventRegistry(
         AccountRegistered,
         StripeCustomerLinked,
         DeadLettered,
+        MeterUsageReported,
+        MeterUsageUnreportable,
+        StripeEventReceived,
+        KeyIssued,
+        KeyRevoked,
+        KeySuspended,
+        KeyRestored,
     ]
 )

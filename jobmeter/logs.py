@@ -26,6 +26,10 @@ def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutab
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    # FastStream logs every message at INFO and aiokafka every reconnect: at billing volumes that drowns
+    # what matters. Their warnings and errors still come through.
+    for noisy in ("jobmeter.broker", "faststream", "aiokafka", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -59,6 +59,30 @@ class Settings(BaseSettings):
     # Stripe
     stripe_secret_key: SecretStr = SecretStr("sk_test_123")
     stripe_webhook_secret: SecretStr = SecretStr("whsec_dev")
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)  # older signed deliveries are refused
+
+    # Key lifecycle notifications: smtp://user:pass@host:port (smtps:// for TLS); unset = a log sink
+    jobmeter_smtp_url: SecretStr | None = None
+    jobmeter_notify_from: str = "billing@jobmeter.invalid"
+
+    # Stripe catalog (`jobmeter stripe sync` creates what is missing and prints the IDs to put here)
+    stripe_pro_price_id: str | None = None
+    stripe_pro_annual_price_id: str | None = None
+    stripe_metered_overage_price_id: str | None = None
+    stripe_payg_topup_price_id: str | None = None
+    stripe_meter_id: str | None = None
+    stripe_meter_event_name: str = "jobmeter_jobs"
+    next_public_stripe_payment_link_subscription: str | None = None
+    stripe_portal_return_url: str = "http://localhost:8080/billing"
+    jobmeter_plan_included_jobs: int = Field(default=10_000, ge=0)
+    # Stripe meter reporting: window width, how long after its end a window stays open for stragglers,
+    # and this process's request budget (Stripe's documented live-mode limit is 1,000 meter-event calls/s)
+    jobmeter_meter_window_seconds: int = Field(default=60, ge=1, le=3600)
+    jobmeter_meter_lateness_seconds: float = Field(default=5.0, ge=0)
+    jobmeter_stripe_requests_per_second: float = Field(default=100.0, gt=0, le=1000)
+    jobmeter_meter_send_concurrency: int = Field(default=16, ge=1)
+    jobmeter_meter_poll_seconds: float = Field(default=1.0, gt=0)
+    jobmeter_stripe_timeout_seconds: float = Field(default=20.0, gt=0)
 
     log_level: str = "INFO"
 

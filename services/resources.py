@@ -21,6 +21,7 @@ from projections.db import create_pool
 from projections.migrate import migrate
 
 INGEST_MIGRATIONS = Path(__file__).parent / "ingest_store"
+WEBHOOK_MIGRATIONS = Path(__file__).parent / "webhook_store"
 
 
 @dataclass
@@ -41,6 +42,7 @@ async def prepare(settings: Settings) -> None:
     for projection in PROJECTIONS.values():
         await migrate(settings.database_url, projection.schema, projection.migrations)
     await migrate(settings.database_url, "ingest", INGEST_MIGRATIONS)
+    await migrate(settings.database_url, "webhooks", WEBHOOK_MIGRATIONS)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ what they need at call time (the pool, the publisher) is opened when the process
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -100,7 +101,11 @@ def build_runtime(settings: Settings, services: list[str]) -> Runtime:
     unknown = [s for s in services if s not in PROJECTION_SERVICES]
     if unknown:
         raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(PROJECTION_SERVICES)}")
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"jobmeter-{'-'.join(services) or 'http'}")
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"jobmeter-{'-'.join(services) or 'http'}",
+        logger=logging.getLogger("jobmeter.broker"),  # FastStream's per-message lines, quiet by default
+    )
     runtime = Runtime(settings, broker)
     for service in services:
         runtime.mount(service)

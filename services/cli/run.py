@@ -8,7 +8,6 @@ import signal
 import typer
 import uvicorn
 
-from jobmeter.logs import configure_logging
 from jobmeter.settings import Settings, get_settings
 from services.http.app import create_app
 from services.runtime import PROJECTION_SERVICES, build_runtime
@@ -25,7 +24,6 @@ def run(
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; choose from: {', '.join(SERVICES)}")
     settings = get_settings()
-    configure_logging(settings.log_level)
     if service in ("http", "all"):
         consumers = list(PROJECTION_SERVICES) if service == "all" else []
         app = create_app(settings, consumers)

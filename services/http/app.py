@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from jobmeter.settings import Settings
-from services.http import accounts, ingest, ops
+from services.http import accounts, ingest, ops, webhooks
 from services.runtime import build_runtime
 
 
@@ -25,7 +25,7 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
     app = FastAPI(title="jobmeter", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.runtime = runtime
-    for module in (ingest, accounts, ops):
+    for module in (ingest, accounts, ops, webhooks):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

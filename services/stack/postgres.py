@@ -9,13 +9,11 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 from jobmeter.settings import state_dir
 from services.stack import HOST, Server, StackError, pick_port, read_int, run_logged
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 DATABASE = "jobmeter"
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -61,8 +59,10 @@ class Postgres(Server):
             return
         if os.geteuid() != 0:
             raise StackError("PostgreSQL is missing; install it: sudo apt-get install -y postgresql")
-        if console:
-            console.print("PostgreSQL not found: running apt-get update && apt-get install -y postgresql")
+        # Said even with --quiet: installing system packages is not something to do silently.
+        (console or Console(stderr=True)).print(
+            "PostgreSQL not found: running apt-get update && apt-get install -y postgresql"
+        )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         log = self.log_dir / "apt-get.log"
         run_logged(["apt-get", "update"], log, console, "apt-get update", env=env)

@@ -45,8 +45,10 @@ async def test_one_job_per_completed_job_whatever_the_pages(settings: Settings) 
             lambda: fetchval(settings, "SELECT count(*) FROM ledger.jobs"), lambda n: n == 3
         )
         jobs = await fetchval(
-            settings, "SELECT string_agg(api || ':' || job_id || ':' || mode, ',' ORDER BY api, job_id) FROM ledger.jobs"
+            settings,
+            "SELECT string_agg(api || ':' || job_id || ':' || mode, ',' ORDER BY api, job_id) FROM ledger.jobs",
         )
         assert jobs == "classify:big:sync,extract:big:sync,extract:slow:async"
-        assert await fetchval(settings, "SELECT pages FROM normalizer.progress WHERE job_id = 'big' AND api = 'extract'") == 40
+        pages = "SELECT pages FROM normalizer.progress WHERE job_id = 'big' AND api = 'extract'"
+        assert await fetchval(settings, pages) == 40
         assert await fetchval(settings, "SELECT count(*) FROM normalizer.outbox WHERE sent_at IS NULL") == 0

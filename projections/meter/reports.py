@@ -1,0 +1,127 @@
+"""The meter outbox's life cycle: claim what is due, then mark it sent, expired or failed (with its event).
+
+A claim freezes a report's value and leases it to one sender; a sender that dies leaves the lease to run out,
+and the next claim sends the same identifier with the same value again, which Stripe drops as a duplicate.
+Marking and emitting the event happen in one transaction, so the bus hears of each report exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+
+from events.billing import MeterUsageReported, MeterUsageUnreportable
+from projections.outbox import emit
+
+PRODUCER = "stripe-meter"
+
+CLAIM_DUE = """
+WITH due AS (
+    SELECT customer_id, window_start, seq FROM reports
+    WHERE (state = 'pending' AND window_start + make_interval(secs => window_seconds + $2) <= $1)
+       OR (state = 'sending' AND claimed_until <= $1)
+    ORDER BY window_start, customer_id, seq
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE reports AS r SET state = 'sending', claimed_until = $1 + $4::interval, attempts = r.attempts + 1
+FROM due
+WHERE r.customer_id = due.customer_id AND r.window_start = due.window_start AND r.seq = due.seq
+RETURNING r.*
+"""
+
+FINISH = """
+UPDATE reports SET state = $4, sent_at = $5, claimed_until = NULL, last_error = $6
+WHERE customer_id = $1 AND window_start = $2 AND seq = $3 AND state = 'sending'
+RETURNING *
+"""
+
+POSTPONE = """
+UPDATE reports SET claimed_until = $4, last_error = $5
+WHERE customer_id = $1 AND window_start = $2 AND seq = $3 AND state = 'sending'
+"""
+
+
+@dataclass(frozen=True)
+class Report:
+    customer_id: str
+    window_start: datetime
+    seq: int
+    account_id: str
+    window_seconds: int
+    identifier: str
+    value: int
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    claimed_until: datetime | None
+    sent_at: datetime | None
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Report:
+        return cls(**dict(row))
+
+    def key(self) -> tuple[str, datetime, int]:
+        return self.customer_id, self.window_start, self.seq
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+async def claim_due(
+    conn: asyncpg.Connection, now: datetime, *, lateness_seconds: float, lease: timedelta, limit: int = 500
+) -> list[Report]:
+    """Closed windows not yet sent, and claims whose lease ran out; each now frozen and leased to the caller."""
+    rows = await conn.fetch(CLAIM_DUE, now, float(lateness_seconds), limit, lease)
+    return [Report.of(r) for r in rows]
+
+
+async def mark_sent(conn: asyncpg.Connection, report: Report, event_name: str, now: datetime) -> bool:
+    row = await conn.fetchrow(FINISH, *report.key(), "sent", now, None)
+    if row is None:
+        return False  # another sender finished it after our lease ran out: it already emitted the event
+    done = Report.of(row)
+    event = MeterUsageReported(
+        account_id=done.account_id, stripe_customer_id=done.customer_id, event_name=event_name,
+        window_start=done.window_start, window_seconds=done.window_seconds, seq=done.seq,
+        identifier=done.identifier, value=done.value, sent_at=now,
+    )
+    await emit(conn, [event], producer=PRODUCER, occurred_at=now)
+    return True
+
+
+async def mark_unreportable(
+    conn: asyncpg.Connection, report: Report, reason: Literal["expired", "rejected"], detail: str, now: datetime
+) -> bool:
+    state = "expired" if reason == "expired" else "failed"
+    row = await conn.fetchrow(FINISH, *report.key(), state, None, detail)
+    if row is None:
+        return False
+    event = MeterUsageUnreportable(
+        account_id=report.account_id, stripe_customer_id=report.customer_id, window_start=report.window_start,
+        window_seconds=report.window_seconds, seq=report.seq, identifier=report.identifier, value=report.value,
+        reason=reason, detail=detail,
+    )
+    await emit(conn, [event], producer=PRODUCER, occurred_at=now)
+    return True
+
+
+async def postpone(conn: asyncpg.Connection, report: Report, until: datetime, error: str) -> None:
+    """Transient failure: keep the claim (the value stays frozen) and try again after `until`."""
+    await conn.execute(POSTPONE, *report.key(), until, error[:1000])
+
+
+async def reports_of_account(
+    conn: asyncpg.Connection, account_id: str, start: datetime | None = None, end: datetime | None = None
+) -> list[Report]:
+    rows = await conn.fetch(
+        """SELECT * FROM reports WHERE account_id = $1
+           AND ($2::timestamptz IS NULL OR window_start >= $2) AND ($3::timestamptz IS NULL OR window_start < $3)
+           ORDER BY window_start, seq""",
+        account_id, start, end,
+    )
+    return [Report.of(r) for r in rows]

@@ -1,0 +1,110 @@
+"""Realistic Stripe events of the types the dunning policy reads, for `jobmeter simulate webhook` and tests.
+
+Shaped like Stripe's own payloads (API 2025+): only the fields we read are guaranteed meaningful.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+SUBSCRIPTION_STATUSES = ("active", "past_due", "unpaid", "canceled", "incomplete", "trialing")
+EVENT_TYPES = (
+    "invoice.payment_failed",
+    "invoice.paid",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
+RETRY_SECONDS = 3 * 24 * 3600  # when Stripe would try again after a failure that is not the last
+
+
+def stripe_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def invoice(customer: str, *, paid: bool, attempt_count: int, next_attempt: int | None, created: int,
+            subscription: str | None = None) -> dict[str, Any]:
+    return {
+        "id": stripe_id("in"),
+        "object": "invoice",
+        "customer": customer,
+        "subscription": subscription or f"sub_{customer.removeprefix('cus_')}",
+        "status": "paid" if paid else "open",
+        "paid": paid,
+        "attempted": True,
+        "attempt_count": attempt_count,
+        "next_payment_attempt": next_attempt,
+        "amount_due": 4900,
+        "amount_paid": 4900 if paid else 0,
+        "amount_remaining": 0 if paid else 4900,
+        "currency": "usd",
+        "billing_reason": "subscription_cycle",
+        "created": created,
+        "livemode": False,
+    }
+
+
+def subscription(customer: str, status: str, *, created: int) -> dict[str, Any]:
+    return {
+        "id": f"sub_{customer.removeprefix('cus_')}",
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "cancel_at_period_end": False,
+        "created": created - 30 * 24 * 3600,
+        "current_period_start": created - 24 * 3600,
+        "current_period_end": created + 29 * 24 * 3600,
+        "livemode": False,
+    }
+
+
+def build_event(
+    event_type: str,
+    customer: str,
+    *,
+    final: bool = False,
+    status: str | None = None,
+    attempt_count: int | None = None,
+    created: int | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A Stripe event as Stripe would deliver it.
+
+    `final` makes an `invoice.payment_failed` the last attempt (`next_payment_attempt: null`); `status` sets a
+    subscription's status (default `past_due` for updated, `canceled` for deleted).
+    """
+    now = int(time.time()) if created is None else created
+    if event_type == "invoice.payment_failed":
+        attempts = attempt_count or (4 if final else 1)
+        obj = invoice(customer, paid=False, attempt_count=attempts,
+                      next_attempt=None if final else now + RETRY_SECONDS, created=now)
+        previous: dict[str, Any] | None = None
+    elif event_type == "invoice.paid":
+        obj = invoice(customer, paid=True, attempt_count=attempt_count or 1, next_attempt=None, created=now)
+        previous = None
+    elif event_type in ("customer.subscription.updated", "customer.subscription.deleted"):
+        default = "canceled" if event_type.endswith("deleted") else "past_due"
+        obj = subscription(customer, status or default, created=now)
+        previous = {"status": "active"} if event_type.endswith("updated") else None
+    else:
+        raise ValueError(f"cannot simulate {event_type!r}; choose from: {', '.join(EVENT_TYPES)}")
+    data: dict[str, Any] = {"object": obj}
+    if previous is not None:
+        data["previous_attributes"] = previous
+    return {
+        "id": event_id or stripe_id("evt"),
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": now,
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()

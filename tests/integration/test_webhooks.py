@@ -1,0 +1,159 @@
+"""The Stripe webhook bridge on the real stack: verified, published once, acknowledged after Kafka has it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from events.registry import REGISTRY
+from events.stripe import StripeEventReceived
+from events.topics import Topics
+from jobmeter.settings import Settings
+from services.http.app import create_app
+from services.stripe_fixtures import build_event, encode_event
+from services.webhooks import sign
+from tests.integration.helpers import client_for, fetchval, read_topic
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"Authorization": "Bearer dev-admin-token"}
+
+
+def signed(body: bytes, secret: str = "whsec_dev", **kwargs: Any) -> dict[str, str]:
+    return {"Stripe-Signature": sign(body, secret, **kwargs), "Content-Type": "application/json"}
+
+
+def stripe_topic(settings: Settings) -> str:
+    return Topics(settings.jobmeter_topic_prefix).name("stripe")
+
+
+async def test_an_event_is_published_once_however_often_it_is_delivered(settings: Settings) -> None:
+    async with client_for(create_app(settings, consumers=["accounts"])) as client:
+        created = await client.post(
+            "/v1/accounts", json={"account_id": "acme", "model": "subscription", "stripe_customer_id": "cus_ACME"},
+            headers=ADMIN,
+        )
+        assert created.status_code == 201, created.text
+        body = encode_event(build_event("invoice.payment_failed", "cus_ACME", final=True))
+        first = await client.post("/webhooks/stripe", content=body, headers=signed(body))
+        assert first.status_code == 200, first.text
+        assert first.json()["duplicate"] is False
+        # Stripe retries later (a new signature), and sometimes delivers the same event twice at once.
+        again = await client.post("/webhooks/stripe", content=body, headers=signed(body))
+        racing = await asyncio.gather(
+            *(client.post("/webhooks/stripe", content=body, headers=signed(body)) for _ in range(5))
+        )
+        assert again.json()["duplicate"] is True
+        assert [r.status_code for r in racing] == [200] * 5
+
+        other = encode_event(build_event("invoice.paid", "cus_NOBODY"))
+        assert (await client.post("/webhooks/stripe", content=other, headers=signed(other))).status_code == 200
+
+    records = await read_topic(settings, stripe_topic(settings), expect=3, timeout=5)
+    assert len(records) == 2
+    events = [REGISTRY.decode(r.value)[1] for r in records]
+    assert all(isinstance(e, StripeEventReceived) for e in events)
+    by_customer = {e.customer_id: e for e in events if isinstance(e, StripeEventReceived)}
+    assert by_customer["cus_ACME"].account_id == "acme"
+    assert by_customer["cus_NOBODY"].account_id is None
+    assert {r.key for r in records} == {b"cus_ACME", b"cus_NOBODY"}
+    assert await fetchval(settings, "SELECT deliveries FROM webhooks.log WHERE customer_id = 'cus_ACME'") == 7
+    raw = await fetchval(settings, "SELECT body FROM webhooks.log WHERE customer_id = 'cus_ACME'")
+    assert json.loads(raw)["type"] == "invoice.payment_failed"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        ("wrong secret", "bad signature"),
+        ("stale", "tolerance"),
+        ("tampered", "bad signature"),
+        ("unsigned", "missing Stripe-Signature"),
+    ],
+)
+async def test_bad_signatures_are_refused_and_nothing_is_published(
+    settings: Settings, tamper: str, reason: str
+) -> None:
+    body = encode_event(build_event("invoice.payment_failed", "cus_X", final=True))
+    headers = {
+        "wrong secret": signed(body, "whsec_someone_else"),
+        "stale": signed(body, timestamp=int(time.time()) - 600),
+        "tampered": signed(body.replace(b"cus_X", b"cus_Y")),
+        "unsigned": {},
+    }[tamper]
+    async with client_for(create_app(settings)) as client:
+        response = await client.post("/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+    assert await read_topic(settings, stripe_topic(settings), expect=1, timeout=2) == []
+    assert await fetchval(settings, "SELECT count(*) FROM webhooks.log") == 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+not_event_ids = json_values.filter(lambda v: not (isinstance(v, str) and v.startswith("evt_")))
+not_timestamps = json_values.filter(lambda v: not isinstance(v, int) or isinstance(v, bool) or v < 0)
+not_customers = json_values.filter(lambda v: v is not None and not (isinstance(v, str) and v.startswith("cus_")))
+not_objects = json_values.filter(lambda v: not isinstance(v, dict))
+
+
+@st.composite
+def broken_events(draw: st.DrawFn) -> bytes:
+    """A real-looking event with one thing that makes it not an event."""
+    event = build_event(draw(st.sampled_from(["invoice.payment_failed", "invoice.paid"])), "cus_P")
+    flaw = draw(st.sampled_from(["id", "created", "customer", "data", "object", "drop"]))
+    if flaw == "id":
+        event["id"] = draw(not_event_ids)
+    elif flaw == "created":
+        event["created"] = draw(not_timestamps)
+    elif flaw == "customer":
+        event["data"]["object"]["customer"] = draw(not_customers)
+    elif flaw == "data":
+        event["data"] = draw(st.one_of(not_objects, st.fixed_dictionaries({"object": not_objects})))
+    elif flaw == "object":
+        event["object"] = draw(json_values.filter(lambda v: v != "event"))
+    else:
+        del event[draw(st.sampled_from(["id", "type", "created", "data", "object"]))]
+    return json.dumps(event).encode()
+
+
+malformed = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200).map(str.encode),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    broken_events(),
+)
+
+
+async def test_malformed_bodies_never_500_and_never_publish(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    async with client_for(create_app(settings)) as client:
+
+        def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+            return asyncio.run_coroutine_threadsafe(
+                client.post("/webhooks/stripe", content=body, headers=headers), loop
+            ).result(timeout=30)
+
+        @given(body=malformed, sign_it=st.booleans())
+        @hsettings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(body: bytes, sign_it: bool) -> None:
+            text = body.decode("utf-8", errors="replace")
+            headers = {"Stripe-Signature": sign(text, "whsec_dev")} if sign_it else {}
+            response = post(body, headers)
+            assert response.status_code == 400, (response.status_code, response.text, body)
+            assert response.json()["detail"]
+
+        await asyncio.to_thread(check)
+    assert await read_topic(settings, stripe_topic(settings), expect=1, timeout=2) == []
+    assert await fetchval(settings, "SELECT count(*) FROM webhooks.log") == 0
