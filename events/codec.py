@@ -57,6 +57,9 @@ class EventRegistry:
     def model(self, event_type: str) -> type[Event]:
         return self._models[event_type]
 
+    def models(self) -> list[type[Event]]:
+        return list(self._models.values())
+
     def decode(self, raw: bytes) -> tuple[Envelope, Event]:
         try:
             envelope = Envelope.model_validate_json(raw)

@@ -6,7 +6,7 @@ import typer
 
 from jobmeter.logs import configure_logging
 from jobmeter.settings import get_settings
-from services.cli import accounts, demo, migrate, replay, report, run, stack
+from services.cli import accounts, demo, docs, migrate, replay, report, run, stack
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="jobmeter: jobs in, billing out.")
 
@@ -21,6 +21,7 @@ app.add_typer(migrate.app, name="migrate", help="Move billing history between mo
 app.command("run")(run.run)
 app.command("replay")(replay.replay)
 app.command("demo")(demo.demo)
+app.add_typer(docs.app, name="docs", help="Documents generated from the code (AsyncAPI).")
 app.add_typer(accounts.app, name="accounts", help="Register accounts and look them up.")
 app.add_typer(report.app, name="report", help="Usage reports from the ledger.")
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from jobmeter.settings import Settings
 from services.stack import up
@@ -50,3 +52,18 @@ async def settings(stack: dict[str, str]) -> AsyncIterator[Settings]:
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await conn.close()
+    await _delete_topics(stack["KAFKA_BOOTSTRAP_SERVERS"], f"t{tag}.")
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    """Leave the shared broker as we found it: a long suite would otherwise pile up thousands of partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    except KafkaError:
+        pass  # a broker restarted by a fault-injection test: the topics are harmless leftovers
+    finally:
+        await admin.close()
