@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -22,19 +20,10 @@ from projections import positions
 from projections.db import transaction
 from projections.fold import Folder
 from projections.records import RawRecord
+from services.transient import TRANSIENT
 
 log = structlog.get_logger(__name__)
 
-# Postgres restarting, a network blip: worth a few tries in place before the batch is handed back to Kafka.
-TRANSIENT: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-    KafkaError,
-)
 
 
 FolderOf = Callable[[], Folder]
@@ -99,6 +88,7 @@ def mount_projection(
     async def fold(records: Any) -> None:
         batch = [RawRecord.of(r) for r in records]
         async for attempt in AsyncRetrying(
+            # A restarting server is worth a few tries in place before the batch goes back to Kafka.
             retry=retry_if_exception_type(TRANSIENT),
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
             stop=stop_after_attempt(6),

@@ -6,10 +6,10 @@ import asyncio
 
 import asyncpg
 import structlog
-from aiokafka.errors import KafkaError
 
 from events.publisher import Publisher
 from projections.db import transaction
+from services.transient import TRANSIENT
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,7 @@ async def run_relay(pool: asyncpg.Pool, schema: str, publisher: Publisher, *, id
         try:
             sent = await relay_once(pool, schema, publisher)
             delay = idle_seconds
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as error:
+        except TRANSIENT as error:
             log.warning("outbox relay failed, retrying", schema=schema, error=str(error))
             sent, delay = 0, min(delay * 2, 5.0)
         if not sent:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated
 
-import asyncpg
 import typer
 import uvicorn
 from rich.progress import Progress
 from rich.table import Table
 
-from jobmeter.settings import Settings, get_settings
+from jobmeter.settings import get_settings
 from services.cli.common import console
 from services.demo import DemoResult, run_demo
 from services.http.app import create_app
 from services.runtime import PROJECTION_SERVICES
+from services.sandbox import open_sandbox
 from services.stack import up
 
 DEMO_DATABASE = "jobmeter_demo"
@@ -31,7 +30,8 @@ def demo(
     with console.status("starting the local stack (Kafka, Postgres, stripe-mock)…"):
         up(quiet=True)
     get_settings.cache_clear()
-    settings = asyncio.run(_fresh_demo_settings(get_settings()))
+    # The demo's own database and topics, so each run's summary is that run's alone.
+    settings = asyncio.run(open_sandbox(get_settings(), DEMO_DATABASE))
     prefix = settings.jobmeter_topic_prefix
     console.print(f"fresh database [bold]{DEMO_DATABASE}[/bold], topics prefixed [bold]{prefix}[/bold]")
     with Progress(console=console, transient=True) as bar:
@@ -44,20 +44,6 @@ def demo(
         console.print(f"the engine keeps running at {result.address} — Ctrl-C to stop")
         app = create_app(settings, list(PROJECTION_SERVICES))
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-async def _fresh_demo_settings(settings: Settings) -> Settings:
-    """The demo's own database and topics, so each run's summary is that run's alone."""
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-    finally:
-        await conn.close()
-    base, _, _ = settings.database_url.rpartition("/")
-    return settings.model_copy(
-        update={"database_url": f"{base}/{DEMO_DATABASE}", "jobmeter_topic_prefix": f"demo{int(time.time())}."}
-    )
 
 
 def _summary(result: DemoResult) -> None:

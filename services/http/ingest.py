@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from services.http.auth import require_ingest
 from services.ingest import ingest
+from services.transient import TRANSIENT
 
 router = APIRouter(tags=["ingest"])
+log = structlog.get_logger(__name__)
+
 
 # A generous ceiling per item, so an oversized body is refused before it is read into memory.
 MAX_ITEM_BYTES = 4096
@@ -25,7 +29,7 @@ def problem(status: int, reason: str) -> JSONResponse:
     "/v1/jobs/completed",
     dependencies=[Depends(require_ingest)],
     status_code=202,
-    responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}},
+    responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}},
 )
 async def jobs_completed(request: Request) -> JSONResponse:
     """Accept completed jobs. 202 once Kafka has every accepted item; invalid items are refused one by one."""
@@ -54,6 +58,13 @@ async def jobs_completed(request: Request) -> JSONResponse:
         return problem(422, "the batch is empty")
     if len(items) > limit:
         return problem(413, f"batch of {len(items)} items is over the limit of {limit}")
-    result = await ingest(items, request.app.state.runtime.res)
+    try:
+        result = await ingest(items, request.app.state.runtime.res)
+    except TRANSIENT as error:  # a restarting Kafka or Postgres: a retryable 503, never a 500
+        # Nothing was acknowledged: the client retries the same batch, and duplicates are recognised.
+        log.warning("ingest unavailable", error=repr(error))
+        response = problem(503, f"the event log or database is unavailable ({type(error).__name__}); retry")
+        response.headers["Retry-After"] = "1"
+        return response
     valid = result.accepted + result.duplicates
     return JSONResponse(result.as_json(), status_code=202 if valid else 422)

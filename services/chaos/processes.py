@@ -1,0 +1,68 @@
+"""jobmeter's own services as real child processes, so a fault is a real SIGKILL, not a simulation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobmeter.settings import Settings
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment a child needs to see exactly the settings of this run."""
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "STRIPE_API_BASE": settings.stripe_api_base,
+        "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix,
+        "JOBMETER_PARTITIONS": str(settings.jobmeter_partitions),
+        "JOBMETER_BATCH_TIMEOUT_MS": str(settings.jobmeter_batch_timeout_ms),
+        "JOBMETER_INGEST_TOKEN": settings.jobmeter_ingest_token.get_secret_value(),
+        "JOBMETER_ADMIN_TOKEN": settings.jobmeter_admin_token.get_secret_value(),
+        "LOG_LEVEL": "WARNING",
+    })
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    """`jobmeter run NAME` as a child process that can be killed and started again."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    kills: int = field(default=0)
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli.main", "run", *self.args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, exactly like a crash or an OOM kill."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.kills += 1
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None

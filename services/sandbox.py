@@ -1,0 +1,57 @@
+"""A private slice of a shared stack — a database and a topic prefix of its own — for tests, benches, the demo
+and chaos runs, so none of them sees another's events or rows."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from jobmeter.settings import Settings
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+async def open_sandbox(base: Settings, name: str | None = None, **overrides: object) -> Settings:
+    """Create a fresh database (dropping one of the same name) and return settings pointing at it."""
+    tag = name or f"sandbox_{uuid.uuid4().hex[:10]}"
+    if not _NAME.match(tag):
+        raise ValueError(f"not a usable database name: {tag!r}")
+    conn = await asyncpg.connect(base.database_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{tag}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{tag}"')
+    finally:
+        await conn.close()
+    prefix = f"{tag.replace('_', '-')}-{uuid.uuid4().hex[:6]}."
+    update = {"database_url": with_database(base.database_url, tag), "jobmeter_topic_prefix": prefix, **overrides}
+    return base.model_copy(update=update)
+
+
+async def close_sandbox(base: Settings, sandbox: Settings) -> None:
+    """Drop the sandbox's database and delete its topics: the shared broker is left as it was found."""
+    name = urlsplit(sandbox.database_url).path.lstrip("/")
+    conn = await asyncpg.connect(base.database_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=sandbox.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(sandbox.jobmeter_topic_prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    except KafkaError:
+        pass  # a broker restarted by a fault-injection run: leftover topics are harmless
+    finally:
+        await admin.close()
