@@ -28,7 +28,7 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     # FastStream logs every message at INFO and aiokafka every reconnect: at billing volumes that drowns
     # what matters. Their warnings and errors still come through.
-    for noisy in ("jobmeter.broker", "faststream", "aiokafka", "httpx"):
+    for noisy in ("jobmeter.broker", "faststream", "aiokafka", "httpx", "yoyo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[

@@ -28,12 +28,12 @@ log = structlog.get_logger(__name__)
 
 DeadLetterSink = Callable[[Sequence[DeadLettered]], Awaitable[None]]
 
-# Errors in the data or the SQL it produced: retrying cannot help, so the record is dead-lettered.
-# Connection-level errors are not among them: those propagate and the batch is retried.
+# Errors caused by the data itself: retrying cannot help, so the record is dead-lettered. Not among them:
+# connection errors, and schema errors (a missing table or column, code deployed before its migration) —
+# those propagate and the batch is retried, rather than emptying the log into the dead-letter topic.
 DATA_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
-    asyncpg.SyntaxOrAccessError,
     ValueError,
 )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from events.deadletters import DeadLettered
 from events.publisher import Publisher
@@ -49,6 +50,20 @@ SAMPLE_ROWS = 5
 # keep the live consumer blocked behind the swap for long (the swap then rolls back and changes nothing).
 SWAP_LOCK_TIMEOUT = "15s"
 STALL_SECONDS = 120.0
+
+# Projections whose schema records what was already done to the outside world beyond the shared outbox (which
+# swap hands over): a swapped-in rebuild would have forgotten it and do it all again. They can be rebuilt and
+# verified, not swapped. (Better declared on the Projection itself; kept here until it is.)
+NOT_SWAPPABLE: dict[str, str] = {
+    "stripe-meter": "its `reports` table is what Stripe was sent; a rebuild has every window pending again, so the "
+    "sender would report them anew (Stripe dedupes meter identifiers for a limited time only, and a rebuild "
+    "merges late jobs into sequence numbers that were already sent with smaller values)",
+    "key-lifecycle": "its `notifications` table is which customers were emailed; a rebuild has them all unsent, so "
+    "every suspension and restoration notice would be emailed again",
+    "payg": "its `recharges` and `notifications` tables are which cards were charged and which customers emailed; "
+    "a rebuild has them unsent, so a recharge in flight could be charged again once Stripe's idempotency key "
+    "has expired, and failed-recharge notices would be emailed again",
+}
 
 
 class ReplayError(RuntimeError):
@@ -106,25 +121,36 @@ class LogReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # offset zero deleted by retention: start where the log starts
         )
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)  # partitions by topic
 
     async def __aenter__(self) -> LogReader:
-        await self._consumer.start()
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
+        # aiokafka (0.14) starts a background task when there is no group; stopped before that task first runs,
+        # stop() raises CancelledError. One turn of the loop lets it start, so a quick failure stays clean.
+        await asyncio.sleep(0)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
 
     async def partitions(self, topics: Sequence[str]) -> list[Partition]:
-        await self._consumer.topics()  # refreshes metadata, so new partitions are seen too
+        """Asked afresh each time, so partitions added since the last call are read too."""
         found: list[Partition] = []
-        for topic in topics:
-            numbers = self._consumer.partitions_for_topic(topic)
-            if numbers is None:
-                raise ReplayError(f"topic {topic} does not exist (nothing published yet, or a wrong prefix?)")
-            found += [(topic, n) for n in sorted(numbers)]
-        return found
+        for described in await self._admin.describe_topics(list(topics)):
+            if described["error_code"] or not described["partitions"]:
+                raise ReplayError(f"topic {described['topic']} does not exist (nothing published, wrong prefix?)")
+            found += [(described["topic"], p["partition"]) for p in described["partitions"]]
+        return sorted(found)
 
     async def high_watermarks(self, partitions: Sequence[Partition]) -> Offsets:
         ends = await self._consumer.end_offsets([TopicPartition(*p) for p in partitions])
@@ -281,15 +307,19 @@ class Replay:
         return await self.reader.high_watermarks(await self.reader.partitions(self.topics))
 
     async def _require_full_rebuild(self, doing: str) -> None:
+        if doing == "swap" and self.projection.name in NOT_SWAPPABLE:
+            raise ReplayError(f"{self.projection.name} cannot be swapped: {NOT_SWAPPABLE[self.projection.name]}")
         async with self.pool.acquire() as conn:
             shadow, live = await schema_comment(conn, self.shadow), await schema_comment(conn, self.live)
         if shadow is None:
             raise ReplayError(f"no rebuild of {self.projection.name} to {doing}: run `jobmeter replay` first")
-        if shadow != FULL:
+        if shadow.startswith(PARTIAL):
             raise ReplayError(
                 f"{self.shadow} is a partial rebuild ({shadow}); it lacks earlier events, so it cannot be used "
                 f"to {doing}. Replay without --since."
             )
+        if shadow != FULL:  # the marker is written once the migrations succeeded: this one never got there
+            raise ReplayError(f"{self.shadow} was not set up completely; run `jobmeter replay` again")
         if live is None and doing != "swap":
             raise ReplayError(f"the live schema {self.live} does not exist: nothing to {doing} against")
 
@@ -376,6 +406,16 @@ class Replay:
         await self._require_full_rebuild("swap")
         await self.catch_up(await self._log_end())
         old = f"{self.live}__old_{datetime.now(UTC):%Y%m%d%H%M%S}"
+        try:
+            await self._swap_now(old)
+        except asyncpg.LockNotAvailableError:
+            raise ReplayError(
+                f"the swap could not get its locks within {SWAP_LOCK_TIMEOUT} (a long transaction on {self.live}'s "
+                "tables?); it rolled back and changed nothing: try again"
+            ) from None
+        return old
+
+    async def _swap_now(self, old: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.projection.name)
@@ -387,7 +427,6 @@ class Replay:
             await conn.execute(f"ALTER SCHEMA {quote_schema(self.shadow)} RENAME TO {quote_schema(self.live)}")
             if had_live:
                 await conn.execute(f"DROP SCHEMA {quote_schema(old)} CASCADE")
-        return old
 
     async def _hand_over_outbox(self, conn: asyncpg.Connection) -> None:
         """Mark sent in the rebuild's outbox what live already published, so the relay does not publish the

@@ -6,6 +6,7 @@ Exit codes: 0 done (and, with --verify, no differences); 1 the rebuild differs f
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,10 +16,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from jobmeter.logs import configure_logging
 from jobmeter.settings import Settings, get_settings
 from projections import catalog
-from projections.replay import Difference, RebuildResult, ReplayError, replaying
+from projections.replay import NOT_SWAPPABLE, Difference, RebuildResult, ReplayError, replaying
 
 out = Console()
 err = Console(stderr=True)
@@ -42,7 +42,8 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err) as bar:
+    # No redirection: `export` writes rows to the real stdout while the bar runs, and they must stay rows.
+    with Progress(*columns, console=err, redirect_stdout=False, redirect_stderr=False) as bar:
         task = bar.add_task(description, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -70,8 +71,11 @@ def replay(
             "read. Replay without --since for a rebuild you can verify or swap."
         )
         raise typer.Exit(2)
+    if swap and projection in NOT_SWAPPABLE:  # refuse before spending a rebuild on it
+        err.print(f"[red]error:[/red] {projection} cannot be swapped: {NOT_SWAPPABLE[projection]}")
+        raise typer.Exit(2)
     settings = get_settings()
-    configure_logging(settings.log_level)
+    logging.getLogger("yoyo").setLevel(logging.WARNING)  # one line per migration step is noise here
     try:
         code = asyncio.run(_replay(settings, projection, since=since, verify=verify, swap=swap, wait=wait))
     except ReplayError as error:
