@@ -9,11 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from projections.ledger.queries import BadQuery, Usage, late_jobs, parse_group_by, usage
+from services.cli.channels import channels
 from services.cli.common import Format, console, emit_rows, errors, with_resources
 from services.http.accounts import month_start, next_month
 from services.resources import Resources
 
 app = typer.Typer(no_args_is_help=True)
+app.command("channels")(channels)
 
 
 def _when(value: str | None) -> datetime | None:
