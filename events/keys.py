@@ -47,8 +47,8 @@ class KeyRevoked(Event):
 
 
 class KeySuspended(Event):
-    """Every key of the account stops working. `effective_at` is when the cause happened (Stripe's `created`):
-    readers keep the latest by it, so late or repeated deliveries cannot undo a newer decision."""
+    """Every key of the account stops working. `effective_at` is when the cause happened (Stripe's `created`);
+    readers keep the highest `sequence`, so a replayed or repeated delivery cannot undo a newer decision."""
 
     event_type: ClassVar[str] = "KeySuspended"
     topic: ClassVar[str] = "keys"
@@ -57,6 +57,7 @@ class KeySuspended(Event):
     reason: str = Field(min_length=1, max_length=500)
     cause: str = Field(description="what caused it, e.g. the Stripe event id")
     effective_at: AwareDatetime
+    sequence: int = Field(ge=1, description="the account's decision number: readers keep the highest")
 
     def natural_id(self) -> uuid.UUID:
         return natural_event_id("key-suspended", self.account_id, self.cause)
@@ -70,6 +71,7 @@ class KeyRestored(Event):
     reason: str = Field(min_length=1, max_length=500)
     cause: str
     effective_at: AwareDatetime
+    sequence: int = Field(ge=1)
 
     def natural_id(self) -> uuid.UUID:
         return natural_event_id("key-restored", self.account_id, self.cause)

@@ -8,7 +8,23 @@ from events.codec import EventRegistry
 from events.deadletters import DeadLettered
 from events.jobs import JobCompleted, LegacyOperation
 from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended
-from events.stripe import StripeEventReceived
+from events.payg import (
+    AutoRechargeDisabled,
+    BalanceCredited,
+    BalanceDebited,
+    PaygConfigured,
+    RechargeFailed,
+    RechargeRequested,
+    RechargeSucceeded,
+)
+from events.rapidapi import (
+    BillingUnitsDeclared,
+    MarketplacePlanChanged,
+    MarketplaceUserLinked,
+    RapidApiUsageReported,
+    ReconciliationDiscrepancy,
+)
+from events.stripe import PastDueGraceExpired, StripeEventReceived
 
 REGISTRY = EventRegistry(
     [
@@ -20,9 +36,22 @@ REGISTRY = EventRegistry(
         MeterUsageReported,
         MeterUsageUnreportable,
         StripeEventReceived,
+        PastDueGraceExpired,
         KeyIssued,
         KeyRevoked,
         KeySuspended,
         KeyRestored,
+        MarketplaceUserLinked,
+        MarketplacePlanChanged,
+        BillingUnitsDeclared,
+        RapidApiUsageReported,
+        ReconciliationDiscrepancy,
+        PaygConfigured,
+        BalanceDebited,
+        BalanceCredited,
+        RechargeRequested,
+        RechargeSucceeded,
+        RechargeFailed,
+        AutoRechargeDisabled,
     ]
 )

@@ -34,3 +34,24 @@ class StripeEventReceived(Event):
 
     def partition_key(self) -> str:
         return self.customer_id or self.stripe_event_id
+
+
+class PastDueGraceExpired(Event):
+    """A customer's past-due grace period ran out with no Stripe event to say so: the dunning clock's tick.
+
+    Not Stripe's own fact, but part of the customer's billing timeline, so it travels on the Stripe topic in
+    the customer's order. Being in the log makes replays decide exactly as the first run did.
+    """
+
+    event_type: ClassVar[str] = "PastDueGraceExpired"
+    topic: ClassVar[str] = "stripe"
+
+    customer_id: StripeCustomerId
+    past_due_since: AwareDatetime  # the episode it ends; a tick for an older episode changes nothing
+    deadline: AwareDatetime
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("past-due-grace-expired", self.customer_id, self.past_due_since.isoformat())
+
+    def partition_key(self) -> str:
+        return self.customer_id

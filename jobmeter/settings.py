@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     jobmeter_admin_token: SecretStr = SecretStr("dev-admin-token")
     jobmeter_ingest_max_batch: int = Field(default=1000, ge=1)
     jobmeter_http_port: int = 8080
+    # The console's public origin (https://billing.example.com) when a proxy in front changes scheme or host;
+    # unset = the origin requests arrive with. Actions must come from it; https also marks the cookie Secure.
+    jobmeter_console_origin: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
 
     # Consumers
     jobmeter_batch_max_records: int = Field(default=2000, ge=1)
@@ -60,6 +63,7 @@ class Settings(BaseSettings):
     stripe_secret_key: SecretStr = SecretStr("sk_test_123")
     stripe_webhook_secret: SecretStr = SecretStr("whsec_dev")
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)  # older signed deliveries are refused
+    stripe_webhook_publish_timeout_seconds: float = Field(default=10.0, gt=0)  # then 503, and Stripe retries
 
     # Key lifecycle notifications: smtp://user:pass@host:port (smtps:// for TLS); unset = a log sink
     jobmeter_smtp_url: SecretStr | None = None
@@ -83,6 +87,40 @@ class Settings(BaseSettings):
     jobmeter_meter_send_concurrency: int = Field(default=16, ge=1)
     jobmeter_meter_poll_seconds: float = Field(default=1.0, gt=0)
     jobmeter_stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    # v1: one meter event a request; v2: Stripe's meter event stream, 100 events a request (high volume)
+    jobmeter_meter_transport: Literal["v1", "v2"] = "v1"
+    stripe_meter_events_base: str = "https://meter-events.stripe.com"
+
+    # RapidAPI (provider side): the proxy secret from the provider dashboard, the billing object (custom quota)
+    # jobs are declared in, and how far its numbers may differ from ours: "N" jobs, "P%" of the larger, or both
+    # ("2,0.5%": within either)
+    rapidapi_proxy_secret: SecretStr = SecretStr("dev-rapidapi-proxy-secret")
+    rapidapi_billing_object: str = Field(default="jobs", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _.-]+$")
+    rapidapi_reconcile_tolerance: str = Field(
+        default="0", pattern=r"^\s*([0-9]+|[0-9]+(\.[0-9]+)?%)\s*(,\s*([0-9]+|[0-9]+(\.[0-9]+)?%)\s*)?$"
+    )
+    # The reconciler beside the `rapidapi` consumer: how often it compares months that have an export, once no new
+    # export row has been logged for `settle` seconds
+    rapidapi_reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    rapidapi_reconcile_settle_seconds: float = Field(default=30.0, ge=0)
+
+    # Pay-as-you-go: the price of one job per API surface in minor units of one currency ("api=minor,…"), the
+    # defaults of an account not yet configured, how far below zero a balance may go before its keys are
+    # suspended, and how failed recharges back off (base * 2^(n-1), capped) until auto-recharge turns off
+    jobmeter_payg_prices: str = Field(
+        default="extract=5,classify=3,translate=4,summarize=2",
+        pattern=r"^\s*[a-z][a-z0-9_-]*\s*=\s*[0-9]+\s*(,\s*[a-z][a-z0-9_-]*\s*=\s*[0-9]+\s*)*,?\s*$",
+    )
+    jobmeter_payg_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+    jobmeter_payg_threshold_minor: int = Field(default=500, ge=0)
+    jobmeter_payg_recharge_minor: int = Field(default=2000, gt=0)
+    jobmeter_payg_allowance_minor: int = Field(default=0, ge=0)
+    jobmeter_payg_max_failures: int = Field(default=3, ge=1)
+    jobmeter_payg_backoff_seconds: float = Field(default=300.0, ge=0)
+    jobmeter_payg_backoff_max_seconds: float = Field(default=86_400.0, ge=0)
+    jobmeter_payg_poll_seconds: float = Field(default=1.0, gt=0)
+    jobmeter_payg_return_url: str = "http://localhost:8080/billing/payg"
+    next_public_stripe_payment_link_payg: str | None = None
 
     log_level: str = "INFO"
 

@@ -33,11 +33,21 @@ async def migrate(dsn: str, schema: str, *migration_dirs: Path) -> None:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
     finally:
         await conn.close()
-    await asyncio.to_thread(_apply, yoyo_url(dsn, schema), [TRACKING_MIGRATIONS, *migration_dirs])
+    await asyncio.to_thread(_apply, yoyo_url(dsn, schema), schema, [TRACKING_MIGRATIONS, *migration_dirs])
 
 
-def _apply(url: str, dirs: list[Path]) -> None:
+def _apply(url: str, schema: str, dirs: list[Path]) -> None:
     backend = get_backend(url)
-    migrations = read_migrations(*(str(d) for d in dirs))
-    with backend.lock():
-        backend.apply_migrations(backend.to_apply(migrations))
+    key = {"key": f"jobmeter-migrate:{schema}"}
+    try:
+        # yoyo's own lock is a committed row: a process killed while holding it would leave it behind and
+        # every later start would time out. A session advisory lock dies with its connection, so whoever holds
+        # it knows any lock row it finds is stale and may break it.
+        backend.execute("SELECT pg_advisory_lock(hashtext(:key))", key)
+        backend.create_lock_table()
+        backend.break_lock()
+        migrations = read_migrations(*(str(d) for d in dirs))
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations))
+    finally:
+        backend.connection.close()

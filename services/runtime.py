@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
@@ -19,14 +20,32 @@ from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.fold import Folder
 from services.consumers import group_id, mount_projection
+from services.keylifecycle import run_key_lifecycle_workers
+from services.meter_sender import run_meter_sender
+from services.payg_recharger import run_payg_recharger
+from services.rapidapi_reconcile import run_rapidapi_reconciler
 from services.relay import run_relay
 from services.resources import Resources, open_resources
+
+# Workers that run beside a projection's consumer, by projection name: they send what its fold recorded.
+PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, None]]] = {
+    "stripe-meter": run_meter_sender,
+    "key-lifecycle": run_key_lifecycle_workers,
+    "payg": run_payg_recharger,
+    "rapidapi": run_rapidapi_reconciler,
+}
 
 # Which projection each consumer service folds; `jobmeter run NAME` and docker-compose use these names.
 PROJECTION_SERVICES: dict[str, str] = {
     "ledger": "usage-ledger",
     "accounts": "accounts",
+    "meter": "stripe-meter",
+    "subscriptions": "subscriptions",
     "normalizer": "normalizer",
+    "rapidapi": "rapidapi",
+    "keys": "keys",
+    "key-lifecycle": "key-lifecycle",
+    "payg": "payg",
 }
 
 
@@ -37,6 +56,9 @@ class Runtime:
     resources: Resources | None = None
     folders: dict[str, Folder] = field(default_factory=dict)
     _on_open: list[Callable[[Resources], None]] = field(default_factory=list)
+    # Non-projection work beside the consumers (e.g. the key check's in-memory index): entered once the
+    # resources are open, before the broker starts; left after it stopped.
+    extras: list[Callable[[Resources], AbstractAsyncContextManager[None]]] = field(default_factory=list)
 
     def folder(self, projection: str) -> Folder:
         try:
@@ -78,6 +100,8 @@ class Runtime:
             self.resources = await stack.enter_async_context(open_resources(self.settings, producer=producer))
             for hook in self._on_open:
                 hook(self.resources)
+            for extra in self.extras:
+                await stack.enter_async_context(extra(self.resources))
             await self.broker.start()
             stack.push_async_callback(self.broker.stop)
             relays = [
@@ -86,6 +110,12 @@ class Runtime:
                 if f.projection.emits
             ]
             stack.push_async_callback(_cancel, relays)
+            workers = [
+                asyncio.create_task(PROJECTION_WORKERS[name](self.resources, f.schema))
+                for name, f in self.folders.items()
+                if name in PROJECTION_WORKERS
+            ]
+            stack.push_async_callback(_cancel, workers)
             yield self
         self.resources = None
         self.folders.clear()

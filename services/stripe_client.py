@@ -8,6 +8,7 @@ process's request budget first.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,13 +26,19 @@ log = structlog.get_logger(__name__)
 # still in flight (409), and the server's own failures.
 RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 
+# The SDK logs every request at INFO; ours log what matters (retries, failures) with the report's identity.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
-def make_client(settings: Settings, *, api_base: str | None = None) -> stripe.StripeClient:
+
+def make_client(
+    settings: Settings, *, api_base: str | None = None, meter_events_base: str | None = None
+) -> stripe.StripeClient:
     """The one way to build a Stripe client: the configured key and base address, no SDK retries."""
     http_client = stripe.HTTPXClient(timeout=settings.jobmeter_stripe_timeout_seconds, allow_sync_methods=True)
     return stripe.StripeClient(
         settings.stripe_secret_key.get_secret_value(),
-        base_addresses={"api": api_base or settings.stripe_api_base},
+        base_addresses={"api": api_base or settings.stripe_api_base,
+                        "meter_events": meter_events_base or settings.stripe_meter_events_base},
         max_network_retries=0,
         http_client=http_client,
     )
@@ -81,7 +88,7 @@ class StripeMeterEvents:
         }
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_retryable),
-            wait=wait_exponential_jitter(initial=0.2, max=self.max_backoff),
+            wait=wait_exponential_jitter(multiplier=0.2, max=self.max_backoff),
             stop=stop_after_attempt(self.attempts),
             reraise=True,
         ):

@@ -16,6 +16,7 @@ EVENT_TYPES = (
     "invoice.paid",
     "customer.subscription.updated",
     "customer.subscription.deleted",
+    "invoice.marked_uncollectible",
 )
 RETRY_SECONDS = 3 * 24 * 3600  # when Stripe would try again after a failure that is not the last
 
@@ -30,6 +31,7 @@ def invoice(customer: str, *, paid: bool, attempt_count: int, next_attempt: int 
         "id": stripe_id("in"),
         "object": "invoice",
         "customer": customer,
+        "customer_email": f"billing+{customer.lower()}@example.com",
         "subscription": subscription or f"sub_{customer.removeprefix('cus_')}",
         "status": "paid" if paid else "open",
         "paid": paid,
@@ -81,6 +83,10 @@ def build_event(
         obj = invoice(customer, paid=False, attempt_count=attempts,
                       next_attempt=None if final else now + RETRY_SECONDS, created=now)
         previous: dict[str, Any] | None = None
+    elif event_type == "invoice.marked_uncollectible":
+        obj = invoice(customer, paid=False, attempt_count=attempt_count or 4, next_attempt=None, created=now)
+        obj["status"] = "uncollectible"
+        previous = {"status": "open"}
     elif event_type == "invoice.paid":
         obj = invoice(customer, paid=True, attempt_count=attempt_count or 1, next_attempt=None, created=now)
         previous = None

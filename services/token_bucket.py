@@ -32,6 +32,8 @@ class TokenBucket:
     async def acquire(self) -> None:
         # One waiter at a time: callers are served in order and nobody starves under load.
         async with self._lock:
-            while (delay := self.wait_time()) > 0:
+            delay = self.wait_time()
+            if delay > 0:
                 await asyncio.sleep(delay)
-            self._tokens -= 1
+                self._refill()
+            self._tokens -= 1  # may dip just below zero by clock rounding; the next wait pays it back

@@ -2,11 +2,14 @@
 
 The log row that marks an event id as received is written only *after* Kafka acknowledged the event, inside a
 transaction that holds a per-event advisory lock: a failed publish claims nothing (Stripe retries, and the
-retry is published), and two racing copies of one delivery publish it once between them.
+retry is published), and two racing copies of one delivery publish it once between them. If the log write
+fails after the publish, the retry publishes it again under the same envelope event id (natural, from the
+Stripe id): readers must fold a repeat as nothing, as the key lifecycle does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -54,6 +57,11 @@ def verify(body: bytes, header: str | None, secret: str, tolerance_seconds: int)
         raise WebhookRefused(f"bad signature: {error.user_message or error}") from None
     except UnicodeDecodeError:
         raise WebhookRefused("body is not UTF-8") from None
+    # Stripe's check only looks back; a timestamp far ahead is as suspect as a stale one.
+    # Read the timestamp as Stripe's own check just did (it raised otherwise).
+    signed_at = int([i.split("=", 2)[1] for i in header.split(",") if i.split("=", 2)[0] == "t"][0])
+    if signed_at > time.time() + tolerance_seconds:
+        raise WebhookRefused(f"bad signature: timestamp {signed_at} is in the future")
 
 
 def parse(body: bytes) -> StripeEventReceived:
@@ -116,7 +124,9 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
                 "SELECT account_id FROM accounts.accounts WHERE stripe_customer_id = $1", event.customer_id
             )
             event = event.model_copy(update={"account_id": account})
-        await res.publisher.publish(event)
+        # Past the timeout, answer 503 and let Stripe retry rather than hold a connection (and the event's lock);
+        # a send that completes late is published again on the retry: same event id, folded once.
+        await asyncio.wait_for(res.publisher.publish(event), settings.stripe_webhook_publish_timeout_seconds)
         await conn.execute(
             """INSERT INTO log (stripe_event_id, type, customer_id, account_id, created, livemode, body)
                VALUES ($1, $2, $3, $4, $5, $6, $7)""",

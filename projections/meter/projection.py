@@ -4,8 +4,11 @@ The fold only records what must be sent (the `reports` outbox), in the transacti
 `services.meter_sender` sends it. Jobs are deduplicated by (api, job_id) in `jobs_seen`, so a job published twice
 is counted once, and a job counted once is reported once.
 
-Billable here: `JobCompleted` on the direct channel (RapidAPI bills its own traffic) of an account whose model is
-`subscription` and that has a Stripe customer, as the account registry says at the time of the fold.
+Billable: `JobCompleted` on the direct channel (RapidAPI bills its own traffic) of an account whose model is
+`subscription` and that has a Stripe customer. The fold keeps its own view of the accounts (it reads the accounts
+topic too) rather than reading the registry's tables: the registry may not yet have applied an account whose
+jobs are already here. A job whose account is unknown or not yet linked is parked, and counted when the account's
+event arrives, in whichever order the two topics are read.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
+from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.envelope import Event
 from events.jobs import JobCompleted
 from jobmeter.settings import get_settings
@@ -48,16 +52,15 @@ INSERT INTO reports (customer_id, window_start, seq, account_id, window_seconds,
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 
-BILLABLE_ACCOUNTS = """
-SELECT account_id, stripe_customer_id FROM accounts.accounts
-WHERE account_id = ANY($1::text[]) AND model = 'subscription' AND stripe_customer_id IS NOT NULL
+# Jobs and account events of one account may be folded by two consumers at once (they come from different
+# topics); this lock makes "park a job" and "unpark the account's jobs" happen one after the other.
+LOCK_ACCOUNTS = "SELECT pg_advisory_xact_lock(hashtext('meter-account:' || a)) FROM unnest($1::text[]) a ORDER BY a"
+
+PARK = """
+INSERT INTO parked (api, job_id, account_id, completed_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+ON CONFLICT (api, job_id) DO NOTHING
 """
-
-
-async def billable_customers(conn: asyncpg.Connection, account_ids: set[str]) -> dict[str, str]:
-    """account id -> Stripe customer id, for the accounts whose jobs go to Stripe's meter."""
-    rows = await conn.fetch(BILLABLE_ACCOUNTS, sorted(account_ids))
-    return {r["account_id"]: r["stripe_customer_id"] for r in rows}
 
 
 async def add_to_window(
@@ -73,12 +76,49 @@ async def add_to_window(
     return seq
 
 
+async def count_jobs(
+    conn: asyncpg.Connection, jobs: Sequence[tuple[str, str, str, datetime]], customers: dict[str, str], width: int
+) -> None:
+    """Count (api, job_id, account_id, completed_at) of billable accounts into their windows' open reports."""
+    if not jobs:
+        return
+    new = await conn.fetch(
+        RECORD_NEW_JOBS,
+        [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs], [customers[j[2]] for j in jobs],
+        [window_start(j[3], width) for j in jobs],
+    )
+    for row in new:
+        await add_to_window(conn, row["account_id"], row["customer_id"], row["window_start"], width, row["jobs"])
+
+
+async def fold_accounts(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Mirror the registry's rules: the first registration wins; a link sets the customer of a known account."""
+    for event in events:
+        if isinstance(event, AccountRegistered):
+            await conn.execute(
+                "INSERT INTO accounts (account_id, model, customer_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT (account_id) DO NOTHING",
+                event.account_id, event.model, event.stripe_customer_id,
+            )
+        elif isinstance(event, StripeCustomerLinked):
+            await conn.execute(
+                "UPDATE accounts SET customer_id = $2 WHERE account_id = $1", event.account_id,
+                event.stripe_customer_id,
+            )
+
+
+async def accounts_of(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    rows = await conn.fetch("SELECT account_id, model, customer_id FROM accounts WHERE account_id = ANY($1)",
+                            list(account_ids))
+    return {r["account_id"]: (r["model"], r["customer_id"]) for r in rows}
+
+
 class MeterReporter(Projection):
     name = "stripe-meter"
     schema = "meter"
-    topics = ("jobs",)
+    topics = ("accounts", "jobs")
     migrations = Path(__file__).parent / "migrations"
-    tables = ("jobs_seen", "reports")
+    tables = ("accounts", "parked", "jobs_seen", "reports")
     emits = True  # the sender emits MeterUsageReported through this schema's outbox
 
     def __init__(self, window_seconds: int | None = None) -> None:
@@ -89,21 +129,37 @@ class MeterReporter(Projection):
         return self._window_seconds or get_settings().jobmeter_meter_window_seconds
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
+        account_events = [r.event for r in events if isinstance(r.event, AccountRegistered | StripeCustomerLinked)]
         jobs = [r.event for r in events if isinstance(r.event, JobCompleted) and r.event.channel == "direct"]
-        if not jobs:
+        touched = sorted({e.account_id for e in account_events} | {j.account_id for j in jobs})
+        if not touched:
             return
-        customers = await billable_customers(conn, {j.account_id for j in jobs})
-        billable = [j for j in jobs if j.account_id in customers]
-        if not billable:
+        await conn.execute(LOCK_ACCOUNTS, touched)
+        await fold_accounts(conn, account_events)
+        accounts = await accounts_of(conn, touched)
+        customers = {a: c for a, (model, c) in accounts.items() if model == "subscription" and c is not None}
+        billable = [(j.api, j.job_id, j.account_id, j.completed_at) for j in jobs if j.account_id in customers]
+        waiting = [j for j in jobs if j.account_id not in accounts or accounts[j.account_id][0] == "subscription"]
+        waiting = [j for j in waiting if j.account_id not in customers]
+        await count_jobs(conn, billable, customers, self.window_seconds)
+        if waiting:
+            await conn.execute(
+                PARK, [j.api for j in waiting], [j.job_id for j in waiting], [j.account_id for j in waiting],
+                [j.completed_at for j in waiting],
+            )
+        await self._release_parked(conn, sorted({e.account_id for e in account_events}), accounts, customers)
+
+    async def _release_parked(
+        self, conn: asyncpg.Connection, account_ids: list[str], accounts: dict[str, tuple[str, str | None]],
+        customers: dict[str, str],
+    ) -> None:
+        """Count the parked jobs of accounts that became billable; drop those of accounts that never will be."""
+        settled = [a for a in account_ids if a in customers or (a in accounts and accounts[a][0] != "subscription")]
+        if not settled:
             return
-        width = self.window_seconds
-        new = await conn.fetch(
-            RECORD_NEW_JOBS,
-            [j.api for j in billable],
-            [j.job_id for j in billable],
-            [j.account_id for j in billable],
-            [customers[j.account_id] for j in billable],
-            [window_start(j.completed_at, width) for j in billable],
+        rows = await conn.fetch(
+            "DELETE FROM parked WHERE account_id = ANY($1) RETURNING api, job_id, account_id, completed_at", settled
         )
-        for row in new:
-            await add_to_window(conn, row["account_id"], row["customer_id"], row["window_start"], width, row["jobs"])
+        released = [(r["api"], r["job_id"], r["account_id"], r["completed_at"]) for r in rows
+                    if r["account_id"] in customers]
+        await count_jobs(conn, released, customers, self.window_seconds)

@@ -17,6 +17,7 @@ from events.billing import MeterUsageReported, MeterUsageUnreportable
 from projections.outbox import emit
 
 PRODUCER = "stripe-meter"
+Unreportable = Literal["expired", "rejected"]
 
 CLAIM_DUE = """
 WITH due AS (
@@ -95,7 +96,7 @@ async def mark_sent(conn: asyncpg.Connection, report: Report, event_name: str, n
 
 
 async def mark_unreportable(
-    conn: asyncpg.Connection, report: Report, reason: Literal["expired", "rejected"], detail: str, now: datetime
+    conn: asyncpg.Connection, report: Report, reason: Unreportable, detail: str, now: datetime
 ) -> bool:
     state = "expired" if reason == "expired" else "failed"
     row = await conn.fetchrow(FINISH, *report.key(), state, None, detail)

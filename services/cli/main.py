@@ -6,7 +6,13 @@ import typer
 
 from jobmeter.logs import configure_logging
 from jobmeter.settings import get_settings
-from services.cli import accounts, demo, docs, migrate, replay, report, run, stack
+from services.cli import accounts, bench, chaos, demo, docs, export, migrate, replay, report, run, stack
+from services.cli import keys as keys_cli
+from services.cli import payg as payg_cli
+from services.cli import rapidapi as rapidapi_cli
+from services.cli import simulate as simulate_cli
+from services.cli import stripe as stripe_cli
+from services.cli import subscriptions as subscriptions_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="jobmeter: jobs in, billing out.")
 
@@ -20,10 +26,19 @@ app.add_typer(migrate.app, name="migrate", help="Move billing history between mo
 
 app.command("run")(run.run)
 app.command("replay")(replay.replay)
+app.add_typer(export.app, name="export", help="Stream the event log to JSON lines, CSV or Parquet for analysts.")
 app.command("demo")(demo.demo)
+app.command("chaos")(chaos.chaos)
 app.add_typer(docs.app, name="docs", help="Documents generated from the code (AsyncAPI).")
 app.add_typer(accounts.app, name="accounts", help="Register accounts and look them up.")
 app.add_typer(report.app, name="report", help="Usage reports from the ledger.")
+app.add_typer(keys_cli.app, name="keys", help="API keys: create, list, revoke, rotate.")
+app.add_typer(simulate_cli.app, name="simulate", help="Simulated traffic: signed Stripe webhooks.")
+app.add_typer(stripe_cli.app, name="stripe", help="Stripe: catalog sync, meter reports, reconciliation.")
+app.add_typer(subscriptions_cli.app, name="subscriptions", help="Pro checkout, plan changes with proration, portal.")
+app.add_typer(rapidapi_cli.app, name="rapidapi", help="RapidAPI: import usage exports, reconcile its numbers.")
+app.add_typer(payg_cli.app, name="payg", help="Pay-as-you-go: balances, auto-recharge settings, top-ups.")
+app.add_typer(bench.app, name="bench", help="Throughput of ingest and of the ledger fold, against the real stack.")
 
 
 if __name__ == "__main__":

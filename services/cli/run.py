@@ -9,22 +9,26 @@ import typer
 import uvicorn
 
 from jobmeter.settings import Settings, get_settings
+from services.gateway.sample_app import serve_gateway
 from services.http.app import create_app
 from services.runtime import PROJECTION_SERVICES, build_runtime
 
-SERVICES = ["all", "http", *PROJECTION_SERVICES]
+SERVICES = ["all", "http", "gateway", *PROJECTION_SERVICES]
 
 
 def run(
     service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICES)}"),
     port: int = typer.Option(None, help="HTTP port for `http` and `all` (default JOBMETER_HTTP_PORT, 8080)"),
     host: str = typer.Option("127.0.0.1", help="HTTP address to bind"),
+    engine_url: str = typer.Option(None, help="`gateway` only: where jobmeter's HTTP app answers the key check"),
 ) -> None:
     """Run one service in the foreground until Ctrl-C or SIGTERM."""
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; choose from: {', '.join(SERVICES)}")
     settings = get_settings()
-    if service in ("http", "all"):
+    if service == "gateway":
+        serve_gateway(settings, port or 8090, host=host, jobmeter_url=engine_url)
+    elif service in ("http", "all"):
         consumers = list(PROJECTION_SERVICES) if service == "all" else []
         app = create_app(settings, consumers)
         uvicorn.run(app, host=host, port=port or settings.jobmeter_http_port, log_config=None)

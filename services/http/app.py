@@ -10,7 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from jobmeter.settings import Settings
-from services.http import accounts, ingest, ops, webhooks
+from services.http import accounts, console, ingest, keys, ops, webhooks
+from services.http import billing as billing_http
+from services.http import payg as payg_http
+from services.keyindex import mount_key_index
 from services.runtime import build_runtime
 
 
@@ -25,7 +28,8 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
     app = FastAPI(title="jobmeter", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.runtime = runtime
-    for module in (ingest, accounts, ops, webhooks):
+    app.state.key_index = mount_key_index(runtime)
+    for module in (ingest, accounts, ops, webhooks, keys, console, payg_http, billing_http):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

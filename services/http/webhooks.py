@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
@@ -36,9 +35,13 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     except WebhookRefused as error:
         log.info("stripe webhook refused", reason=str(error))
         return problem(400, str(error))
-    except (KafkaError, asyncio.TimeoutError) as error:
+    except (TimeoutError, KafkaError) as error:
         # Not acknowledged, nothing logged: Stripe retries, and the retry is published.
         log.warning("stripe webhook not published", error=str(error))
         return problem(503, "the event log is unavailable; retry later")
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.InsufficientResourcesError) as error:
+        log.warning("stripe webhook not logged", error=str(error))
+        return problem(503, "the webhook log is unavailable; retry later")
     log.info("stripe webhook received", stripe_event_id=receipt.stripe_event_id, duplicate=receipt.duplicate)
     return JSONResponse({"received": True, "id": receipt.stripe_event_id, "duplicate": receipt.duplicate})

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 
 
-def signed(body: bytes, secret: str = "whsec_dev", **kwargs: Any) -> dict[str, str]:
+def signed(body: bytes, secret: str = "whsec_dev", **kwargs: Any) -> dict[str, str]:  # noqa: S107
     return {"Stripe-Signature": sign(body, secret, **kwargs), "Content-Type": "application/json"}
 
 
@@ -157,3 +157,27 @@ async def test_malformed_bodies_never_500_and_never_publish(settings: Settings) 
         await asyncio.to_thread(check)
     assert await read_topic(settings, stripe_topic(settings), expect=1, timeout=2) == []
     assert await fetchval(settings, "SELECT count(*) FROM webhooks.log") == 0
+
+
+async def test_nothing_is_claimed_when_kafka_does_not_take_the_event(settings: Settings) -> None:
+    from events.publisher import Publisher
+
+    app = create_app(settings.model_copy(update={"stripe_webhook_publish_timeout_seconds": 1.0}))
+    async with client_for(app) as client:
+        res = app.state.runtime.res
+        body = encode_event(build_event("invoice.payment_failed", "cus_DOWN", final=True))
+        live = res.publisher
+        await live.stop()  # Kafka is out of reach for this producer: its sends never complete
+        refused = await client.post("/webhooks/stripe", content=body, headers=signed(body))
+        assert refused.status_code == 503, refused.text
+        assert await fetchval(settings, "SELECT count(*) FROM webhooks.log") == 0
+
+        res.publisher = Publisher(settings.kafka_bootstrap_servers, producer="test", topics=live.topics)
+        await res.publisher.start()
+        try:
+            retried = await client.post("/webhooks/stripe", content=body, headers=signed(body))
+        finally:
+            await res.publisher.stop()
+            res.publisher = live
+    assert retried.status_code == 200 and retried.json()["duplicate"] is False
+    assert len(await read_topic(settings, stripe_topic(settings), expect=2, timeout=3)) == 1

@@ -38,6 +38,7 @@ def test_our_signature_matches_stripes_own() -> None:
         (BODY, f"t={int(time.time())}", "bad signature"),  # no v1
         (BODY, "t=abc,v1=00", "bad signature"),
         (b"\xff\xfe", sign("x", SECRET), "UTF-8"),
+        (BODY, sign(BODY, SECRET, timestamp=int(time.time()) + 3600), "in the future"),
     ],
 )
 def test_refused_with_a_reason(body: bytes, header: str | None, reason: str) -> None:

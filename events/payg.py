@@ -1,0 +1,137 @@
+"""Pay-as-you-go facts: an account's recharge settings, every movement of its balance, and its recharges.
+
+Amounts are integer minor units of `currency`. Each movement has the identity of what caused it (a job, a
+Stripe Checkout Session or PaymentIntent), so however often the cause is seen, the balance moves once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from events.envelope import Event, natural_event_id
+from events.types import AccountId, ApiName, JobId, StripeCustomerId
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$")]
+PaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]+$", max_length=255)]
+PaymentIntentId = Annotated[str, StringConstraints(pattern=r"^pi_[A-Za-z0-9_]+$", max_length=255)]
+RechargeId = Annotated[str, StringConstraints(pattern=r"^rch_[0-9a-f]{32}$")]
+MinorUnits = Annotated[int, Field(ge=0, le=10**12)]
+
+
+def recharge_id(account_id: str, seq: int) -> str:
+    """The id of an account's `seq`-th recharge; also its Stripe idempotency key, so a retry charges once."""
+    return f"rch_{natural_event_id('payg-recharge', account_id, str(seq)).hex}"
+
+
+class PaygConfigured(Event):
+    """An operator (or the customer) set how an account recharges; the latest one wins."""
+
+    event_type: ClassVar[str] = "PaygConfigured"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    threshold_minor: MinorUnits
+    recharge_minor: MinorUnits
+    auto_recharge: bool
+    customer_id: StripeCustomerId | None = None
+    payment_method_id: PaymentMethodId | None = None
+    configured_at: AwareDatetime
+
+
+class BalanceDebited(Event):
+    """One job's price taken from the balance: once per job, however often the job was published."""
+
+    event_type: ClassVar[str] = "BalanceDebited"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    api: ApiName
+    job_id: JobId
+    amount_minor: MinorUnits
+    currency: Currency
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-debit", self.api, self.job_id)
+
+
+class BalanceCredited(Event):
+    """Money added to the balance: a top-up (a Checkout Session) or a recharge (a PaymentIntent)."""
+
+    event_type: ClassVar[str] = "BalanceCredited"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    amount_minor: MinorUnits
+    currency: Currency
+    source: Literal["topup", "recharge"]
+    reference: str = Field(min_length=1, max_length=255, description="the Checkout Session or PaymentIntent id")
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-credit", self.reference)
+
+
+class RechargeRequested(Event):
+    """The balance fell below the threshold: charge the saved card off-session, once."""
+
+    event_type: ClassVar[str] = "RechargeRequested"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    recharge_id: RechargeId
+    seq: int = Field(ge=1)
+    amount_minor: MinorUnits
+    currency: Currency
+    customer_id: StripeCustomerId
+    payment_method_id: PaymentMethodId
+    requested_at: AwareDatetime
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-recharge-requested", self.account_id, str(self.seq))
+
+
+class RechargeSucceeded(Event):
+    event_type: ClassVar[str] = "RechargeSucceeded"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    recharge_id: RechargeId
+    payment_intent_id: PaymentIntentId
+    amount_minor: MinorUnits
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-recharge-succeeded", self.recharge_id)
+
+
+class RechargeFailed(Event):
+    """The card was declined or needs the customer present; one per recharge, whoever noticed it first."""
+
+    event_type: ClassVar[str] = "RechargeFailed"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    recharge_id: RechargeId
+    code: str | None = Field(default=None, max_length=100, description="Stripe's error code, e.g. card_declined")
+    message: str = Field(default="", max_length=1000)
+    payment_intent_id: PaymentIntentId | None = None
+    failed_at: AwareDatetime
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-recharge-failed", self.recharge_id)
+
+
+class AutoRechargeDisabled(Event):
+    """Too many recharges failed in a row: no more off-session charges until the account is configured again."""
+
+    event_type: ClassVar[str] = "AutoRechargeDisabled"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    failures: int = Field(ge=1)
+    cause: str = Field(description="the recharge whose failure turned it off")
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-auto-off", self.account_id, self.cause)
+

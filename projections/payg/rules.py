@@ -1,0 +1,131 @@
+"""The pay-as-you-go rules: prices, when to recharge, what a failed recharge does, when keys stop. Pure, no I/O.
+
+Time is always passed in (the log time of the batch being folded), so a replay decides exactly as the first run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+Prices = dict[str, int]
+
+
+class PriceError(ValueError):
+    """A price list that cannot be read, or a job on an API surface that has no price."""
+
+
+def parse_prices(text: str) -> Prices:
+    """`"extract=5,classify=3"` → `{"extract": 5, "classify": 3}`: integer minor units per job, per API surface."""
+    prices: Prices = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        api, sep, amount = part.partition("=")
+        api, amount = api.strip(), amount.strip()
+        if not sep or not api or not amount.isdigit():
+            raise PriceError(f"bad price {part.strip()!r}: expected api=minor_units, e.g. extract=5")
+        if api in prices:
+            raise PriceError(f"API surface {api!r} is priced twice")
+        prices[api] = int(amount)
+    if not prices:
+        raise PriceError("no PAYG prices configured")
+    return prices
+
+
+def price_of(prices: Prices, api: str) -> int:
+    try:
+        return prices[api]
+    except KeyError:
+        raise PriceError(f"no PAYG price for API surface {api!r}; priced: {', '.join(sorted(prices))}") from None
+
+
+@dataclass(frozen=True)
+class PaygPolicy:
+    """Everything the rules are tuned by, from the settings, in one place."""
+
+    allowance_minor: int = 0  # how far below zero a balance may go before the account's keys stop
+    max_failures: int = 3  # consecutive failed recharges before auto-recharge turns itself off
+    backoff: timedelta = timedelta(minutes=5)  # after the first failure; doubles with each one after
+    backoff_max: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class RechargeState:
+    """What the recharge decision looks at, for one account."""
+
+    balance_minor: int
+    threshold_minor: int
+    recharge_minor: int
+    auto_recharge: bool
+    has_card: bool  # a customer and a saved payment method to charge off-session
+    in_flight: bool  # a recharge requested and not yet settled
+    failures: int = 0
+    backoff_until: datetime | None = None
+
+
+RechargeVerdict = Literal[
+    "recharge", "above_threshold", "auto_off", "no_card", "in_flight", "backing_off", "nothing_to_charge"
+]
+
+
+def recharge_verdict(state: RechargeState, now: datetime) -> RechargeVerdict:
+    """Whether to request one recharge now, or why not. Never a second while one is in flight."""
+    if state.balance_minor >= state.threshold_minor:
+        return "above_threshold"
+    if not state.auto_recharge:
+        return "auto_off"
+    if not state.has_card:
+        return "no_card"
+    if state.in_flight:
+        return "in_flight"
+    if state.backoff_until is not None and now < state.backoff_until:
+        return "backing_off"
+    if state.recharge_minor <= 0:
+        return "nothing_to_charge"
+    return "recharge"
+
+
+def should_recharge(state: RechargeState, now: datetime) -> bool:
+    return recharge_verdict(state, now) == "recharge"
+
+
+@dataclass(frozen=True)
+class AfterFailure:
+    failures: int
+    backoff_until: datetime
+    disable_auto: bool
+
+
+def after_failure(failures_before: int, failed_at: datetime, policy: PaygPolicy) -> AfterFailure:
+    """A recharge was declined (or needs the customer present): back off, and give up after `max_failures`."""
+    failures = failures_before + 1
+    wait = min(policy.backoff * (2 ** (failures - 1)), policy.backoff_max)
+    return AfterFailure(failures, failed_at + wait, disable_auto=failures >= policy.max_failures)
+
+
+KeyAction = Literal["suspend", "restore"]
+
+
+def key_action(balance_minor: int, suspended: bool, policy: PaygPolicy) -> KeyAction | None:
+    """Suspend once the balance is below −allowance; restore once credit brings it back to −allowance or above."""
+    exhausted = balance_minor < -policy.allowance_minor
+    if exhausted and not suspended:
+        return "suspend"
+    if not exhausted and suspended:
+        return "restore"
+    return None
+
+
+# What the customer is told when a recharge fails, by Stripe's error code.
+FAILURE_MESSAGES: dict[str, str] = {
+    "authentication_required": "your bank asks you to confirm this payment yourself",
+    "card_declined": "your card was declined",
+    "expired_card": "your card has expired",
+    "insufficient_funds": "your card has insufficient funds",
+}
+
+
+def failure_message(code: str | None) -> str:
+    return FAILURE_MESSAGES.get(code or "", "the automatic payment did not go through")

@@ -1,0 +1,139 @@
+"""The PAYG tables as the fold writes them: balances, movements (the dedupe of every debit and credit), recharges.
+
+Every function runs inside the fold's transaction, on the `payg` schema (or its replay shadow).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from events.payg import PaygConfigured
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What an account's balance starts with before anyone configured it."""
+
+    currency: str
+    threshold_minor: int
+    recharge_minor: int
+
+
+@dataclass(frozen=True)
+class Movement:
+    movement_id: str  # the identity of the cause: a movement is recorded once
+    account_id: str
+    kind: Literal["debit", "topup", "recharge"]
+    amount_minor: int  # signed: debits are negative
+    reference: str
+    at: datetime
+    event_id: uuid.UUID
+
+
+async def payg_accounts(conn: asyncpg.Connection, account_ids: Iterable[str]) -> dict[str, str | None]:
+    """account id → Stripe customer id, for the accounts billed pay-as-you-go (as the registry says now)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT account_id, stripe_customer_id FROM accounts.accounts WHERE account_id = ANY($1::text[]) "
+        "AND model = 'payg'",
+        sorted(set(account_ids)),
+    )
+    return {r["account_id"]: r["stripe_customer_id"] for r in rows}
+
+
+async def open_balances(
+    conn: asyncpg.Connection, accounts: dict[str, str | None], defaults: Defaults, now: datetime
+) -> None:
+    """Create missing balances, then lock them all in one order (no deadlock between consumers)."""
+    if not accounts:
+        return
+    ids = sorted(accounts)
+    await conn.execute(
+        """INSERT INTO balances (account_id, currency, threshold_minor, recharge_minor, customer_id, updated_at)
+           SELECT a, $3, $4, $5, c, $6 FROM unnest($1::text[], $2::text[]) AS u(a, c)
+           ON CONFLICT (account_id) DO NOTHING""",
+        ids, [accounts[a] for a in ids], defaults.currency, defaults.threshold_minor, defaults.recharge_minor, now,
+    )
+    await conn.execute("SELECT 1 FROM balances WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE", ids)
+
+
+async def configure(conn: asyncpg.Connection, event: PaygConfigured, now: datetime) -> None:
+    """The latest configuration wins; a customer or card left out keeps the one on file. Turning auto-recharge
+    on starts the failure count afresh."""
+    await conn.execute(
+        """UPDATE balances SET threshold_minor = $2, recharge_minor = $3, auto_recharge = $4,
+                  customer_id = coalesce($5, customer_id), payment_method_id = coalesce($6, payment_method_id),
+                  failures = CASE WHEN $4 THEN 0 ELSE failures END,
+                  backoff_until = CASE WHEN $4 THEN NULL ELSE backoff_until END, updated_at = $7
+           WHERE account_id = $1""",
+        event.account_id, event.threshold_minor, event.recharge_minor, event.auto_recharge, event.customer_id,
+        event.payment_method_id, now,
+    )
+
+
+ADD_MOVEMENTS = """
+WITH new AS (
+    INSERT INTO movements (movement_id, account_id, kind, amount_minor, reference, at, event_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],
+                         $7::uuid[])
+    ON CONFLICT (movement_id) DO NOTHING
+    RETURNING movement_id, account_id, amount_minor
+), sums AS (
+    SELECT account_id, sum(amount_minor) AS amount FROM new GROUP BY account_id
+), moved AS (
+    UPDATE balances AS b SET balance_minor = b.balance_minor + sums.amount, updated_at = $8
+    FROM sums WHERE b.account_id = sums.account_id
+)
+SELECT movement_id FROM new
+"""
+
+
+async def add_movements(conn: asyncpg.Connection, movements: Sequence[Movement], now: datetime) -> set[str]:
+    """Record movements not seen before (duplicates in the batch included) and move the balances by them;
+    returns the ids of those recorded now."""
+    if not movements:
+        return set()
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for m in movements:
+        for column, value in zip(
+            columns, (m.movement_id, m.account_id, m.kind, m.amount_minor, m.reference, m.at, m.event_id), strict=True
+        ):
+            column.append(value)
+    rows = await conn.fetch(ADD_MOVEMENTS, *columns, now)
+    return {r["movement_id"] for r in rows}
+
+
+async def set_customer_if_missing(conn: asyncpg.Connection, account_id: str, customer_id: str | None) -> None:
+    if customer_id:
+        await conn.execute(
+            "UPDATE balances SET customer_id = $2 WHERE account_id = $1 AND customer_id IS NULL",
+            account_id, customer_id,
+        )
+
+
+async def recharge_accounts(conn: asyncpg.Connection, recharge_ids: Sequence[str]) -> list[str]:
+    if not recharge_ids:
+        return []
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT DISTINCT account_id FROM recharges WHERE recharge_id = ANY($1::text[])", list(recharge_ids)
+    )
+    return [r["account_id"] for r in rows]
+
+
+async def recharge(conn: asyncpg.Connection, recharge_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM recharges WHERE recharge_id = $1 FOR UPDATE", recharge_id)
+
+
+async def balances_for_rules(conn: asyncpg.Connection, account_ids: Iterable[str]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT b.*, EXISTS (SELECT 1 FROM recharges r WHERE r.account_id = b.account_id
+                                AND r.state = 'requested') AS in_flight
+           FROM balances b WHERE b.account_id = ANY($1::text[]) ORDER BY b.account_id""",
+        sorted(set(account_ids)),
+    )
+    return rows

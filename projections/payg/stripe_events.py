@@ -1,0 +1,96 @@
+"""What a Stripe event means for a PAYG balance: a top-up to credit, a recharge to settle, or nothing. Pure.
+
+Top-ups arrive as `checkout.session.completed` (or `…async_payment_succeeded`) of a `mode=payment` session whose
+`metadata.account_id` (or `client_reference_id`, for a Payment Link) names the account. Recharges arrive as
+`payment_intent.succeeded` / `payment_intent.payment_failed` carrying our `metadata.recharge_id`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from events.stripe import StripeEventReceived
+
+TOPUP_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+
+
+@dataclass(frozen=True)
+class TopUp:
+    account_id: str
+    session_id: str
+    amount_minor: int
+    currency: str
+    customer_id: str | None
+    ours: bool = False  # opened by `jobmeter payg topup` (metadata.purpose = payg_topup)
+
+
+@dataclass(frozen=True)
+class RechargeSettled:
+    account_id: str | None
+    recharge_id: str
+    payment_intent_id: str
+    succeeded: bool
+    amount_minor: int
+    currency: str
+    code: str | None
+    message: str
+    at: datetime
+
+
+def _text(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _amount(obj: dict[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = obj.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def topup_of(event: StripeEventReceived) -> TopUp | None:
+    """The top-up a completed, paid, one-time Checkout Session brings; None if the event is not one."""
+    obj = event.data_object
+    if event.type not in TOPUP_EVENTS or obj.get("mode") != "payment" or obj.get("payment_status") != "paid":
+        return None
+    account = _text(_metadata(obj), "account_id") or _text(obj, "client_reference_id") or event.account_id
+    session_id, amount, currency = _text(obj, "id"), _amount(obj, "amount_total"), _text(obj, "currency")
+    if account is None or session_id is None or amount is None or currency is None:
+        return None
+    customer = obj.get("customer")
+    ours = _metadata(obj).get("purpose") == "payg_topup"
+    return TopUp(account, session_id, amount, currency.lower(), customer if isinstance(customer, str) else None, ours)
+
+
+def recharge_settled(event: StripeEventReceived) -> RechargeSettled | None:
+    """The outcome of one of our off-session recharges; None for any other PaymentIntent or event."""
+    if event.type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        return None
+    obj = event.data_object
+    metadata = _metadata(obj)
+    recharge_id, pi = _text(metadata, "recharge_id"), _text(obj, "id")
+    if recharge_id is None or pi is None:
+        return None
+    succeeded = event.type == "payment_intent.succeeded"
+    error = obj.get("last_payment_error")
+    error = error if isinstance(error, dict) else {}
+    return RechargeSettled(
+        account_id=_text(metadata, "account_id") or event.account_id,
+        recharge_id=recharge_id,
+        payment_intent_id=pi,
+        succeeded=succeeded,
+        amount_minor=(_amount(obj, "amount_received", "amount") if succeeded else _amount(obj, "amount")) or 0,
+        currency=(_text(obj, "currency") or "").lower(),
+        code=None if succeeded else _text(error, "code") or _text(error, "decline_code"),
+        message="" if succeeded else (_text(error, "message") or ""),
+        at=event.created,
+    )

@@ -1,0 +1,62 @@
+"""An account's billing in its current Stripe period: plan, included jobs, jobs used, overage and its charge."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from projections.subscriptions.state import included_jobs, overage
+
+
+class NoSuchAccount(LookupError):
+    pass
+
+
+LATEST_SUBSCRIPTION = """
+SELECT * FROM subscriptions.subscriptions WHERE customer_id = $1
+ORDER BY status NOT IN ('canceled', 'incomplete_expired') DESC, last_event_created DESC LIMIT 1
+"""
+
+# Jobs the meter reporter recorded for the account in the period (by window start, as Stripe's meter sees them).
+USED = """
+SELECT coalesce(sum(value), 0)::bigint AS used,
+       coalesce(sum(value) FILTER (WHERE state = 'sent'), 0)::bigint AS reported
+FROM meter.reports WHERE account_id = $1 AND window_start >= $2 AND window_start < $3
+"""
+
+
+async def billing_summary(
+    conn: asyncpg.Connection, account_id: str, plans: Mapping[str, int], unit_minor: Decimal, currency: str
+) -> dict[str, Any] | None:
+    """None when the account has no subscription on record; raises NoSuchAccount for an unknown account."""
+    account = await conn.fetchrow(
+        "SELECT model, stripe_customer_id FROM accounts.accounts WHERE account_id = $1", account_id
+    )
+    if account is None:
+        raise NoSuchAccount(account_id)
+    if account["stripe_customer_id"] is None:
+        return None
+    sub = await conn.fetchrow(LATEST_SUBSCRIPTION, account["stripe_customer_id"])
+    if sub is None:
+        return None
+    start, end = sub["current_period_start"], sub["current_period_end"]
+    used = await conn.fetchrow(USED, account_id, start, end) if start and end else {"used": 0, "reported": 0}
+    included = included_jobs(sub["base_price_id"], sub["status"], plans)
+    bill = overage(included, int(used["used"]), unit_minor, currency)
+    return {
+        "account_id": account_id,
+        "stripe_customer_id": account["stripe_customer_id"],
+        "subscription_id": sub["subscription_id"],
+        "status": sub["status"],
+        "base_price_id": sub["base_price_id"],
+        "interval": sub["interval"],
+        "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
+        "included_jobs": bill.included,
+        "used_jobs": bill.used,
+        "reported_to_stripe": int(used["reported"]),
+        "overage_jobs": bill.overage,
+        "overage_charge": {"amount": bill.charge_minor, "currency": bill.currency},
+    }

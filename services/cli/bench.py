@@ -1,0 +1,63 @@
+"""`jobmeter bench`: throughput of ingest and of the ledger fold, each beside what it is compared with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from jobmeter.settings import get_settings
+from services.bench import bench_ingest, bench_ledger
+from services.cli.common import console, errors
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("ingest")
+def ingest(
+    events: Annotated[int, typer.Option(min=1, help="events per path")] = 100_000,
+    batch: Annotated[int, typer.Option(min=1, help="jobs per HTTP request")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, help="HTTP requests in flight")] = 4,
+    chunk: Annotated[int, typer.Option(min=1, help="events per publish_many call (and per raw chunk)")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    profile: Annotated[bool, typer.Option(help="also profile one publisher run (cProfile, to stderr)")] = False,
+) -> None:
+    """Events/s of HTTP batch ingest, the Python publisher and a raw aiokafka producer, from one run."""
+    figures = asyncio.run(
+        bench_ingest(get_settings(), events, http_batch=batch, http_concurrency=concurrency, chunk=chunk,
+                     profile=profile)
+    )
+    if figures.profile:
+        errors.print(figures.profile, markup=False, highlight=False)
+    if as_json:
+        print(json.dumps({"events": events, **figures.as_json()}, indent=2))
+        return
+    table = Table(title=f"ingest: {events:,} events per path")
+    for column in ("path", "events/s", "seconds", "how"):
+        table.add_column(column, justify="right" if column in ("events/s", "seconds") else "left")
+    for name, rate, how in (
+        ("HTTP batch ingest", figures.http, f"uvicorn child, {batch} jobs a request, {concurrency} in flight"),
+        ("Python publisher", figures.publisher, f"Publisher.publish_many, {chunk} a call"),
+        ("raw aiokafka", figures.raw, f"pre-encoded bytes, same producer settings, {chunk} a chunk"),
+    ):
+        table.add_row(name, f"{rate.per_second:,.0f}", f"{rate.seconds:.2f}", how)
+    console.print(table)
+    ratio = figures.publisher_over_raw
+    verdict = "[green]within 2x[/green]" if ratio >= 0.5 else "[red]more than 2x slower[/red]"
+    console.print(f"publisher / raw: [bold]{ratio:.2f}[/bold] ({verdict})")
+
+
+@app.command("ledger")
+def ledger(
+    events: Annotated[int, typer.Option(min=1, help="events for the full, raw and naive runs")] = 100_000,
+    naive_events: Annotated[int, typer.Option(min=1, help="events the naive run measures (then extrapolates)")] = 5000,
+    replay_events: Annotated[int, typer.Option(min=1, help="events replayed for the replay figure")] = 1_000_000,
+) -> None:
+    """JSON: the ledger fold against a raw COPY pipe and a one-insert-per-event fold; peak RSS; replay time."""
+    figures = asyncio.run(
+        bench_ledger(get_settings(), events, naive_events=naive_events, replay_events=replay_events)
+    )
+    print(json.dumps(figures.as_json(), indent=2))

@@ -1,0 +1,110 @@
+"""A FAKE: a tiny local HTTP server in front of stripe-mock that records every request and, on cue, misbehaves.
+
+For the meter reporter's tests. stripe-mock is stateless and always answers 200, so it can neither count what
+reached it nor answer 429 or time out. This front does both: it records each request (path, Idempotency-Key,
+form body) and plays a script of actions, one per request, passing the rest through to the real stripe-mock:
+- "pass": forward to stripe-mock and return its answer;
+- "429" / "500": answer that status with a Stripe-shaped error, without forwarding;
+- "slow": forward (Stripe got it) but answer only after `slow_seconds`, i.e. after the client gave up.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    idempotency_key: str | None
+    form: dict[str, str]
+    action: str
+
+
+class FakeMeterStripeFront:
+    def __init__(self, upstream: str, *, slow_seconds: float = 2.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.slow_seconds = slow_seconds
+        self.script: deque[str] = deque()
+        self.seen: list[SeenRequest] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def play(self, actions: Iterable[str]) -> None:
+        with self._lock:
+            self.script.extend(actions)
+
+    def meter_events(self) -> list[SeenRequest]:
+        return [r for r in self.seen if r.path == "/v1/billing/meter_events"]
+
+    def __enter__(self) -> FakeMeterStripeFront:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next_action(self) -> str:
+        with self._lock:
+            return self.script.popleft() if self.script else "pass"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — keep test output quiet
+                return None
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                action = front._next_action()
+                with front._lock:
+                    front.seen.append(SeenRequest(
+                        self.command, self.path.split("?")[0], self.headers.get("Idempotency-Key"),
+                        dict(parse_qsl(body.decode())), action,
+                    ))
+                if action in ("429", "500"):
+                    error = {"error": {"type": "api_error", "message": f"fake {action}"}}
+                    if action == "429":
+                        error = {"error": {"type": "invalid_request_error", "code": "rate_limit",
+                                           "message": "fake: too many requests"}}
+                    self._answer(int(action), json.dumps(error).encode())
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = httpx.request(self.command, front.upstream + self.path, headers=headers, content=body)
+                if action == "slow":
+                    time.sleep(front.slow_seconds)
+                try:
+                    self._answer(answer.status_code, answer.content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left, as intended
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _handle
+
+        return Handler

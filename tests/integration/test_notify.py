@@ -1,0 +1,106 @@
+"""The notifier against a real SMTP conversation (a tiny local SMTP sink, named as such) and real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email import message_from_bytes
+
+import pytest
+from pydantic import SecretStr
+
+from jobmeter.settings import Settings
+from services.notify import SmtpMailer, mailer_for, notify_once
+from services.resources import open_resources
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def smtp_sink(refuse: bool = False) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A local fake SMTP server (this test's only): accepts or refuses every message, keeps what it accepted."""
+    received: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 sink ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-sink\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                data = b""
+                while (chunk := await reader.readline()) != b".\r\n":
+                    data += chunk
+                if refuse:
+                    writer.write(b"554 no thanks\r\n")
+                else:
+                    received.append(data)
+                    writer.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port, received
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def add_notification(conn: object, kind: str, recipient: str | None) -> None:
+    await conn.execute(  # type: ignore[attr-defined]
+        """INSERT INTO key_lifecycle.notifications (notification_id, account_id, customer_id, kind, reason, recipient)
+           VALUES ($1, 'acme', 'cus_ACME', $2, 'payment failed', $3)""",
+        uuid.uuid4(), kind, recipient,
+    )
+
+
+async def test_notifications_are_sent_over_smtp_and_marked_sent_once(settings: Settings) -> None:
+    async with open_resources(settings, producer="test") as res, smtp_sink() as (port, received):
+        async with res.pool.acquire() as conn:
+            await add_notification(conn, "suspended", "ops@acme.example")
+            await add_notification(conn, "restored", None)
+        mailer = SmtpMailer(f"smtp://127.0.0.1:{port}")
+        assert await notify_once(res.pool, "key_lifecycle", mailer, "billing@jobmeter.test") == (2, 0)
+        assert await notify_once(res.pool, "key_lifecycle", mailer, "billing@jobmeter.test") == (0, 0)
+        async with res.pool.acquire() as conn:
+            unsent = await conn.fetchval("SELECT count(*) FROM key_lifecycle.notifications WHERE sent_at IS NULL")
+        assert unsent == 0
+    messages = [message_from_bytes(m) for m in received]
+    assert [m["To"] for m in messages] == ["ops@acme.example", "billing@jobmeter.test"]
+    assert "suspended" in messages[0]["Subject"] and messages[0]["Message-ID"].endswith("@jobmeter>")
+
+
+async def test_a_refused_message_stays_unsent_and_is_retried(settings: Settings) -> None:
+    async with open_resources(settings, producer="test") as res:
+        async with res.pool.acquire() as conn:
+            await add_notification(conn, "suspended", "ops@acme.example")
+        async with smtp_sink(refuse=True) as (port, _):
+            refused = await notify_once(res.pool, "key_lifecycle", SmtpMailer(f"smtp://127.0.0.1:{port}"), "b@j.test")
+        assert refused == (0, 1)
+        async with res.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT attempts, last_error, sent_at FROM key_lifecycle.notifications")
+        assert (row["attempts"], row["sent_at"]) == (1, None) and "no thanks" in row["last_error"]
+        async with smtp_sink() as (port, received):
+            retried = await notify_once(res.pool, "key_lifecycle", SmtpMailer(f"smtp://127.0.0.1:{port}"), "b@j.test")
+        assert retried == (1, 0)
+        assert len(received) == 1
+
+
+def test_without_an_smtp_url_messages_go_to_the_log(settings: Settings) -> None:
+    assert type(mailer_for(settings)).__name__ == "LogMailer"
+    with_smtp = settings.model_copy(update={"jobmeter_smtp_url": SecretStr("smtp://u:p%40ss@mail.example:2525")})
+    mailer = mailer_for(with_smtp)
+    assert isinstance(mailer, SmtpMailer)
+    assert (mailer.host, mailer.port, mailer.password) == ("mail.example", 2525, "p@ss")

@@ -1,0 +1,310 @@
+"""Pay-as-you-go on the real stack: Kafka, Postgres, and stripe-mock behind `PaygFakeStripeFront`.
+
+Everything runs through the Runtime (consumers, outbox relay, recharger) in process; Stripe's webhooks are put on
+the `stripe` topic as the bridge would put them (`StripeEventReceived`), duplicates included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+from events.envelope import Event
+from events.jobs import JobCompleted
+from events.keys import KeyRestored, KeySuspended
+from events.registry import REGISTRY
+from events.stripe import StripeEventReceived
+from events.topics import Topics
+from jobmeter.settings import Settings, get_settings
+from services import payg_recharger
+from services.http.app import create_app
+from tests.integration.helpers import client_for, eventually, fetchval, read_topic
+from tests.integration.payg_stripe_front import PaygFakeStripeFront, payg_fake_stripe_front
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"Authorization": "Bearer dev-admin-token"}
+INGEST = {"Authorization": "Bearer dev-ingest-token"}
+PRICES = {"extract": 5, "classify": 3, "translate": 4, "summarize": 2}
+
+
+@pytest.fixture(autouse=True)
+def payg_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The fold reads its policy from the process settings: a small allowance, two failures, a 2 s back-off."""
+    for name, value in {"ALLOWANCE_MINOR": "50", "MAX_FAILURES": "2", "BACKOFF_SECONDS": "2",
+                        "PRICES": "extract=5,classify=3,translate=4,summarize=2", "CURRENCY": "usd"}.items():
+        monkeypatch.setenv(f"JOBMETER_PAYG_{name}", value)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def front(settings: Settings) -> AsyncIterator[PaygFakeStripeFront]:
+    async with payg_fake_stripe_front(settings.stripe_api_base) as f:
+        yield f
+
+
+def with_front(settings: Settings, front: PaygFakeStripeFront) -> Settings:
+    return settings.model_copy(update={"stripe_api_base": front.url, "jobmeter_payg_poll_seconds": 0.1})
+
+
+def job(account: str, job_id: str, api: str = "extract", channel: str = "direct") -> JobCompleted:
+    return JobCompleted(account_id=account, api=api, job_id=job_id, channel=channel, mode="sync",
+                        completed_at=datetime.now(UTC))
+
+
+def stripe_event(kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> StripeEventReceived:
+    return StripeEventReceived(
+        stripe_event_id=event_id or f"evt_{secrets.token_hex(8)}", type=kind, created=datetime.now(UTC),
+        customer_id=obj.get("customer"), data_object=obj,
+    )
+
+
+def checkout_completed(account: str, session: str, amount: int, *, event_id: str | None = None,
+                       kind: str = "checkout.session.completed") -> StripeEventReceived:
+    obj = {"id": session, "object": "checkout.session", "mode": "payment", "payment_status": "paid",
+           "amount_total": amount, "currency": "usd", "metadata": {"account_id": account}}
+    return stripe_event(kind, obj, event_id=event_id)
+
+
+def intent_succeeded(recharge: dict[str, Any], *, event_id: str | None = None) -> StripeEventReceived:
+    obj = {"id": recharge["payment_intent_id"], "object": "payment_intent", "status": "succeeded",
+           "amount": recharge["amount_minor"], "amount_received": recharge["amount_minor"], "currency": "usd",
+           "metadata": {"account_id": "ignored-we-trust-the-recharge-row", "recharge_id": recharge["recharge_id"]}}
+    return stripe_event("payment_intent.succeeded", obj, event_id=event_id)
+
+
+def form_of(body: bytes) -> dict[str, str]:
+    return dict(parse_qsl(body.decode()))
+
+
+async def publish(app: Any, *events: Event) -> None:
+    await app.state.runtime.res.publisher.publish_many(list(events))
+
+
+async def register(client: httpx.AsyncClient, account: str, customer: str | None = None) -> None:
+    body = {"account_id": account, "model": "payg", "stripe_customer_id": customer}
+    response = await client.post("/v1/accounts", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+
+
+async def balance(client: httpx.AsyncClient, account: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/accounts/{account}/balance", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def balance_is(client: httpx.AsyncClient, account: str, minor: int) -> dict[str, Any]:
+    return await eventually(lambda: balance(client, account), lambda b: b["balance_minor"] == minor)
+
+
+async def emitted(settings: Settings, event_type: str) -> list[Any]:
+    rows = await fetchval(
+        settings,
+        "SELECT coalesce(json_agg(envelope ORDER BY id), '[]') FROM payg.outbox WHERE envelope::json->>'type' = $1",
+        event_type,
+    )
+    return [REGISTRY.decode(e.encode())[1] for e in json.loads(rows)]
+
+
+async def test_debits_are_exact_under_duplicates_and_a_consumer_restart(settings: Settings) -> None:
+    app = create_app(settings, consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        await register(client, "acme")
+        await register(client, "other")  # billed otherwise: its jobs never touch a balance
+        await client.post("/v1/accounts", json={"account_id": "subs", "model": "subscription"}, headers=ADMIN)
+        jobs = [job("acme", f"j{i}", api) for i, api in enumerate(["extract"] * 4 + ["classify"] * 3 + ["translate"] * 2
+                                                                  + ["summarize"])]
+        expected = -sum(PRICES[j.api] for j in jobs)  # 39
+        # Published twice each, in one go and again later, bypassing the ingest's own dedupe.
+        await publish(app, *jobs, *jobs[:5], job("subs", "s1"), job("acme", "r1", channel="rapidapi"))
+        await publish(app, *jobs[3:])
+        shown = await balance_is(client, "acme", expected)
+        assert (shown["currency"], shown["recharge_in_flight"]) == ("usd", False)
+        # A top-up we opened, for an account that is not PAYG: never silently dropped, dead-lettered with why.
+        stray = checkout_completed("subs", "cs_test_stray", 700)
+        stray = stray.model_copy(update={"data_object": {**stray.data_object, "metadata": {
+            "account_id": "subs", "purpose": "payg_topup"}}})
+        await publish(app, stray)
+        [letter] = await read_topic(settings, Topics(settings.jobmeter_topic_prefix).deadletters, expect=1)
+        dead = REGISTRY.decode(letter.value)[1]
+        assert "cs_test_stray" in dead.reason and "not a PAYG account" in dead.reason, dead.reason
+        # Unknown accounts and accounts billed otherwise are refused clearly.
+        assert (await client.get("/v1/accounts/subs/balance", headers=ADMIN)).status_code == 409
+        assert (await client.get("/v1/accounts/nobody/balance", headers=ADMIN)).status_code == 404
+
+    # A new process: the consumer resumes from its stored positions; old jobs published again are no debit.
+    link = "https://buy.stripe.com/test_payg"
+    app = create_app(settings.model_copy(update={"next_public_stripe_payment_link_payg": link}),
+                     consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        topup = await client.post("/v1/accounts/acme/payg/topup", headers=ADMIN)
+        assert topup.status_code == 201, topup.text
+        assert topup.json()["url"] == f"{link}?client_reference_id=acme"
+        bad = await client.post("/v1/accounts/acme/payg/topup", json={"amount_minor": 0}, headers=ADMIN)
+        assert bad.status_code == 422
+        no_card = await client.post("/v1/accounts/acme/payg/config", json={"auto_recharge": True}, headers=ADMIN)
+        assert no_card.status_code == 422 and "saved card" in no_card.json()["detail"]
+        await publish(app, *jobs, job("acme", "late-1", "classify"), job("acme", "late-2", "classify"))
+        response = await client.post("/v1/jobs/completed", headers=INGEST, json=[
+            {**jobs[0].model_dump(mode="json")}, {**job("acme", "http-1", "summarize").model_dump(mode="json")}])
+        assert response.status_code == 202, response.text
+        await balance_is(client, "acme", expected - 6 - 2)
+
+    assert await fetchval(settings, "SELECT count(*) FROM payg.movements WHERE account_id = 'acme'") == 13
+    assert await fetchval(settings, "SELECT count(*) FROM payg.movements WHERE account_id <> 'acme'") == 0
+    debited = await emitted(settings, "BalanceDebited")
+    assert len(debited) == 13 and sum(e.amount_minor for e in debited) == -(expected - 8)
+    # Below zero by more than the allowance (50)? Not yet at -47: the keys still work.
+    assert await emitted(settings, "KeySuspended") == []
+
+
+async def test_a_burst_across_the_threshold_charges_the_card_once_and_webhooks_credit_once(
+    settings: Settings, front: PaygFakeStripeFront
+) -> None:
+    s = with_front(settings, front)
+    app = create_app(s, consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        await register(client, "burst", "cus_BURST")
+        # A top-up through Checkout: the same webhook delivered twice, and its async twin, credit once.
+        topup = await client.post("/v1/accounts/burst/payg/topup", json={"amount_minor": 300}, headers=ADMIN)
+        assert topup.status_code == 201, topup.text
+        session = topup.json()["checkout_session_id"]
+        form = form_of(front.seen[-1].body)
+        assert (form["mode"], form["payment_intent_data[setup_future_usage]"]) == ("payment", "off_session")
+        assert (form["metadata[account_id]"], form["line_items[0][price_data][unit_amount]"]) == ("burst", "300")
+        done = checkout_completed("burst", session, 300, event_id="evt_topup1")
+        await publish(app, done, done, checkout_completed("burst", session, 300,
+                                                         kind="checkout.session.async_payment_succeeded"))
+        await balance_is(client, "burst", 300)
+
+        configured = await client.post("/v1/accounts/burst/payg/config", headers=ADMIN, json={
+            "threshold_minor": 100, "recharge_minor": 2000, "auto_recharge": True, "payment_method_id": "pm_card_visa"})
+        assert configured.status_code == 202, configured.text
+        await eventually(lambda: balance(client, "burst"), lambda b: b["auto_recharge"])
+
+        # 60 jobs of 5 in one batch: the balance crosses 100 at the 41st and ends at 0.
+        burst = [job("burst", f"b{i}").model_dump(mode="json") for i in range(60)]
+        assert (await client.post("/v1/jobs/completed", json=burst, headers=INGEST)).status_code == 202
+        await publish(app, *[job("burst", f"more{i}") for i in range(10)])  # more while one is in flight
+        shown = await balance_is(client, "burst", -50)
+        [recharge] = (await eventually(
+            lambda: balance(client, "burst"), lambda b: b["recharges"] and b["recharges"][0]["payment_intent_id"]
+        ))["recharges"]
+        await asyncio.sleep(0.5)  # give a second request every chance to (wrongly) happen
+        intents = front.payment_intents()
+        assert len(intents) == 1
+        assert intents[0].idempotency_key == recharge["recharge_id"] == recharge["idempotency_key"]
+        assert form_of(intents[0].body) == {
+            "customer": "cus_BURST", "payment_method": "pm_card_visa", "amount": "2000", "currency": "usd",
+            "off_session": "true", "confirm": "true", "metadata[account_id]": "burst",
+            "metadata[recharge_id]": recharge["recharge_id"],
+        }
+        assert shown["recharge_in_flight"] is True
+
+        # Stripe reports success, more than once and under two event ids: credited once.
+        ok = intent_succeeded(recharge, event_id="evt_pi_ok")
+        await publish(app, ok, ok, intent_succeeded(recharge))
+        settled = await balance_is(client, "burst", 1950)
+        assert settled["recharge_in_flight"] is False
+        assert settled["recharges"][0]["state"] == "succeeded"
+    assert len(await emitted(settings, "BalanceCredited")) == 2
+    assert len(await emitted(settings, "RechargeRequested")) == 1
+    assert len(await emitted(settings, "RechargeSucceeded")) == 1
+
+
+async def test_a_crash_between_charging_and_recording_retries_with_the_same_key(
+    settings: Settings, front: PaygFakeStripeFront, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = payg_recharger.Recharger.record_sent
+    crashes: list[str] = []
+
+    async def dies_once(self: payg_recharger.Recharger, row: Any, payment_intent_id: str) -> None:
+        if not crashes:
+            crashes.append(payment_intent_id)
+            raise RuntimeError("process died after Stripe created the PaymentIntent")
+        await real(self, row, payment_intent_id)
+
+    monkeypatch.setattr(payg_recharger.Recharger, "record_sent", dies_once)
+    monkeypatch.setattr(payg_recharger, "LEASE", timedelta(seconds=1))
+    app = create_app(with_front(settings, front), consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        await register(client, "crash", "cus_CRASH")
+        # Below the threshold from the start (0 < 500): configuring auto-recharge requests one at once.
+        configured = await client.post("/v1/accounts/crash/payg/config", headers=ADMIN, json={
+            "auto_recharge": True, "payment_method_id": "pm_card_visa"})
+        assert configured.status_code == 202, configured.text
+        shown = await eventually(
+            lambda: balance(client, "crash"), lambda b: b["recharges"] and b["recharges"][0]["payment_intent_id"]
+        )
+    [recharge] = shown["recharges"]
+    first, second = front.payment_intents()
+    assert crashes and first.idempotency_key == second.idempotency_key == recharge["recharge_id"]
+    assert first.body == second.body  # the same request: Stripe answers it with the PaymentIntent it made
+    assert recharge["attempts"] == 2 and recharge["state"] == "requested"
+
+
+async def test_declines_notify_back_off_turn_auto_off_and_exhaustion_suspends_keys_until_credit(
+    settings: Settings, front: PaygFakeStripeFront
+) -> None:
+    front.decline = "card_declined"
+    s = with_front(settings, front)
+    app = create_app(s, consumers=["accounts", "payg", "keys"])  # the key store folds our key events
+    async with client_for(app) as client:
+        await register(client, "decl", "cus_DECL")
+        configured = await client.post("/v1/accounts/decl/payg/config", headers=ADMIN, json={
+            "threshold_minor": 100, "recharge_minor": 1000, "auto_recharge": True, "payment_method_id": "pm_card_visa"})
+        assert configured.status_code == 202
+        first = await eventually(lambda: balance(client, "decl"), lambda b: b["failures"] == 1)
+        assert first["auto_recharge"] is True and first["backoff_until"] is not None
+        assert first["recharges"][0]["state"] == "failed"
+        assert first["recharges"][0]["failure_code"] == "card_declined"
+        # The customer is told, with a link to pay on-session (a Checkout Session stripe-mock made).
+        url = await eventually(
+            lambda: fetchval(s, "SELECT pay_url FROM payg.notifications WHERE sent_at IS NOT NULL"), lambda u: u
+        )
+        assert url.startswith("https://checkout.stripe.com/")
+        # Backing off: a job now requests nothing.
+        await publish(app, job("decl", "d0"))
+        await balance_is(client, "decl", -5)
+        assert len(front.payment_intents()) == 1
+
+        await asyncio.sleep(2.2)  # the back-off is over: the next job asks again, and the bank wants the customer
+        front.decline = "authentication_required"
+        await publish(app, job("decl", "d1"))
+        second = await eventually(lambda: balance(client, "decl"), lambda b: b["failures"] == 2)
+        assert second["auto_recharge"] is False  # two failures in a row: off
+        assert second["recharges"][0]["failure_code"] == "authentication_required"
+        await publish(app, *[job("decl", f"x{i}") for i in range(8)])  # -50: at the allowance, keys still work
+        await balance_is(client, "decl", -50)
+        assert (await balance(client, "decl"))["keys_suspended"] is False
+        await publish(app, job("decl", "over", "summarize"))  # -52: exhausted
+        await eventually(lambda: balance(client, "decl"), lambda b: b["keys_suspended"])
+        suspended = "SELECT suspended FROM keys.suspensions WHERE account_id = 'decl'"
+        await eventually(lambda: fetchval(s, suspended), lambda v: v is True)
+        assert len(front.payment_intents()) == 2  # auto-recharge is off: no more charges
+
+        await publish(app, checkout_completed("decl", "cs_test_decl1", 1000))  # the customer pays on-session
+        back = await eventually(lambda: balance(client, "decl"), lambda b: not b["keys_suspended"])
+        assert back["balance_minor"] == 948
+        await eventually(lambda: fetchval(s, suspended), lambda v: v is False)
+        await eventually(lambda: fetchval(s, "SELECT count(*) FROM payg.outbox WHERE sent_at IS NULL"),
+                         lambda n: n == 0)
+
+    assert await fetchval(s, "SELECT count(*) FROM payg.notifications WHERE sent_at IS NOT NULL") == 2
+    off = await emitted(s, "AutoRechargeDisabled")
+    assert [(e.account_id, e.failures) for e in off] == [("decl", 2)]
+    assert len(await emitted(s, "RechargeFailed")) == 2
+    keys = Topics(s.jobmeter_topic_prefix).name("keys")
+    records = [REGISTRY.decode(r.value)[1] for r in await read_topic(s, keys, expect=2)]
+    assert [(type(e), e.reason, e.sequence) for e in records if isinstance(e, KeySuspended | KeyRestored)] == [
+        (KeySuspended, "payg_exhausted", 1), (KeyRestored, "payg_credit", 2)]
