@@ -14,8 +14,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 
-from events.codec import encode
-from events.envelope import Envelope, Event
+from events.envelope import Envelope, Event, encode_event, utcnow
 from events.topics import Topics
 
 JSON_HEADERS = [("content-type", b"application/json")]
@@ -60,28 +59,33 @@ class Publisher:
     ) -> Envelope:
         return Envelope.wrap(event, producer=self.producer_name, event_id=event_id, occurred_at=occurred_at)
 
-    async def publish(self, event: Event, *, event_id: uuid.UUID | None = None) -> Envelope:
-        """Publish one event and wait until Kafka has it."""
-        (envelope,) = await self.publish_many([event], event_ids=[event_id])
-        return envelope
+    async def publish(self, event: Event, *, event_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Publish one event and wait until Kafka has it; returns its event id."""
+        (published,) = await self.publish_many([event], event_ids=[event_id])
+        return published
 
     async def publish_many(
         self, events: Sequence[Event], *, event_ids: Sequence[uuid.UUID | None] | None = None
-    ) -> list[Envelope]:
-        """Publish a batch and wait until Kafka has every one; raises if any send failed."""
-        ids = event_ids or [None] * len(events)
-        envelopes = [self.envelope(event, event_id=eid) for event, eid in zip(events, ids, strict=True)]
+    ) -> list[uuid.UUID]:
+        """Publish a batch and wait until Kafka has every one (raises if any send failed); returns the event ids.
+
+        One `occurred_at` for the whole call: the batch was published at one moment."""
+        ids = [
+            given or event.natural_id() or uuid.uuid4()
+            for event, given in zip(events, event_ids or [None] * len(events), strict=True)
+        ]
+        now = utcnow()
         futures = [
             await self._producer.send(
                 self.topics.name(event.topic),
-                value=encode(envelope),
+                value=encode_event(event, producer=self.producer_name, event_id=eid, occurred_at=now),
                 key=event.partition_key().encode(),
                 headers=JSON_HEADERS,
             )
-            for event, envelope in zip(events, envelopes, strict=True)
+            for event, eid in zip(events, ids, strict=True)
         ]
         await asyncio.gather(*futures)
-        return envelopes
+        return ids
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Bytes as they are (benchmarks compare against this)."""

@@ -77,6 +77,10 @@ def mount_projection(
         max_records=max_records,
         batch_timeout_ms=timeout_ms,
         auto_offset_reset="earliest",
+        # A consumer killed outright holds its partitions until the group gives up on it: the broker's minimum
+        # session keeps that pause after a crash short.
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=2000,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         listener=listener,
         decoder=_records_of,

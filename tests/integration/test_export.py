@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -16,7 +17,6 @@ from typer.testing import CliRunner, Result
 
 from events.accounts import AccountRegistered
 from events.codec import encode
-from events.envelope import Envelope
 from events.jobs import JobCompleted
 from events.publisher import Publisher
 from events.topics import Topics, ensure_topics
@@ -43,10 +43,17 @@ def make_jobs(tag: str, n: int) -> list[JobCompleted]:
     ]
 
 
-def key(envelope: Envelope) -> Key:
-    d = envelope.data
-    at = datetime.fromisoformat(d["completed_at"]).astimezone(UTC).isoformat()
-    return (str(envelope.event_id), d["account_id"], d["api"], d["job_id"], d["channel"], d["mode"], at)
+Published = tuple[uuid.UUID, JobCompleted]
+
+
+async def publish(publisher: Publisher, jobs: list[JobCompleted]) -> list[Published]:
+    return list(zip(await publisher.publish_many(jobs), jobs, strict=True))
+
+
+def key(published: Published) -> Key:
+    event_id, job = published
+    at = job.completed_at.astimezone(UTC).isoformat()
+    return (str(event_id), job.account_id, job.api, job.job_id, job.channel, job.mode, at)
 
 
 def row_key(row: dict[str, str]) -> Key:
@@ -76,12 +83,12 @@ async def test_each_format_reads_back_exactly_the_window(settings: Settings, tmp
     topics = Topics(settings.jobmeter_topic_prefix)
     await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
     async with Publisher(settings.kafka_bootstrap_servers, producer="test", topics=topics) as publisher:
-        before = await publisher.publish_many(make_jobs("before", 5))
+        before = await publish(publisher, make_jobs("before", 5))
         await asyncio.sleep(0.3)
         since = datetime.now(UTC)
         await asyncio.sleep(0.3)
-        inside = await publisher.publish_many(make_jobs("inside", 9))
-        inside += await publisher.publish_many(make_jobs("inside", 2))  # the same jobs again: exported as logged
+        inside = await publish(publisher, make_jobs("inside", 9))
+        inside += await publish(publisher, make_jobs("inside", 2))  # the same jobs again: exported as logged
         await publisher.send_raw(topics.jobs, b"acme", b"{not an envelope")
         await publisher.send_raw(topics.jobs, b"acme", encode(publisher.envelope(
             AccountRegistered.model_validate({"account_id": "acme", "model": "payg"})
@@ -89,7 +96,7 @@ async def test_each_format_reads_back_exactly_the_window(settings: Settings, tmp
         await asyncio.sleep(0.3)
         until = datetime.now(UTC)
         await asyncio.sleep(0.3)
-        after = await publisher.publish_many(make_jobs("after", 4))
+        after = await publish(publisher, make_jobs("after", 4))
 
     expected = Counter(key(e) for e in inside)
     window = ["--since", since.isoformat(), "--until", until.isoformat()]
@@ -143,7 +150,7 @@ async def test_output_file_and_refusals(settings: Settings, tmp_path: Path) -> N
     topics = Topics(settings.jobmeter_topic_prefix)
     await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
     async with Publisher(settings.kafka_bootstrap_servers, producer="test", topics=topics) as publisher:
-        published = await publisher.publish_many(make_jobs("f", 3))
+        published = await publish(publisher, make_jobs("f", 3))
 
     out = tmp_path / "jobs.jsonl"
     result = await export(settings, "--output", str(out))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
 from events.codec import DecodeError, EventRegistry, encode
-from events.envelope import Envelope, Event
+from events.envelope import Envelope, Event, encode_event
 from events.jobs import JobCompleted, job_event_id
 from events.registry import REGISTRY
 
@@ -96,3 +97,14 @@ def test_old_versions_are_upcast_to_the_current_model() -> None:
     newer = old.model_copy(update={"version": 3})
     with pytest.raises(DecodeError, match="newer than this reader"):
         registry.decode(encode(newer))
+
+
+def test_the_fast_wire_form_reads_back_like_the_envelope() -> None:
+    job = JobCompleted.model_validate(JOB)
+    at = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    fast = encode_event(job, producer="p", event_id=job.natural_id(), occurred_at=at)
+    slow = encode(Envelope.wrap(job, producer="p", occurred_at=at))
+    assert Envelope.model_validate_json(fast) == Envelope.model_validate_json(slow)
+    envelope, event = REGISTRY.decode(fast)
+    assert event == job and envelope.event_id == job.natural_id() and envelope.occurred_at == at
+    assert envelope.type == "JobCompleted" and envelope.version == 1 and envelope.producer == "p"
