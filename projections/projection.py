@@ -10,6 +10,7 @@ from typing import ClassVar
 import asyncpg
 
 from events.envelope import Event
+from jobmeter.settings import Settings
 from projections.records import Recorded
 
 
@@ -22,6 +23,12 @@ class Projection(ABC):
     migrations: ClassVar[Path]
     tables: ClassVar[tuple[str, ...]]  # what `replay --verify` compares, row for row
     emits: ClassVar[bool] = False  # True when apply() writes to the outbox (projections.outbox.emit)
+
+    def configured(self, settings: Settings) -> Projection:
+        """This projection as the process running it configures it. Most read no settings: they return self;
+        one that does returns a copy built from `settings`, never from the process-wide ones, so a sandbox or
+        a replay folds with exactly the settings it was given."""
+        return self
 
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:

@@ -119,7 +119,7 @@ async def balance(res: Resources, account_id: str, *, recharges: int = 20) -> di
     d = defaults(res)
     async with res.pool.acquire() as conn:
         history = await conn.fetch(
-            f"SELECT {RECHARGE_COLUMNS} FROM payg.recharges WHERE account_id = $1 ORDER BY seq DESC LIMIT $2",
+            f"SELECT {RECHARGE_COLUMNS} FROM payg.recharges WHERE account_id = $1 ORDER BY seq DESC LIMIT $2",  # noqa: S608
             account_id, recharges,
         )
     b = row or {}

@@ -73,7 +73,7 @@ class Runtime:
         return self.resources
 
     def mount(self, service: str) -> None:
-        projection = PROJECTIONS[PROJECTION_SERVICES[service]]
+        projection = PROJECTIONS[PROJECTION_SERVICES[service]].configured(self.settings)
         s = self.settings
         mount_projection(
             self.broker,

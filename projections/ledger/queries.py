@@ -72,13 +72,13 @@ async def usage(
     check_window(start, end)
     where = "hour >= $1 AND hour < $2" + (" AND account_id = $3" if account_id else "")
     args: list[Any] = [start, end] + ([account_id] if account_id else [])
-    total = await conn.fetchval(f"SELECT coalesce(sum(jobs), 0) FROM ledger.hourly WHERE {where}", *args)
+    total = await conn.fetchval(f"SELECT coalesce(sum(jobs), 0) FROM ledger.hourly WHERE {where}", *args)  # noqa: S608
     groups: list[dict[str, Any]] = []
     if group_by:
         columns = ", ".join(f"{GROUPS[g]} AS {g}" for g in group_by)
         keys = ", ".join(str(i + 1) for i in range(len(group_by)))
         rows = await conn.fetch(
-            f"SELECT {columns}, sum(jobs)::bigint AS jobs FROM ledger.hourly WHERE {where} "
+            f"SELECT {columns}, sum(jobs)::bigint AS jobs FROM ledger.hourly WHERE {where} "  # noqa: S608
             f"GROUP BY {keys} ORDER BY {keys}",
             *args,
         )

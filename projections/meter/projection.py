@@ -22,7 +22,7 @@ import asyncpg
 from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.envelope import Event
 from events.jobs import JobCompleted
-from jobmeter.settings import get_settings
+from jobmeter.settings import Settings
 from projections.meter.windows import meter_event_identifier, window_start
 from projections.projection import Projection
 from projections.records import Recorded
@@ -121,12 +121,11 @@ class MeterReporter(Projection):
     tables = ("accounts", "parked", "jobs_seen", "reports")
     emits = True  # the sender emits MeterUsageReported through this schema's outbox
 
-    def __init__(self, window_seconds: int | None = None) -> None:
-        self._window_seconds = window_seconds
+    def __init__(self, window_seconds: int = 60) -> None:
+        self.window_seconds = window_seconds
 
-    @property
-    def window_seconds(self) -> int:
-        return self._window_seconds or get_settings().jobmeter_meter_window_seconds
+    def configured(self, settings: Settings) -> MeterReporter:
+        return MeterReporter(window_seconds=settings.jobmeter_meter_window_seconds)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         account_events = [r.event for r in events if isinstance(r.event, AccountRegistered | StripeCustomerLinked)]

@@ -32,7 +32,7 @@ from events.payg import (
     recharge_id,
 )
 from events.stripe import StripeEventReceived
-from jobmeter.settings import Settings, get_settings
+from jobmeter.settings import Settings
 from projections.outbox import emit
 from projections.payg import store
 from projections.payg.rules import (
@@ -129,9 +129,14 @@ class PaygBalances(Projection):
     def __init__(self, config: PaygConfig | None = None) -> None:
         self._config = config
 
+    def configured(self, settings: Settings) -> PaygBalances:
+        return PaygBalances(PaygConfig.of(settings))
+
     @property
     def config(self) -> PaygConfig:
-        return self._config or PaygConfig.of(get_settings())
+        if self._config is None:
+            raise RuntimeError("PaygBalances folds with prices and policy from settings: use .configured(settings)")
+        return self._config
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         batch = Batch.of(events)

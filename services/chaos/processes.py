@@ -9,25 +9,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobmeter.settings import Settings
-
-
-def service_env(settings: Settings) -> dict[str, str]:
-    """The environment a child needs to see exactly the settings of this run."""
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "STRIPE_API_BASE": settings.stripe_api_base,
-        "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix,
-        "JOBMETER_PARTITIONS": str(settings.jobmeter_partitions),
-        "JOBMETER_BATCH_TIMEOUT_MS": str(settings.jobmeter_batch_timeout_ms),
-        "JOBMETER_INGEST_TOKEN": settings.jobmeter_ingest_token.get_secret_value(),
-        "JOBMETER_ADMIN_TOKEN": settings.jobmeter_admin_token.get_secret_value(),
-        "LOG_LEVEL": "WARNING",
-    })
-    return env
-
 
 @dataclass
 class ServiceProcess:

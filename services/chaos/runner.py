@@ -28,10 +28,10 @@ from services.chaos.invariants import (
     ledger_counts_each_acknowledged_job_once,
     refusals_accounted,
 )
-from services.chaos.processes import ServiceProcess, service_env
+from services.chaos.processes import ServiceProcess
 from services.chaos.workload import ClientBook, make_batch, post_until_answered
-from services.demo import free_port
 from services.runtime import PROJECTION_SERVICES
+from services.sandbox import free_port, service_env
 
 Log = Callable[[str], None]
 
@@ -181,7 +181,7 @@ class Scenario:
                 names = [topics.name(t) for t in projection.topics]
                 parts = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or ()]
                 ends = await consumer.end_offsets(parts) if parts else {}
-                rows = await conn.fetch(f'SELECT topic, partition, next_offset FROM "{projection.schema}".positions')
+                rows = await conn.fetch(f'SELECT topic, partition, next_offset FROM "{projection.schema}".positions')  # noqa: S608
                 stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
                 behind += sum(max(0, end - stored.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
             return behind

@@ -1,4 +1,5 @@
-"""`jobmeter bench`: throughput of ingest and of the ledger fold, each beside what it is compared with."""
+"""`jobmeter bench`: throughput of ingest and of the ledger fold, key-check latency and Stripe request counts, each
+beside what it is compared with."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import typer
 from rich.table import Table
 
 from jobmeter.settings import get_settings
-from services.bench import bench_ingest, bench_ledger
+from services.bench import keycheck, stripe_requests
+from services.bench.ingest import bench_ingest
+from services.bench.ledger import bench_ledger
 from services.cli.common import console, errors
 
 app = typer.Typer(no_args_is_help=True)
@@ -61,3 +64,7 @@ def ledger(
         bench_ledger(get_settings(), events, naive_events=naive_events, replay_events=replay_events)
     )
     print(json.dumps(figures.as_json(), indent=2))
+
+
+app.command("keys")(keycheck.keys)
+app.command("stripe")(stripe_requests.command)

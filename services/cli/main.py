@@ -38,7 +38,7 @@ app.add_typer(stripe_cli.app, name="stripe", help="Stripe: catalog sync, meter r
 app.add_typer(subscriptions_cli.app, name="subscriptions", help="Pro checkout, plan changes with proration, portal.")
 app.add_typer(rapidapi_cli.app, name="rapidapi", help="RapidAPI: import usage exports, reconcile its numbers.")
 app.add_typer(payg_cli.app, name="payg", help="Pay-as-you-go: balances, auto-recharge settings, top-ups.")
-app.add_typer(bench.app, name="bench", help="Throughput of ingest and of the ledger fold, against the real stack.")
+app.add_typer(bench.app, name="bench", help="Ingest and ledger throughput, key-check latency, Stripe request counts.")
 
 
 if __name__ == "__main__":

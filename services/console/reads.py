@@ -78,7 +78,7 @@ async def accounts(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict
         f"""SELECT a.account_id, a.model, a.stripe_customer_id, a.display_name, a.registered_at,
                    CASE WHEN a.model = 'rapidapi' THEN 'rapidapi' ELSE 'direct' END AS channel
                    {keys} {standing} {subscription} {marketplace} {prepaid}
-            FROM accounts.accounts a ORDER BY a.account_id"""
+            FROM accounts.accounts a ORDER BY a.account_id"""  # noqa: S608
     )
     return [plain(r) for r in rows], have
 
@@ -236,7 +236,7 @@ async def positions(conn: asyncpg.Connection, schemas: list[str]) -> dict[str, i
     for schema in schemas:
         quoted = '"' + schema.replace('"', '""') + '"'
         if await has_table(conn, f"{quoted}.positions"):
-            found[schema] = int(await conn.fetchval(f"SELECT coalesce(sum(next_offset), 0) FROM {quoted}.positions"))
+            found[schema] = int(await conn.fetchval(f"SELECT coalesce(sum(next_offset), 0) FROM {quoted}.positions"))  # noqa: S608
     return found
 
 

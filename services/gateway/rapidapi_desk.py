@@ -130,7 +130,7 @@ class RapidApiDesk:
             rows = await conn.fetch(
                 f"""INSERT INTO {STORE_SCHEMA}.claims (api, job_id, rapidapi_user, account_id, units, claimed_at)
                     SELECT a, j, $3, $4, u, $5 FROM unnest($1::text[], $2::text[], $6::int[]) AS x(a, j, u)
-                    ON CONFLICT (api, job_id) DO NOTHING RETURNING api, job_id""",
+                    ON CONFLICT (api, job_id) DO NOTHING RETURNING api, job_id""",  # noqa: S608
                 [j.api for j in pending], [j.job_id for j in pending], user, account_id, now,
                 [j.count for j in pending],
             )
@@ -160,7 +160,7 @@ class RapidApiDesk:
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     f"""DELETE FROM {STORE_SCHEMA}.claims
-                        WHERE (api, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+                        WHERE (api, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",  # noqa: S608
                     [j.api for j in jobs], [j.job_id for j in jobs],
                 )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:

@@ -5,8 +5,6 @@ They use the real stack like the integration tests, through the same `stack` and
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.conftest import settings, stack  # noqa: F401 - fixtures shared with the integration tests
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,8 @@ import uvicorn
 
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from tests.integration.helpers import eventually, fetchval, job
+from services.sandbox import free_port
+from tests.integration.helpers import INGEST, eventually, fetchval, job, register
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -31,7 +31,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 ADMIN_TOKEN = "dev-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-INGEST = {"Authorization": "Bearer dev-ingest-token"}
 CONSUMERS = ["accounts", "ledger", "keys", "key-lifecycle", "payg"]
 PAGES = ["/console/accounts", "/console/accounts/acme", "/console/accounts/payco", "/console/stripe",
          "/console/payg", "/console/webhooks", "/console/live", "/console/rapidapi", "/console/projections"]
@@ -70,12 +69,6 @@ A11Y_PROBLEMS = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Console:
     url: str
@@ -90,9 +83,7 @@ class BrowserLog:
 
 async def seed(settings: Settings, client: httpx.AsyncClient) -> str:
     for account, model in (("acme", "subscription"), ("payco", "payg")):
-        created = await client.post("/v1/accounts", json={"account_id": account, "model": model,
-                                                           "stripe_customer_id": f"cus_{account}"}, headers=ADMIN)
-        assert created.status_code in (201, 202), created.text
+        await register(client, account, model)
     key = await client.post("/v1/keys", json={"account_id": "acme"}, headers=ADMIN)
     assert key.status_code == 201, key.text
     now = datetime.now(UTC)

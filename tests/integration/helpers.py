@@ -18,6 +18,10 @@ from jobmeter.settings import Settings
 
 T = TypeVar("T")
 
+# The dev tokens every sandbox is configured with (jobmeter.settings defaults).
+ADMIN = {"Authorization": "Bearer dev-admin-token"}
+INGEST = {"Authorization": "Bearer dev-ingest-token"}
+
 
 async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 30) -> T:
     """Poll `probe` until `accept` holds; fail with the last value seen."""
@@ -65,6 +69,13 @@ async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://jobmeter.test") as client:
             yield client
+
+
+async def register(client: httpx.AsyncClient, account: str, model: str = "subscription") -> None:
+    """Register `account` (Stripe customer `cus_<account>`) and check it was accepted."""
+    created = await client.post("/v1/accounts", json={"account_id": account, "model": model,
+                                                       "stripe_customer_id": f"cus_{account}"}, headers=ADMIN)
+    assert created.status_code in (201, 202), created.text
 
 
 def job(account: str, job_id: str, *, api: str = "extract", channel: str = "direct", mode: str = "sync",

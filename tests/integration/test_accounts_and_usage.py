@@ -8,12 +8,10 @@ import pytest
 
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from tests.integration.helpers import client_for, eventually, job
+from tests.integration.helpers import ADMIN, INGEST, client_for, eventually, job
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
-INGEST = {"Authorization": "Bearer dev-ingest-token"}
 
 
 async def test_accounts_are_registered_once_and_listed(settings: Settings) -> None:

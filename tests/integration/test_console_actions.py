@@ -3,27 +3,18 @@ an unreachable Stripe, and logging out."""
 
 from __future__ import annotations
 
-import socket
-
-import httpx
 import pytest
 
 from jobmeter.settings import Settings
 from services.http.app import create_app
+from services.sandbox import free_port
 from services.stripe_fixtures import build_event, encode_event
 from services.webhooks import sign
-from tests.integration.helpers import client_for, eventually, job
-from tests.integration.test_console_auth import ADMIN, ORIGIN, csrf_of, log_in
+from tests.integration.helpers import ADMIN, INGEST, client_for, eventually, job, register
+from tests.integration.test_console_auth import ORIGIN, csrf_of, log_in
 
 pytestmark = pytest.mark.integration
 
-INGEST = {"Authorization": "Bearer dev-ingest-token"}
-
-
-async def register(client: httpx.AsyncClient, account: str, model: str) -> None:
-    created = await client.post("/v1/accounts", json={"account_id": account, "model": model,
-                                                       "stripe_customer_id": f"cus_{account}"}, headers=ADMIN)
-    assert created.status_code in (201, 202), created.text
 
 
 async def test_rebuild_a_projection_from_the_console(settings: Settings) -> None:
@@ -59,14 +50,8 @@ async def test_rebuild_a_projection_from_the_console(settings: Settings) -> None
         assert "There is no projection" in unknown.text
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_an_unreachable_stripe_is_a_clear_message(settings: Settings) -> None:
-    offline = settings.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{closed_port()}"})
+    offline = settings.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{free_port()}"})
     async with client_for(create_app(offline, consumers=["accounts"])) as client:
         await register(client, "payco", "payg")
         await register(client, "acme", "subscription")

@@ -16,11 +16,10 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from tests.integration.helpers import client_for, job, read_topic
+from tests.integration.helpers import INGEST, client_for, job, read_topic
 
 pytestmark = pytest.mark.integration
 
-INGEST = {"Authorization": "Bearer dev-ingest-token"}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),

@@ -10,11 +10,10 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from tests.integration.helpers import client_for, eventually, fetchval, job, read_topic
+from tests.integration.helpers import INGEST, client_for, eventually, fetchval, job, read_topic
 
 pytestmark = pytest.mark.integration
 
-INGEST = {"Authorization": "Bearer dev-ingest-token"}
 
 
 async def test_batch_is_published_with_per_item_errors_and_duplicates(settings: Settings) -> None:

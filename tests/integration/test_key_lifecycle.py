@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -20,13 +19,13 @@ from events.topics import Topics
 from jobmeter.settings import Settings
 from services.gateway.keycheck import KeyCheckMiddleware
 from services.http.app import create_app
+from services.sandbox import service_env
 from services.stripe_fixtures import build_event, encode_event
 from services.webhooks import sign
-from tests.integration.helpers import client_for, eventually, fetchval, read_topic
+from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -97,9 +96,7 @@ async def test_keys_are_issued_checked_rotated_and_revoked(settings: Settings) -
 
 
 async def test_cli_prints_the_secret_once_as_json(settings: Settings) -> None:
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix,
-           "JOBMETER_PARTITIONS": str(settings.jobmeter_partitions)}
+    env = service_env(settings)
     async with client_for(create_app(settings, consumers=["accounts", "keys"])) as client:
         await register(client, "cli-co", "cus_CLI")
         proc = await asyncio.create_subprocess_exec(

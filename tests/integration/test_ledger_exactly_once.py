@@ -9,7 +9,6 @@ in the hour it completed in, and positions that end where the topic ends.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sys
@@ -31,6 +30,7 @@ from events.publisher import Publisher
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
 from projections.ledger.queries import late_jobs, usage
+from services.sandbox import service_env
 
 pytestmark = pytest.mark.integration
 
@@ -136,14 +136,9 @@ class LedgerProcess:
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "DATABASE_URL": settings.database_url,
-            "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix,
-            "JOBMETER_PARTITIONS": str(settings.jobmeter_partitions),
+            **service_env(settings),
             "JOBMETER_BATCH_MAX_RECORDS": str(settings.jobmeter_batch_max_records),
-            "JOBMETER_BATCH_TIMEOUT_MS": str(settings.jobmeter_batch_timeout_ms),
-            "PYTHONPATH": str(REPO),
+            "LOG_LEVEL": settings.log_level,  # not service_env's WARNING: this log's tail explains a failure
         }
         self.log_path = log_path
         self.log = log_path.open("ab")  # every run appends here; its tail explains a failure

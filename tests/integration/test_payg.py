@@ -26,19 +26,17 @@ from events.topics import Topics
 from jobmeter.settings import Settings, get_settings
 from services import payg_recharger
 from services.http.app import create_app
-from tests.integration.helpers import client_for, eventually, fetchval, read_topic
+from tests.integration.helpers import ADMIN, INGEST, client_for, eventually, fetchval, read_topic
 from tests.integration.payg_stripe_front import PaygFakeStripeFront, payg_fake_stripe_front
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
-INGEST = {"Authorization": "Bearer dev-ingest-token"}
 PRICES = {"extract": 5, "classify": 3, "translate": 4, "summarize": 2}
 
 
 @pytest.fixture(autouse=True)
 def payg_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The fold reads its policy from the process settings: a small allowance, two failures, a 2 s back-off."""
+    """A small allowance, two failures, a 2 s back-off: in the environment the `settings` fixture reads."""
     for name, value in {"ALLOWANCE_MINOR": "50", "MAX_FAILURES": "2", "BACKOFF_SECONDS": "2",
                         "PRICES": "extract=5,classify=3,translate=4,summarize=2", "CURRENCY": "usd"}.items():
         monkeypatch.setenv(f"JOBMETER_PAYG_{name}", value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,12 +18,12 @@ from jobmeter.settings import Settings
 from services.gateway.sample_app import create_gateway, running_gateway
 from services.gateway.sample_client import Call, JobFailed, complete_job, run_jobs, surfaces
 from services.http.app import create_app
-from tests.integration.helpers import client_for, eventually, read_topic
+from services.sandbox import free_port
+from tests.integration.helpers import ADMIN, client_for, eventually, read_topic, register
 from tests.integration.test_console_auth import log_in
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
 
 
 @asynccontextmanager
@@ -38,16 +37,8 @@ async def engine_and_gateway(
             yield jobmeter, client
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def new_key(jobmeter: httpx.AsyncClient, account: str) -> dict[str, str]:
-    created = await jobmeter.post("/v1/accounts", json={"account_id": account, "model": "subscription",
-                                                         "stripe_customer_id": f"cus_{account}"}, headers=ADMIN)
-    assert created.status_code in (201, 202), created.text
+    await register(jobmeter, account)
     key = await jobmeter.post("/v1/keys", json={"account_id": account}, headers=ADMIN)
     assert key.status_code == 201, key.text
     secret = key.json()["key"]

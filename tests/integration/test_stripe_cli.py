@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import pytest
 from jobmeter.settings import Settings
 from projections.meter.reconcile import our_figures, reconcile
 from projections.meter.windows import window_start
+from services.sandbox import service_env
 from services.stripe_catalog import sync_catalog
 from services.stripe_client import event_summaries, make_client
 from tests.integration.meter_harness import CUSTOMER, WIDTH, Harness, jobs, open_harness
@@ -32,11 +32,7 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
 
 
 def jobmeter(settings: Settings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": settings.database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "STRIPE_API_BASE": settings.stripe_api_base,
-        "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix, "LOG_LEVEL": "WARNING", **(env or {}),
-    }
+    environment = {**service_env(settings), **(env or {})}
     return subprocess.run([sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True,
                           env=environment, cwd=ROOT, timeout=90, check=False)
 

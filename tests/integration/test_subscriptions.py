@@ -27,12 +27,11 @@ from services.subscriptions import (
     portal_session,
     preview_change,
 )
-from tests.integration.helpers import client_for
+from tests.integration.helpers import ADMIN, client_for
 from tests.integration.meter_harness import CUSTOMER, Harness, jobs, open_harness
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
 
 
 @pytest.fixture

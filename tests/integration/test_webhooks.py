@@ -20,11 +20,10 @@ from jobmeter.settings import Settings
 from services.http.app import create_app
 from services.stripe_fixtures import build_event, encode_event
 from services.webhooks import sign
-from tests.integration.helpers import client_for, fetchval, read_topic
+from tests.integration.helpers import ADMIN, client_for, fetchval, read_topic
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
 
 
 def signed(body: bytes, secret: str = "whsec_dev", **kwargs: Any) -> dict[str, str]:  # noqa: S107

@@ -1,12 +1,10 @@
 """`jobmeter bench keys`: how fast the key check answers, and how long a suspension takes to reach it.
 
-Three numbers, on the real stack, in a throwaway database and topic prefix of its own:
+Three numbers, on the real stack, in a sandbox of its own (services.sandbox):
 - the check in process (the index lookup alone), p50/p99 over many random keys;
 - the check over HTTP (uvicorn on a local port, one keep-alive client), p50/p99;
 - suspension → check: from the signed `invoice.payment_failed` being accepted to the check answering 403
   (and `invoice.paid` to 200 again), measured by polling the process's own index every millisecond.
-
-Meant to be wired as `bench keys` by the `bench` command's owner: `bench_app.command("keys")(keybench.keys)`.
 """
 
 from __future__ import annotations
@@ -14,16 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import statistics
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import typer
 import uvicorn
@@ -33,6 +25,7 @@ from jobmeter.settings import Settings, get_settings
 from services.http.app import create_app
 from services.keyindex import KeyIndex
 from services.keys import key_hash, new_secret
+from services.sandbox import free_port, sandbox
 from services.stripe_fixtures import build_event, encode_event
 from services.webhooks import sign
 
@@ -64,37 +57,8 @@ def bench_index(keys: int = 10_000, lookups: int = 100_000) -> dict[str, float]:
     return percentiles(samples)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def scratch_settings(base: Settings) -> AsyncIterator[Settings]:
-    """A database and topic prefix of the bench's own, dropped afterwards."""
-    tag = uuid.uuid4().hex[:10]
-    name = f"jobmeter_bench_{tag}"
-    admin = await asyncpg.connect(base.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(base.database_url)
-    dsn = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    try:
-        yield base.model_copy(update={"database_url": dsn, "jobmeter_topic_prefix": f"bench{tag}.",
-                                      "jobmeter_batch_timeout_ms": 20})
-    finally:
-        admin = await asyncpg.connect(base.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 async def bench_stack(base: Settings, *, requests: int, rounds: int) -> dict[str, Any]:
-    async with scratch_settings(base) as settings:
+    async with sandbox(base, jobmeter_batch_timeout_ms=20) as settings:
         app = create_app(settings, consumers=["accounts", "keys", "key-lifecycle"])
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning"))
