@@ -51,8 +51,8 @@ async def close_sandbox(base: Settings, sandbox: Settings) -> None:
     finally:
         await conn.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=sandbox.kafka_bootstrap_servers)
-    await admin.start()
     try:
+        await admin.start()
         mine = [t for t in await admin.list_topics() if t.startswith(sandbox.jobmeter_topic_prefix)]
         if mine:
             await admin.delete_topics(mine)
