@@ -18,14 +18,14 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-import uvicorn
 
 from events.keys import KeyIssued
 from jobmeter.settings import Settings, get_settings
 from services.http.app import create_app
 from services.keyindex import KeyIndex
 from services.keys import key_hash, new_secret
-from services.sandbox import free_port, sandbox
+from services.sandbox import sandbox
+from services.serving import serving
 from services.stripe_fixtures import build_event, encode_event
 from services.webhooks import sign
 
@@ -60,16 +60,9 @@ def bench_index(keys: int = 10_000, lookups: int = 100_000) -> dict[str, float]:
 async def bench_stack(base: Settings, *, requests: int, rounds: int) -> dict[str, Any]:
     async with sandbox(base, jobmeter_batch_timeout_ms=20) as settings:
         app = create_app(settings, consumers=["accounts", "keys", "key-lifecycle"])
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning"))
-        serving = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                await asyncio.sleep(0.05)
+        async with serving(app) as url:
             admin = {ADMIN_HEADER: f"Bearer {settings.jobmeter_admin_token.get_secret_value()}"}
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 account = await client.post("/v1/accounts", headers=admin, json={
                     "account_id": "bench", "model": "subscription", "stripe_customer_id": "cus_BENCH"})
                 account.raise_for_status()
@@ -91,9 +84,6 @@ async def bench_stack(base: Settings, *, requests: int, rounds: int) -> dict[str
                     suspend.append(await _post_and_wait(client, index, key, failed, secret, "suspended"))
                     paid = build_event("invoice.paid", "cus_BENCH", created=created + 1)
                     restore.append(await _post_and_wait(client, index, key, paid, secret, "active"))
-        finally:
-            server.should_exit = True
-            await serving
     return {"http_ms": percentiles(http), "suspension_ms": percentiles(suspend),
             "restoration_ms": percentiles(restore)}
 

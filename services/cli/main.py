@@ -33,7 +33,7 @@ app.add_typer(docs.app, name="docs", help="Documents generated from the code (As
 app.add_typer(accounts.app, name="accounts", help="Register accounts and look them up.")
 app.add_typer(report.app, name="report", help="Usage reports from the ledger.")
 app.add_typer(keys_cli.app, name="keys", help="API keys: create, list, revoke, rotate.")
-app.add_typer(simulate_cli.app, name="simulate", help="Simulated traffic: signed Stripe webhooks.")
+app.add_typer(simulate_cli.app, name="simulate", help="Simulated traffic: signed Stripe webhooks, job traffic.")
 app.add_typer(stripe_cli.app, name="stripe", help="Stripe: catalog sync, meter reports, reconciliation.")
 app.add_typer(subscriptions_cli.app, name="subscriptions", help="Pro checkout, plan changes with proration, portal.")
 app.add_typer(rapidapi_cli.app, name="rapidapi", help="RapidAPI: import usage exports, reconcile its numbers.")

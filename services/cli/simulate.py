@@ -1,14 +1,18 @@
-"""`jobmeter simulate webhook`: a realistic Stripe event, signed with the webhook secret, posted to the bridge."""
+"""`jobmeter simulate`: signed Stripe webhooks posted to the bridge, and job traffic posted to ingest."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import uuid
 from typing import Annotated
 
 import httpx
 import typer
 
-from jobmeter.settings import get_settings
+from jobmeter.settings import Settings, get_settings
+from services.chaos.workload import ClientBook, make_batch, post_until_answered
 from services.cli.common import errors
 from services.stripe_fixtures import EVENT_TYPES, build_event, encode_event
 from services.webhooks import sign
@@ -53,3 +57,33 @@ def _body(response: httpx.Response) -> object:
         return response.json()
     except ValueError:
         return response.text
+
+
+@app.command()
+def jobs(
+    count: Annotated[int, typer.Option(min=1, help="how many jobs")] = 1000,
+    accounts: Annotated[int, typer.Option(min=1, help="spread over this many accounts (sim-0 … sim-N)")] = 10,
+    bad_ratio: Annotated[float, typer.Option(min=0, max=1, help="share of invalid items, refused with a 4xx")] = 0.0,
+    batch: Annotated[int, typer.Option(min=1, help="items per request")] = 200,
+    url: Annotated[str | None, typer.Option(help="the engine (default http://127.0.0.1:PORT)")] = None,
+) -> None:
+    """Post generated job traffic to the ingest endpoint, retrying as a well-behaved client; print the tally."""
+    settings = get_settings()
+    book = asyncio.run(post_jobs(settings, count, accounts, bad_ratio, batch, url))
+    print(json.dumps({"acknowledged": len(book.acknowledged), "refused": book.refused, "retries": book.retries}))
+
+
+async def post_jobs(settings: Settings, count: int, accounts: int, bad_ratio: float, size: int,
+                     url: str | None) -> ClientBook:
+    rng = random.Random()  # noqa: S311 - traffic, not a secret
+    names = [f"sim-{i}" for i in range(accounts)]
+    run = uuid.uuid4().hex[:6]
+    book = ClientBook()
+    token = settings.jobmeter_ingest_token.get_secret_value()
+    base = url or f"http://127.0.0.1:{settings.jobmeter_http_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for serial, start in enumerate(range(0, count, size)):
+            items = make_batch(rng, names, settings.jobmeter_apis, serial, size=min(size, count - start),
+                               bad_ratio=bad_ratio, run=run)
+            await post_until_answered(client, items, token, book, give_up_after=30)
+    return book

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from jobmeter.settings import Settings
@@ -24,6 +23,7 @@ from services.http.app import create_app
 from services.resources import Resources
 from services.runtime import PROJECTION_SERVICES
 from services.sandbox import free_port
+from services.serving import serving
 
 T = TypeVar("T")
 # Short meter windows, so the summary can wait until Stripe was sent every closed one.
@@ -69,22 +69,11 @@ class DemoEngine:
 async def demo_engine(settings: Settings, *, port: int | None = None,
                       async_seconds: float = 0.3) -> AsyncIterator[DemoEngine]:
     """Serve the engine on `port` (a free one if None) and the gateway on a free port, until the block ends."""
-    port = port or free_port()
     app = create_app(settings, list(PROJECTION_SERVICES))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if serving.done():
-                serving.result()  # raises why the engine could not start
-            await asyncio.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        async with running_gateway(settings, port=free_port(), jobmeter_url=url,
-                                   async_seconds=async_seconds) as gateway_url:
-            yield DemoEngine(settings, app, url, gateway_url)
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(app, port=port) as url, running_gateway(
+        settings, port=free_port(), jobmeter_url=url, async_seconds=async_seconds
+    ) as gateway_url:
+        yield DemoEngine(settings, app, url, gateway_url)
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float,

@@ -47,6 +47,7 @@ from projections.db import create_pool
 from services.gateway.keycheck import KeyCheckMiddleware
 from services.gateway.rapidapi import RapidApiGateway, declare_job_completed
 from services.gateway.rapidapi_desk import RapidApiDesk
+from services.serving import serving
 
 log = structlog.get_logger(__name__)
 
@@ -272,18 +273,8 @@ async def running_gateway(settings: Settings, *, port: int, host: str = "127.0.0
                           **options: Any) -> AsyncIterator[str]:
     """The gateway served over HTTP inside this event loop (the demo drives its traffic through it); yields its
     address. `options` go to `create_gateway`."""
-    server = uvicorn.Server(uvicorn.Config(create_gateway(settings, **options), host=host, port=port,
-                                           log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()  # raises why it could not start
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(create_gateway(settings, **options), port=port, host=host) as url:
+        yield url
 
 
 def serve_gateway(settings: Settings, port: int, *, host: str = "127.0.0.1", jobmeter_url: str | None = None) -> None:

@@ -3,7 +3,6 @@ and the webhook log change, start a top-up; every page passes an accessibility s
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,11 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from services.sandbox import free_port
+from services.serving import serving
 from tests.integration.helpers import INGEST, eventually, fetchval, job, register
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,24 +96,12 @@ async def seed(settings: Settings, client: httpx.AsyncClient) -> str:
 
 @pytest.fixture
 async def console(settings: Settings) -> AsyncIterator[Console]:
-    port = free_port()
     # Any price ids will do: stripe-mock checks the shape of a Checkout request, not that its prices exist.
     priced = settings.model_copy(update={"stripe_pro_price_id": "price_pro", "stripe_pro_annual_price_id": "price_year",
                                          "stripe_metered_overage_price_id": "price_overage"})
     app = create_app(priced, consumers=CONSUMERS)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            yield Console(url, client, await seed(settings, client))
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        yield Console(url, client, await seed(settings, client))
 
 
 @pytest.fixture

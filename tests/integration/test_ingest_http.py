@@ -9,7 +9,9 @@ import pytest
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
+from services.cli.simulate import post_jobs
 from services.http.app import create_app
+from services.serving import serving
 from tests.integration.helpers import INGEST, client_for, eventually, fetchval, job, read_topic
 
 pytestmark = pytest.mark.integration
@@ -81,3 +83,14 @@ async def test_token_and_batch_limits(settings: Settings) -> None:
         response = await client.post("/v1/jobs/completed", json=big, headers=INGEST)
         assert response.status_code == 413
         assert "limit of 3" in response.json()["detail"]
+
+
+async def test_simulated_job_traffic_is_acknowledged_and_counted(settings: Settings) -> None:
+    async with serving(create_app(settings, consumers=["ledger"])) as url:
+        book = await post_jobs(settings, 450, accounts=3, bad_ratio=0.2, size=100, url=url)
+        assert len(book.acknowledged) + book.refused == 450
+        assert book.refused > 0
+        await eventually(
+            lambda: fetchval(settings, "SELECT coalesce(sum(jobs), 0) FROM ledger.hourly"),
+            lambda v: v == len(book.acknowledged),
+        )
