@@ -6,11 +6,14 @@ import json
 
 import pytest
 
+from events.jobs import JobCompleted
+from events.publisher import Publisher
 from events.registry import REGISTRY
-from events.topics import Topics
+from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
 from services.cli.simulate import post_jobs
 from services.http.app import create_app
+from services.runtime import build_runtime
 from services.serving import serving
 from tests.integration.helpers import INGEST, client_for, eventually, fetchval, job, read_topic
 
@@ -94,3 +97,21 @@ async def test_simulated_job_traffic_is_acknowledged_and_counted(settings: Setti
             lambda: fetchval(settings, "SELECT coalesce(sum(jobs), 0) FROM ledger.hourly"),
             lambda v: v == len(book.acknowledged),
         )
+
+
+async def test_the_python_publisher_path_keys_by_account_and_repeats_are_one_job(settings: Settings) -> None:
+    topics = Topics(settings.jobmeter_topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
+    first = JobCompleted.model_validate(job("acme", "p-1"))
+    again = JobCompleted.model_validate(job("acme", "p-1", mode="async"))  # a retry, seen differently
+    other = JobCompleted.model_validate(job("globex", "p-2", api="classify"))
+    async with Publisher(settings.kafka_bootstrap_servers, producer="upstream", topics=topics) as publisher:
+        ids = await publisher.publish_many([first, again, other])
+    assert ids[0] == ids[1] != ids[2]  # the same job, the same event id, however it is sent again
+    records = await read_topic(settings, topics.jobs, expect=3)
+    assert [(r.key, REGISTRY.decode(r.value)[0].event_id) for r in records if r.key == b"acme"] == [
+        (b"acme", ids[0]), (b"acme", ids[0])
+    ]  # one key, so one partition and per-account order
+    async with build_runtime(settings, ["ledger"]).running(producer="test"):
+        await eventually(lambda: fetchval(settings, "SELECT count(*) FROM ledger.jobs"), lambda n: n == 2)
+        assert await fetchval(settings, "SELECT mode FROM ledger.jobs WHERE job_id = 'p-1'") == "sync"

@@ -29,6 +29,7 @@ from events.jobs import JobCompleted
 from events.publisher import Publisher
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
+from projections import replay
 from projections.ledger.queries import late_jobs, usage
 from services.sandbox import service_env
 
@@ -398,6 +399,10 @@ async def test_every_job_counts_once_through_repeated_sigkills(
     stored = await db.fetch("SELECT partition, next_offset FROM ledger.positions WHERE topic = $1", topics.jobs)
     assert {r["partition"]: r["next_offset"] for r in stored} == ends
     assert sum((await end_offsets(settings, topics.deadletters)).values()) == 0
+
+    # And a rebuild from the log, after all of that, is row for row the live ledger.
+    await replay.rebuild(settings, "usage-ledger")
+    assert await replay.verify(settings, "usage-ledger") == []
 
 
 async def stale_migration_locks(db: asyncpg.Connection) -> dict[str, int]:
