@@ -135,3 +135,37 @@ class AutoRechargeDisabled(Event):
     def natural_id(self) -> uuid.UUID:
         return natural_event_id("payg-auto-off", self.account_id, self.cause)
 
+
+
+class PaygCardSaved(Event):
+    """The card a top-up Checkout saved for off-session use (the PaymentIntent's payment method) is on file now."""
+
+    event_type: ClassVar[str] = "PaygCardSaved"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    payment_method_id: PaymentMethodId
+    customer_id: StripeCustomerId | None = None
+    payment_intent_id: PaymentIntentId = Field(description="the top-up's PaymentIntent that saved the card")
+    saved_at: AwareDatetime
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-card-saved", self.payment_intent_id)
+
+
+class RechargeConfirmed(Event):
+    """Stripe, asked directly because its webhook did not come in time, says the recharge's PaymentIntent
+    succeeded. Credits as the webhook would, once per PaymentIntent, whichever of the two comes first."""
+
+    event_type: ClassVar[str] = "RechargeConfirmed"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    recharge_id: RechargeId
+    payment_intent_id: PaymentIntentId
+    amount_minor: MinorUnits
+    currency: Currency
+    confirmed_at: AwareDatetime
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-recharge-confirmed", self.payment_intent_id)

@@ -14,7 +14,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 
-from events.envelope import Envelope, Event, encode_event, utcnow
+from events.envelope import Envelope, EnvelopeWriter, Event, utcnow
 from events.topics import Topics
 
 JSON_HEADERS = [("content-type", b"application/json")]
@@ -74,11 +74,11 @@ class Publisher:
             given or event.natural_id() or uuid.uuid4()
             for event, given in zip(events, event_ids or [None] * len(events), strict=True)
         ]
-        now = utcnow()
+        writer = EnvelopeWriter(producer=self.producer_name, occurred_at=utcnow())
         futures = [
             await self._producer.send(
                 self.topics.name(event.topic),
-                value=encode_event(event, producer=self.producer_name, event_id=eid, occurred_at=now),
+                value=writer.encode(event, eid),
                 key=event.partition_key().encode(),
                 headers=JSON_HEADERS,
             )

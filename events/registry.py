@@ -12,7 +12,9 @@ from events.payg import (
     AutoRechargeDisabled,
     BalanceCredited,
     BalanceDebited,
+    PaygCardSaved,
     PaygConfigured,
+    RechargeConfirmed,
     RechargeFailed,
     RechargeRequested,
     RechargeSucceeded,
@@ -53,5 +55,7 @@ REGISTRY = EventRegistry(
         RechargeSucceeded,
         RechargeFailed,
         AutoRechargeDisabled,
+        PaygCardSaved,
+        RechargeConfirmed,
     ]
 )

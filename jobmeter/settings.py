@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     jobmeter_stripe_requests_per_second: float = Field(default=100.0, gt=0, le=1000)
     jobmeter_meter_send_concurrency: int = Field(default=16, ge=1)
     jobmeter_meter_poll_seconds: float = Field(default=1.0, gt=0)
+    # How long a claimed report is left to the sender that claimed it: a sender killed mid-send delays the reports
+    # it held by this much (then another sends the same identifier and value again, which Stripe drops)
+    jobmeter_meter_lease_seconds: float = Field(default=300.0, gt=0)
     jobmeter_stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     # v1: one meter event a request; v2: Stripe's meter event stream, 100 events a request (high volume)
     jobmeter_meter_transport: Literal["v1", "v2"] = "v1"
@@ -119,6 +122,8 @@ class Settings(BaseSettings):
     jobmeter_payg_backoff_seconds: float = Field(default=300.0, ge=0)
     jobmeter_payg_backoff_max_seconds: float = Field(default=86_400.0, ge=0)
     jobmeter_payg_poll_seconds: float = Field(default=1.0, gt=0)
+    # A recharge sent this long ago with no webhook settling it is looked up at Stripe (and again as often)
+    jobmeter_payg_settle_after_seconds: float = Field(default=600.0, gt=0)
     jobmeter_payg_return_url: str = "http://localhost:8080/billing/payg"
     next_public_stripe_payment_link_payg: str | None = None
 

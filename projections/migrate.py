@@ -31,6 +31,8 @@ async def migrate(dsn: str, schema: str, *migration_dirs: Path) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
+    except asyncpg.UniqueViolationError:
+        pass  # IF NOT EXISTS is not atomic: a process starting beside this one created it a moment ago
     finally:
         await conn.close()
     await asyncio.to_thread(_apply, yoyo_url(dsn, schema), schema, [TRACKING_MIGRATIONS, *migration_dirs])

@@ -159,7 +159,7 @@ def sender_for(res: Resources, schema: str = "meter", *, sink: MeterEventSink | 
     return MeterSender(
         res.pool, sink or sink_for(s), event_name=s.stripe_meter_event_name,
         lateness_seconds=s.jobmeter_meter_lateness_seconds, schema=schema,
-        concurrency=s.jobmeter_meter_send_concurrency,
+        concurrency=s.jobmeter_meter_send_concurrency, lease=timedelta(seconds=s.jobmeter_meter_lease_seconds),
     )
 
 

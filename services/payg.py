@@ -80,7 +80,8 @@ async def configure(
         raise PaygError(describe(error)) from None
     card = event.payment_method_id or current.get("payment_method_id")
     if event.auto_recharge and not (event.customer_id and card):
-        raise PaygError("auto-recharge needs a Stripe customer and a saved card (--payment-method pm_…)")
+        raise PaygError("auto-recharge needs a Stripe customer and a saved card (--payment-method pm_…, or a top-up "
+                        "through Checkout, which saves one)")
     await res.publisher.publish(event)
     return event
 

@@ -6,7 +6,8 @@ Order of steps, and what a crash between them does:
 3. the PaymentIntent is created and confirmed with idempotency key = the recharge id;
 4. its id and `sent_at` are recorded — a crash between 3 and 4 sends the same key again after the lease, and
    Stripe answers with the PaymentIntent it already made: the card is charged once.
-The money is credited when Stripe's `payment_intent.succeeded` arrives on the bus (the fold does it). A decline
+The money is credited when Stripe's `payment_intent.succeeded` arrives on the bus (the fold does it), or when
+`services.payg_reconciler` finds the PaymentIntent succeeded because that webhook is late. A decline
 or `authentication_required` becomes a `RechargeFailed` in the outbox; the fold backs off, counts it, and writes
 a notification, which `send_notifications` delivers with a link to pay on-session.
 A recharge requested longer ago than `max_age` is not charged: it comes from a replay of old history.

@@ -22,7 +22,7 @@ from projections.fold import Folder
 from services.consumers import group_id, mount_projection
 from services.keylifecycle import run_key_lifecycle_workers
 from services.meter_sender import run_meter_sender
-from services.payg_recharger import run_payg_recharger
+from services.payg_reconciler import run_payg_workers
 from services.rapidapi_reconcile import run_rapidapi_reconciler
 from services.relay import run_relay
 from services.resources import Resources, open_resources
@@ -31,7 +31,7 @@ from services.resources import Resources, open_resources
 PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, None]]] = {
     "stripe-meter": run_meter_sender,
     "key-lifecycle": run_key_lifecycle_workers,
-    "payg": run_payg_recharger,
+    "payg": run_payg_workers,
     "rapidapi": run_rapidapi_reconciler,
 }
 

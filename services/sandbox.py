@@ -92,6 +92,13 @@ def service_env(settings: Settings) -> dict[str, str]:
         "JOBMETER_BATCH_TIMEOUT_MS": str(settings.jobmeter_batch_timeout_ms),
         "JOBMETER_INGEST_TOKEN": settings.jobmeter_ingest_token.get_secret_value(),
         "JOBMETER_ADMIN_TOKEN": settings.jobmeter_admin_token.get_secret_value(),
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
+        "JOBMETER_METER_WINDOW_SECONDS": str(settings.jobmeter_meter_window_seconds),
+        "JOBMETER_METER_LATENESS_SECONDS": str(settings.jobmeter_meter_lateness_seconds),
+        "JOBMETER_METER_POLL_SECONDS": str(settings.jobmeter_meter_poll_seconds),
+        "JOBMETER_METER_LEASE_SECONDS": str(settings.jobmeter_meter_lease_seconds),
+        "JOBMETER_PAYG_PRICES": settings.jobmeter_payg_prices,
+        "JOBMETER_PAYG_POLL_SECONDS": str(settings.jobmeter_payg_poll_seconds),
         "LOG_LEVEL": "WARNING",  # a line per request would be measured too
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     }

@@ -4,7 +4,9 @@ Billable here: `JobCompleted` on the direct channel (RapidAPI bills its own traf
 `payg`, as the account registry says at the time of the fold. Every debit and credit is a row of `movements`
 keyed by the identity of its cause, so a job or a Stripe event seen twice moves the balance once. What the rules
 decide (a recharge, a key suspension or restoration) and every movement go to this schema's outbox as events,
-in the transaction that moves the positions; `services.payg_recharger` charges what is requested.
+in the transaction that moves the positions; `services.payg_recharger` charges what is requested, and
+`services.payg_reconciler` looks up at Stripe the card a top-up saved (`card_captures` → `PaygCardSaved`) and the
+outcome of a recharge whose webhook is late (→ `RechargeConfirmed` / `RechargeFailed`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from events.payg import (
     AutoRechargeDisabled,
     BalanceCredited,
     BalanceDebited,
+    PaygCardSaved,
     PaygConfigured,
+    RechargeConfirmed,
     RechargeFailed,
     RechargeRequested,
     RechargeSucceeded,
@@ -44,10 +48,17 @@ from projections.payg.rules import (
     key_action,
     parse_prices,
     price_of,
+    should_capture_card,
     should_recharge,
 )
 from projections.payg.store import Defaults, Movement
-from projections.payg.stripe_events import RechargeSettled, TopUp, recharge_settled, topup_of
+from projections.payg.stripe_events import (
+    RechargeSettled,
+    TopUp,
+    confirmed_settlement,
+    recharge_settled,
+    topup_of,
+)
 from projections.projection import Projection
 from projections.records import Recorded
 
@@ -88,10 +99,11 @@ class Batch:
     topups: list[tuple[TopUp, Recorded[Event]]]
     settlements: list[RechargeSettled]
     failures: list[RechargeFailed]
+    cards: list[PaygCardSaved]
 
     @classmethod
     def of(cls, events: Sequence[Recorded[Event]]) -> Batch:
-        batch = cls(max(i.logged_at for i in events), [], [], [], [], [])
+        batch = cls(max(i.logged_at for i in events), [], [], [], [], [], [])
         for item in events:
             event = item.event
             if isinstance(event, JobCompleted) and event.channel == "direct":
@@ -100,6 +112,10 @@ class Batch:
                 batch.configs.append(event)
             elif isinstance(event, RechargeFailed):
                 batch.failures.append(event)
+            elif isinstance(event, RechargeConfirmed):  # the reconciler found the success the webhook did not bring
+                batch.settlements.append(confirmed_settlement(event))
+            elif isinstance(event, PaygCardSaved):
+                batch.cards.append(event)
             elif isinstance(event, StripeEventReceived):
                 topup = topup_of(event)
                 settled = recharge_settled(event)
@@ -113,6 +129,7 @@ class Batch:
         return (
             {j.event.account_id for j in self.jobs} | {c.account_id for c in self.configs}
             | {t.account_id for t, _ in self.topups} | {f.account_id for f in self.failures}
+            | {c.account_id for c in self.cards}
         )
 
 
@@ -152,6 +169,9 @@ class PaygBalances(Projection):
         for config in batch.configs:
             if config.account_id in payg:
                 await store.configure(conn, config, now)
+        for card in batch.cards:
+            if card.account_id in payg:
+                await store.save_card(conn, card, now)
         out += await self._debit(conn, [j for j in batch.jobs if j.event.account_id in payg], now)
         for topup, item in batch.topups:
             if topup.account_id in payg:
@@ -196,6 +216,10 @@ class PaygBalances(Projection):
         await store.set_customer_if_missing(conn, topup.account_id, topup.customer_id)
         if not await store.add_movements(conn, [movement], now):
             return []
+        intent = topup.payment_intent_id
+        if intent and should_capture_card(intent, await store.has_card(conn, topup.account_id)):
+            # No Stripe call in a fold: the worker beside the recharger looks the card up and publishes it.
+            await store.request_card_capture(conn, topup.account_id, intent, topup.session_id, topup.customer_id, now)
         return [BalanceCredited(account_id=topup.account_id, amount_minor=topup.amount_minor,
                                 currency=topup.currency, source="topup", reference=topup.session_id)]
 

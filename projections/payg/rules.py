@@ -129,3 +129,31 @@ FAILURE_MESSAGES: dict[str, str] = {
 
 def failure_message(code: str | None) -> str:
     return FAILURE_MESSAGES.get(code or "", "the automatic payment did not go through")
+
+
+def should_capture_card(payment_intent_id: str | None, has_card: bool) -> bool:
+    """A completed top-up saves its card for off-session use: capture it when the account has none on file
+    (a card set by an operator, or saved before, stays). Without the PaymentIntent there is nothing to look up."""
+    return payment_intent_id is not None and not has_card
+
+
+def auto_recharge_once_card_saved(auto_recharge: bool, configured: bool) -> bool:
+    """The customer consented to off-session charges when the top-up saved the card: that turns auto-recharge on
+    for an account nobody configured; an explicit configuration (on or off) stands."""
+    return auto_recharge or not configured
+
+
+IntentSettlement = Literal["succeeded", "failed"]
+
+# A PaymentIntent's status, as Stripe reports it, for an off-session recharge already confirmed.
+INTENT_SETTLEMENTS: dict[str, IntentSettlement] = {
+    "succeeded": "succeeded",
+    "requires_payment_method": "failed",  # declined: the card must be replaced
+    "canceled": "failed",
+}
+
+
+def intent_settlement(status: str | None) -> IntentSettlement | None:
+    """What a recharge's PaymentIntent says about the recharge; None while it is still undecided
+    (processing, requires_action, …): ask again later."""
+    return INTENT_SETTLEMENTS.get(status or "")

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 import asyncpg
 
-from events.payg import PaygConfigured
+from events.payg import PaygCardSaved, PaygConfigured
+from projections.payg.rules import auto_recharge_once_card_saved
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ async def configure(conn: asyncpg.Connection, event: PaygConfigured, now: dateti
         """UPDATE balances SET threshold_minor = $2, recharge_minor = $3, auto_recharge = $4,
                   customer_id = coalesce($5, customer_id), payment_method_id = coalesce($6, payment_method_id),
                   failures = CASE WHEN $4 THEN 0 ELSE failures END,
-                  backoff_until = CASE WHEN $4 THEN NULL ELSE backoff_until END, updated_at = $7
+                  backoff_until = CASE WHEN $4 THEN NULL ELSE backoff_until END, updated_at = $7,
+                  configured_at = $7
            WHERE account_id = $1""",
         event.account_id, event.threshold_minor, event.recharge_minor, event.auto_recharge, event.customer_id,
         event.payment_method_id, now,
@@ -137,3 +139,45 @@ async def balances_for_rules(conn: asyncpg.Connection, account_ids: Iterable[str
         sorted(set(account_ids)),
     )
     return rows
+
+
+async def has_card(conn: asyncpg.Connection, account_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT payment_method_id IS NOT NULL FROM balances WHERE account_id = $1", account_id
+    ))
+
+
+async def request_card_capture(
+    conn: asyncpg.Connection, account_id: str, payment_intent_id: str, session_id: str, customer_id: str | None,
+    now: datetime,
+) -> None:
+    """Record that the card saved by this top-up's PaymentIntent is to be looked up (once per PaymentIntent)."""
+    await conn.execute(
+        """INSERT INTO card_captures (payment_intent_id, account_id, session_id, customer_id, requested_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_intent_id) DO NOTHING""",
+        payment_intent_id, account_id, session_id, customer_id, now,
+    )
+
+
+async def save_card(conn: asyncpg.Connection, event: PaygCardSaved, now: datetime) -> None:
+    """The saved card becomes the card on file, unless one was set meanwhile (that one stays); auto-recharge
+    turns on if nobody configured the account."""
+    row = await conn.fetchrow(
+        "SELECT auto_recharge, configured_at FROM balances WHERE account_id = $1", event.account_id
+    )
+    if row is None:
+        return
+    auto = auto_recharge_once_card_saved(row["auto_recharge"], row["configured_at"] is not None)
+    await conn.execute(
+        """UPDATE balances SET payment_method_id = coalesce(payment_method_id, $2),
+                  customer_id = coalesce(customer_id, $3), auto_recharge = $4,
+                  failures = CASE WHEN $4 AND NOT auto_recharge THEN 0 ELSE failures END,
+                  backoff_until = CASE WHEN $4 AND NOT auto_recharge THEN NULL ELSE backoff_until END,
+                  updated_at = $5
+           WHERE account_id = $1""",
+        event.account_id, event.payment_method_id, event.customer_id, auto, now,
+    )
+    await conn.execute(
+        "UPDATE card_captures SET saved_at = $2 WHERE payment_intent_id = $1 AND saved_at IS NULL",
+        event.payment_intent_id, now,
+    )

@@ -2,7 +2,8 @@
 
 Top-ups arrive as `checkout.session.completed` (or `…async_payment_succeeded`) of a `mode=payment` session whose
 `metadata.account_id` (or `client_reference_id`, for a Payment Link) names the account. Recharges arrive as
-`payment_intent.succeeded` / `payment_intent.payment_failed` carrying our `metadata.recharge_id`.
+`payment_intent.succeeded` / `payment_intent.payment_failed` carrying our `metadata.recharge_id`, or, when that
+webhook is late, as our own `RechargeConfirmed` (the reconciler asked Stripe): both settle the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from events.payg import RechargeConfirmed
 from events.stripe import StripeEventReceived
 
 TOPUP_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
@@ -24,6 +26,7 @@ class TopUp:
     currency: str
     customer_id: str | None
     ours: bool = False  # opened by `jobmeter payg topup` (metadata.purpose = payg_topup)
+    payment_intent_id: str | None = None  # its PaymentIntent, whose payment method is the card it saved
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ def topup_of(event: StripeEventReceived) -> TopUp | None:
         return None
     customer = obj.get("customer")
     ours = _metadata(obj).get("purpose") == "payg_topup"
-    return TopUp(account, session_id, amount, currency.lower(), customer if isinstance(customer, str) else None, ours)
+    intent = _text(obj, "payment_intent")
+    return TopUp(account, session_id, amount, currency.lower(), customer if isinstance(customer, str) else None, ours,
+                 intent if intent and intent.startswith("pi_") else None)
 
 
 def recharge_settled(event: StripeEventReceived) -> RechargeSettled | None:
@@ -93,4 +98,13 @@ def recharge_settled(event: StripeEventReceived) -> RechargeSettled | None:
         code=None if succeeded else _text(error, "code") or _text(error, "decline_code"),
         message="" if succeeded else (_text(error, "message") or ""),
         at=event.created,
+    )
+
+
+def confirmed_settlement(event: RechargeConfirmed) -> RechargeSettled:
+    """A success found by asking Stripe settles the recharge exactly as its `payment_intent.succeeded` would."""
+    return RechargeSettled(
+        account_id=event.account_id, recharge_id=event.recharge_id, payment_intent_id=event.payment_intent_id,
+        succeeded=True, amount_minor=event.amount_minor, currency=event.currency, code=None, message="",
+        at=event.confirmed_at,
     )

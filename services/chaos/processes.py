@@ -20,8 +20,11 @@ class ServiceProcess:
     log_dir: Path
     process: subprocess.Popen[bytes] | None = None
     kills: int = field(default=0)
+    exits: int = field(default=0)  # times it died on its own and was started again (`restart: unless-stopped`)
+    held_down: bool = field(default=False)  # killed by a fault, to be started by that fault
 
     def start(self) -> None:
+        self.held_down = False
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
@@ -31,12 +34,22 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, exactly like a crash or an OOM kill."""
+        self.held_down = True
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             self.kills += 1
 
+    def revive(self) -> bool:
+        """What docker-compose's `restart: unless-stopped` does: start it again if it exited on its own."""
+        if self.held_down or self.process is None or self.process.poll() is None:
+            return False
+        self.exits += 1
+        self.start()
+        return True
+
     def stop(self) -> None:
+        self.held_down = True
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

@@ -21,7 +21,16 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings, state_dir
 from projections.catalog import PROJECTIONS
+from projections.payg.rules import parse_prices
 from services import stack
+from services.chaos.billing import (
+    Population,
+    StripeForRecharges,
+    announced_meter_usage,
+    billing_invariants,
+    chaos_settings,
+    register,
+)
 from services.chaos.invariants import (
     Invariant,
     lag_recovered,
@@ -53,16 +62,21 @@ class ChaosReport:
 
 class Scenario:
     def __init__(self, settings: Settings, *, seconds: float, accounts: int = 40, batch: int = 100,
-                 bad_ratio: float = 0.1, lag_bound: float = 90.0, seed: int = 11, log: Log = print) -> None:
-        self.settings = settings
+                 bad_ratio: float = 0.1, lag_bound: float = 90.0, billing_bound: float = 90.0, seed: int = 11,
+                 log: Log = print) -> None:
+        self.settings = settings = chaos_settings(settings)
         self.seconds = seconds
         self.batch = batch
         self.bad_ratio = bad_ratio
         self.lag_bound = lag_bound
+        self.billing_bound = billing_bound
         self.rng = random.Random(seed)  # noqa: S311 - a workload, not a secret
         self.log = log
         self.run = uuid.uuid4().hex[:6]
         self.accounts = [f"chaos-{self.run}-{i}" for i in range(accounts)]
+        # A quarter bill through Stripe meters, a quarter pay as they go, the rest are direct and unregistered.
+        self.people = Population.split(self.accounts, self.run, accounts // 4, accounts // 4)
+        self.stripe = StripeForRecharges(settings)
         self.port = free_port()
         env = service_env(settings)
         logs = state_dir() / "logs" / f"chaos-{self.run}"
@@ -75,21 +89,48 @@ class Scenario:
     async def run_scenario(self) -> ChaosReport:
         for process in (self.http, *self.consumers):
             process.start()
+        supervisor = asyncio.create_task(self._supervise())
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10) as client:
                 await self._wait_http(client)
-                await self._inject_garbage()
-                traffic = asyncio.create_task(self._traffic(client))
-                await self._faults()
-                await traffic
-            started = time.monotonic()
-            caught_up = await self._wait_caught_up()
-            lag = time.monotonic() - started if caught_up else None
-            return ChaosReport(await self._invariants(lag), self.faults,
-                               {"retries": self.book.retries, "kills": {p.name: p.kills for p in self._all()}})
+                await register(client, self.settings, self.people)
+                stripe = asyncio.create_task(self.stripe.run(client))
+                try:
+                    await self._inject_garbage()
+                    traffic = asyncio.create_task(self._traffic(client))
+                    await self._faults()
+                    await traffic
+                    started = time.monotonic()
+                    caught_up = await self._wait_caught_up()
+                    lag = time.monotonic() - started if caught_up else None
+                    started = time.monotonic()
+                    billing = await self._wait_billed()
+                    settled = round(time.monotonic() - started, 1)
+                finally:
+                    stripe.cancel()
+            return ChaosReport([*await self._invariants(lag), *billing], self.faults, self._figures(settled))
         finally:
+            supervisor.cancel()
             for process in self._all():
                 process.stop()
+
+    async def _supervise(self) -> None:
+        """Like docker-compose's `restart: unless-stopped`: a service that exits on its own (e.g. Postgres was
+        restarting while it started) is started again; how often is in the figures (`exits`)."""
+        while True:
+            await asyncio.sleep(1)
+            for process in self._all():
+                if process.revive():
+                    self.log(f"{process.name} exited on its own; started again")
+
+    def _figures(self, settled: float) -> dict[str, Any]:
+        people = self.people
+        return {"retries": self.book.retries, "kills": {p.name: p.kills for p in self._all()},
+                "exits": {p.name: p.exits for p in self._all() if p.exits},
+                "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
+                "webhook_deliveries": self.stripe.deliveries,
+                "accounts": {"subscription": len(people.customers), "payg": len(people.payg),
+                             "unregistered": len(self.accounts) - len(people.customers) - len(people.payg)}}
 
     def _all(self) -> list[ServiceProcess]:
         return [self.http, *self.consumers]
@@ -110,7 +151,7 @@ class Scenario:
         serial = 0
         while time.monotonic() < deadline:
             batch = make_batch(self.rng, self.accounts, self.settings.jobmeter_apis, serial, size=self.batch,
-                               bad_ratio=self.bad_ratio, run=self.run)
+                               bad_ratio=self.bad_ratio, run=self.run, spread_seconds=20)
             self.book.bad_sent += sum(1 for item in batch if _is_bad(item, self.settings.jobmeter_apis))
             await post_until_answered(client, batch, token, self.book)
             serial += 1
@@ -159,6 +200,19 @@ class Scenario:
         await asyncio.sleep(3)
         await asyncio.to_thread(stack.restart, "stripe-mock")
 
+    async def _wait_billed(self) -> list[Invariant]:
+        """The billing invariants, once they hold or the bound runs out: the last windows must close and be sent,
+        and the last recharges be settled, after the faults."""
+        prices = parse_prices(self.settings.jobmeter_payg_prices)
+        deadline = time.monotonic() + self.billing_bound
+        while True:
+            found = await billing_invariants(self.settings, self.people, prices)
+            if all(i.holds for i in found) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        announced = await announced_meter_usage(self.settings)
+        return await billing_invariants(self.settings, self.people, prices, announced)
+
     async def _wait_caught_up(self) -> bool:
         """True once every projection's stored positions reach the end of its topics."""
         deadline = time.monotonic() + self.lag_bound
@@ -201,7 +255,7 @@ class Scenario:
         return [
             ledger_counts_each_acknowledged_job_once(len(self.book.acknowledged), distinct, int(total)),
             refusals_accounted(self.book.bad_sent, self.book.refused, self.garbage, dead),
-            lag_recovered(lag, self.lag_bound),
+            lag_recovered(lag, self.lag_bound, [p.name for p in self._all() if not p.alive]),
         ]
 
 

@@ -43,14 +43,15 @@ class ClientBook:
 
 
 def make_batch(rng: random.Random, accounts: list[str], apis: tuple[str, ...], serial: int, *, size: int,
-               bad_ratio: float, run: str) -> list[dict[str, Any]]:
+               bad_ratio: float, run: str, spread_seconds: float = 7200) -> list[dict[str, Any]]:
+    """`size` jobs of random accounts, completed up to `spread_seconds` ago; about `bad_ratio` of them refusable."""
     now = datetime.now(UTC)
     batch: list[dict[str, Any]] = []
     for n in range(size):
         item = {
             "account_id": rng.choice(accounts), "api": rng.choice(apis), "job_id": f"{run}-{serial}-{n}",
             "channel": "direct", "mode": rng.choice(("sync", "async")),
-            "completed_at": (now - timedelta(seconds=rng.randrange(0, 7200))).isoformat(),
+            "completed_at": (now - timedelta(seconds=rng.uniform(0, spread_seconds))).isoformat(),
         }
         if rng.random() < bad_ratio:
             item.update(rng.choice(BAD_ITEMS))

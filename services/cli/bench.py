@@ -12,6 +12,7 @@ from rich.table import Table
 
 from jobmeter.settings import get_settings
 from services.bench import keycheck, stripe_requests
+from services.bench.bad_input import bench_bad_input
 from services.bench.ingest import bench_ingest
 from services.bench.ledger import bench_ledger
 from services.cli.common import console, errors
@@ -64,6 +65,21 @@ def ledger(
         bench_ledger(get_settings(), events, naive_events=naive_events, replay_events=replay_events)
     )
     print(json.dumps(figures.as_json(), indent=2))
+
+
+@app.command("bad-input")
+def bad_input(
+    good: Annotated[int, typer.Option(min=1, help="good items per run")] = 50_000,
+    batch: Annotated[int, typer.Option(min=1, help="good items per HTTP request")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, help="HTTP requests in flight")] = 4,
+    bad_ratio: Annotated[float, typer.Option(min=0.0, max=0.9, help="share of all items that are bad")] = 0.1,
+    rounds: Annotated[int, typer.Option(min=1, help="clean/dirty pairs, alternated")] = 2,
+) -> None:
+    """JSON: good items/s through the HTTP app with clean batches and with `bad_ratio` bad items mixed in, and
+    their ratio (target >= 0.8)."""
+    figures = asyncio.run(bench_bad_input(get_settings(), good, batch=batch, concurrency=concurrency,
+                                          bad_ratio=bad_ratio, rounds=rounds))
+    print(json.dumps({"good_items": good, "rounds": rounds, **figures.as_json()}, indent=2))
 
 
 app.command("keys")(keycheck.keys)

@@ -50,7 +50,9 @@ def configure(
     = None,
     recharge: Annotated[int | None, typer.Option(help="how much each recharge adds (minor units)")] = None,
     auto: Annotated[bool | None, typer.Option("--auto/--no-auto", help="charge the saved card automatically")] = None,
-    payment_method: Annotated[str | None, typer.Option(help="the saved card to charge (pm_…)")] = None,
+    payment_method: Annotated[
+        str | None, typer.Option(help="the saved card to charge (pm_…); a top-up through Checkout saves one")
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="the Stripe customer (cus_…) that owns the card")] = None,
 ) -> None:
     """Set how an account recharges (a PaygConfigured event; what is not given stays as it is)."""

@@ -8,20 +8,24 @@ from typing import Any
 
 import pytest
 
+from events.payg import RechargeConfirmed
 from events.stripe import StripeEventReceived
 from projections.payg.rules import (
     PaygPolicy,
     PriceError,
     RechargeState,
     after_failure,
+    auto_recharge_once_card_saved,
     failure_message,
+    intent_settlement,
     key_action,
     parse_prices,
     price_of,
     recharge_verdict,
+    should_capture_card,
     should_recharge,
 )
-from projections.payg.stripe_events import TopUp, recharge_settled, topup_of
+from projections.payg.stripe_events import RechargeSettled, TopUp, confirmed_settlement, recharge_settled, topup_of
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = PaygPolicy(allowance_minor=100, max_failures=3, backoff=timedelta(minutes=5), backoff_max=timedelta(hours=1))
@@ -175,6 +179,13 @@ SESSION = {"id": "cs_1", "object": "checkout.session", "mode": "payment", "payme
         ("checkout.session.completed", {**SESSION, "payment_status": "unpaid"}, None, None),  # not paid yet
         ("checkout.session.completed", {**SESSION, "amount_total": None}, None, None),
         ("checkout.session.expired", SESSION, None, None),
+        # the PaymentIntent whose payment method is the card the session saved
+        ("checkout.session.completed", {**SESSION, "payment_intent": "pi_T1"}, None,
+         TopUp("acme", "cs_1", 1500, "usd", "cus_A", payment_intent_id="pi_T1")),
+        ("checkout.session.completed", {**SESSION, "payment_intent": {"id": "pi_T1"}}, None,
+         TopUp("acme", "cs_1", 1500, "usd", "cus_A")),  # only an id is looked up
+        ("checkout.session.completed", {**SESSION, "payment_intent": "seti_1"}, None,
+         TopUp("acme", "cs_1", 1500, "usd", "cus_A")),
     ],
 )
 def test_topup_of(kind: str, obj: dict[str, Any], account: str | None, topup: TopUp | None) -> None:
@@ -195,3 +206,59 @@ def test_recharge_settled() -> None:
     assert failed is not None and (failed.succeeded, failed.code, failed.message) == (False, "card_declined", "no")
     assert recharge_settled(stripe("payment_intent.succeeded", {**INTENT, "metadata": {}})) is None  # not ours
     assert recharge_settled(stripe("charge.succeeded", INTENT)) is None
+
+
+@pytest.mark.parametrize(
+    ("payment_intent", "has_card", "capture"),
+    [
+        ("pi_1", False, True),
+        ("pi_1", True, False),  # a card on file (an operator's, or saved before) stays
+        (None, False, False),  # nothing to look the card up by
+        (None, True, False),
+    ],
+)
+def test_should_capture_card(payment_intent: str | None, has_card: bool, capture: bool) -> None:
+    assert should_capture_card(payment_intent, has_card) is capture
+
+
+@pytest.mark.parametrize(
+    ("auto_recharge", "configured", "after"),
+    [
+        (False, False, True),  # nobody configured it: the saved card (with off-session consent) turns it on
+        (False, True, False),  # an explicit "off" stands
+        (True, True, True),
+        (True, False, True),
+    ],
+)
+def test_auto_recharge_once_card_saved(auto_recharge: bool, configured: bool, after: bool) -> None:
+    assert auto_recharge_once_card_saved(auto_recharge, configured) is after
+
+
+@pytest.mark.parametrize(
+    ("status", "settlement"),
+    [
+        ("succeeded", "succeeded"),
+        ("requires_payment_method", "failed"),
+        ("canceled", "failed"),
+        ("processing", None),  # undecided: asked again later
+        ("requires_action", None),
+        ("requires_confirmation", None),
+        ("requires_capture", None),
+        (None, None),
+    ],
+)
+def test_intent_settlement(status: str | None, settlement: str | None) -> None:
+    assert intent_settlement(status) == settlement
+
+
+def test_a_confirmed_recharge_settles_like_its_webhook() -> None:
+    rch = "rch_" + "0" * 32
+    confirmed = RechargeConfirmed(account_id="acme", recharge_id=rch, payment_intent_id="pi_1", amount_minor=2000,
+                                  currency="usd", confirmed_at=NOW)
+    assert confirmed_settlement(confirmed) == RechargeSettled(
+        account_id="acme", recharge_id=rch, payment_intent_id="pi_1", succeeded=True, amount_minor=2000,
+        currency="usd", code=None, message="", at=NOW)
+    webhook = recharge_settled(stripe("payment_intent.succeeded", {**INTENT, "metadata": {"recharge_id": rch}}))
+    # the same PaymentIntent, the same amount: the fold credits `recharge:pi_1` once, whichever comes first
+    assert webhook is not None
+    assert (webhook.payment_intent_id, webhook.amount_minor, webhook.succeeded) == ("pi_1", 2000, True)
