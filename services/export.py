@@ -27,8 +27,8 @@ from events.jobs import JobCompleted
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
+from projections.log import LogReader
 from projections.records import RawRecord, logged_at
-from projections.replay import LogReader
 
 Row = dict[str, Any]
 Progress = Callable[[int, int], None]  # (records read, records in range)

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from events.deadletters import DeadLettered
 from events.publisher import Publisher
@@ -223,25 +224,32 @@ class Scenario:
         return False
 
     async def _lagging(self) -> int:
+        """Records not yet folded, summed over every projection and partition of its topics."""
         topics = Topics(self.settings.jobmeter_topic_prefix)
+        names = sorted({topics.name(t) for s in PROJECTION_SERVICES.values() for t in PROJECTIONS[s].topics})
+        # The consumer's own metadata only covers what it is assigned; the admin client describes any topic.
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
         await consumer.start()
         conn = await asyncpg.connect(self.settings.database_url)
         try:
+            described = await admin.describe_topics(names)
+            parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+            ends = await consumer.end_offsets(parts)
             behind = 0
             for service in PROJECTION_SERVICES.values():
                 projection = PROJECTIONS[service]
-                await consumer.topics()  # loads the metadata partitions_for_topic reads
-                names = [topics.name(t) for t in projection.topics]
-                parts = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or ()]
-                ends = await consumer.end_offsets(parts) if parts else {}
+                mine = {topics.name(t) for t in projection.topics}
                 rows = await conn.fetch(f'SELECT topic, partition, next_offset FROM "{projection.schema}".positions')  # noqa: S608
                 stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-                behind += sum(max(0, end - stored.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
+                behind += sum(max(0, end - stored.get((tp.topic, tp.partition), 0)) for tp, end in ends.items()
+                              if tp.topic in mine)
             return behind
         finally:
             await conn.close()
             await consumer.stop()
+            await admin.close()
 
     async def _invariants(self, lag: float | None) -> list[Invariant]:
         topics = Topics(self.settings.jobmeter_topic_prefix)

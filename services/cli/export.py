@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from jobmeter.settings import get_settings
-from projections.replay import ReplayError
+from projections.log import LogError
 from services.cli.replay import parse_time, progress_bar
 from services.export import CsvSink, ExportSummary, JsonLinesSink, ParquetSink, RowSink, export_jobs
 
@@ -62,7 +62,7 @@ def jobs(
         try:
             with progress_bar("exporting jobs") as update:
                 summary = asyncio.run(export_jobs(get_settings(), sink, since=since, until=until, progress=update))
-        except ReplayError as error:
+        except LogError as error:
             err.print(f"[red]error:[/red] {error}")
             raise typer.Exit(2) from None
         finally:

@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jobmeter.settings import Settings, get_settings
 from projections import catalog
-from projections.replay import NOT_SWAPPABLE, Difference, RebuildResult, ReplayError, replaying
+from projections.log import LogError
+from projections.replay import NOT_SWAPPABLE, Difference, RebuildResult, replaying
 
 out = Console()
 err = Console(stderr=True)
@@ -78,7 +79,7 @@ def replay(
     logging.getLogger("yoyo").setLevel(logging.WARNING)  # one line per migration step is noise here
     try:
         code = asyncio.run(_replay(settings, projection, since=since, verify=verify, swap=swap, wait=wait))
-    except ReplayError as error:
+    except LogError as error:  # a ReplayError, or the log itself unreadable
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
     raise typer.Exit(code)

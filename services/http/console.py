@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from projections.catalog import PROJECTIONS
-from projections.replay import ReplayError
+from projections.log import LogError
 from services.console import integrations, reads
 from services.console.actions import SimulationRefused, deliver
 from services.console.session import COOKIE, SESSION_SECONDS, new_session, token_matches
@@ -309,6 +309,6 @@ async def rebuild(name: str, request: Request) -> Response:
         raise Refused(404, f"There is no projection {name!r}.")
     try:
         rebuilds(request).start(settings_of(request), name)
-    except ReplayError as error:
+    except LogError as error:  # a ReplayError, or the log itself unreadable
         raise Refused(409, str(error)) from None
     return RedirectResponse("/console/projections?notice=rebuild-started", status_code=303)
