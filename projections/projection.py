@@ -23,6 +23,9 @@ class Projection(ABC):
     migrations: ClassVar[Path]
     tables: ClassVar[tuple[str, ...]]  # what `replay --verify` compares, row for row
     emits: ClassVar[bool] = False  # True when apply() writes to the outbox (projections.outbox.emit)
+    # Why `replay --swap` must never replace the live tables, where a rebuild cannot stand in for them (their
+    # rows record what was done outside: sent to Stripe, charged, emailed). None: swappable.
+    not_swappable: ClassVar[str | None] = None
 
     def configured(self, settings: Settings) -> Projection:
         """This projection as the process running it configures it. Most read no settings: they return self;

@@ -48,16 +48,6 @@ SWAP_LOCK_TIMEOUT = "15s"
 # Projections whose schema records what was already done to the outside world beyond the shared outbox (which
 # swap hands over): a swapped-in rebuild would have forgotten it and do it all again. They can be rebuilt and
 # verified, not swapped. (Better declared on the Projection itself; kept here until it is.)
-NOT_SWAPPABLE: dict[str, str] = {
-    "stripe-meter": "its `reports` table is what Stripe was sent; a rebuild has every window pending again, so the "
-    "sender would report them anew (Stripe dedupes meter identifiers for a limited time only, and a rebuild "
-    "merges late jobs into sequence numbers that were already sent with smaller values)",
-    "key-lifecycle": "its `notifications` table is which customers were emailed; a rebuild has them all unsent, so "
-    "every suspension and restoration notice would be emailed again",
-    "payg": "its `recharges` and `notifications` tables are which cards were charged and which customers emailed; "
-    "a rebuild has them unsent, so a recharge in flight could be charged again once Stripe's idempotency key "
-    "has expired, and failed-recharge notices would be emailed again",
-}
 
 
 class ReplayError(LogError):
@@ -211,8 +201,8 @@ class Replay:
         return await self.reader.high_watermarks(await self.reader.partitions(self.topics))
 
     async def _require_full_rebuild(self, doing: str) -> None:
-        if doing == "swap" and self.projection.name in NOT_SWAPPABLE:
-            raise ReplayError(f"{self.projection.name} cannot be swapped: {NOT_SWAPPABLE[self.projection.name]}")
+        if doing == "swap" and self.projection.not_swappable:
+            raise ReplayError(f"{self.projection.name} cannot be swapped: {self.projection.not_swappable}")
         async with self.pool.acquire() as conn:
             shadow, live = await schema_comment(conn, self.shadow), await schema_comment(conn, self.live)
         if shadow is None:

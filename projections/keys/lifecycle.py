@@ -77,6 +77,10 @@ def save_args(customer_id: str, account: str | None, state: DunningState, decisi
 
 class KeyLifecycle(Projection):
     name = "key-lifecycle"
+    not_swappable = (
+        "its `notifications` table is which customers were emailed; a rebuild has them all unsent, so "
+        "every suspension and restoration notice would be emailed again"
+    )
     schema = "key_lifecycle"
     topics = ("stripe",)
     migrations = Path(__file__).parent / "lifecycle_migrations"

@@ -115,6 +115,11 @@ async def accounts_of(conn: asyncpg.Connection, account_ids: Sequence[str]) -> d
 
 class MeterReporter(Projection):
     name = "stripe-meter"
+    not_swappable = (
+        "its `reports` table is what Stripe was sent; a rebuild has every window pending again, so the "
+        "sender would report them anew (Stripe dedupes meter identifiers for a limited time only, and a rebuild "
+        "merges late jobs into sequence numbers that were already sent with smaller values)"
+    )
     schema = "meter"
     topics = ("accounts", "jobs")
     migrations = Path(__file__).parent / "migrations"

@@ -135,6 +135,11 @@ class Batch:
 
 class PaygBalances(Projection):
     name = "payg"
+    not_swappable = (
+        "its `recharges` and `notifications` tables are which cards were charged and which customers emailed; "
+        "a rebuild has them unsent, so a recharge in flight could be charged again once Stripe's idempotency key "
+        "has expired, and failed-recharge notices would be emailed again"
+    )
     schema = "payg"
     topics = ("jobs", "stripe", "payg")
     migrations = Path(__file__).parent / "migrations"

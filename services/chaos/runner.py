@@ -86,6 +86,7 @@ class Scenario:
         self.book = ClientBook()
         self.faults: list[str] = []
         self.garbage = 0
+        self.announced = 0
 
     async def run_scenario(self) -> ChaosReport:
         for process in (self.http, *self.consumers):
@@ -129,7 +130,7 @@ class Scenario:
         return {"retries": self.book.retries, "kills": {p.name: p.kills for p in self._all()},
                 "exits": {p.name: p.exits for p in self._all() if p.exits},
                 "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
-                "webhook_deliveries": self.stripe.deliveries,
+                "webhook_deliveries": self.stripe.deliveries, "meter_usage_reported_on_bus": self.announced,
                 "accounts": {"subscription": len(people.customers), "payg": len(people.payg),
                              "unregistered": len(self.accounts) - len(people.customers) - len(people.payg)}}
 
@@ -212,6 +213,7 @@ class Scenario:
                 break
             await asyncio.sleep(1)
         announced = await announced_meter_usage(self.settings)
+        self.announced = len(announced)
         return await billing_invariants(self.settings, self.people, prices, announced)
 
     async def _wait_caught_up(self) -> bool:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from jobmeter.settings import Settings, get_settings
 from projections import catalog
 from projections.log import LogError
-from projections.replay import NOT_SWAPPABLE, Difference, RebuildResult, replaying
+from projections.replay import Difference, RebuildResult, replaying
 
 out = Console()
 err = Console(stderr=True)
@@ -72,8 +72,9 @@ def replay(
             "read. Replay without --since for a rebuild you can verify or swap."
         )
         raise typer.Exit(2)
-    if swap and projection in NOT_SWAPPABLE:  # refuse before spending a rebuild on it
-        err.print(f"[red]error:[/red] {projection} cannot be swapped: {NOT_SWAPPABLE[projection]}")
+    refusal = catalog.PROJECTIONS[projection].not_swappable if projection in catalog.PROJECTIONS else None
+    if swap and refusal:  # refuse before spending a rebuild on it
+        err.print(f"[red]error:[/red] {projection} cannot be swapped: {refusal}")
         raise typer.Exit(2)
     settings = get_settings()
     logging.getLogger("yoyo").setLevel(logging.WARNING)  # one line per migration step is noise here
