@@ -11,8 +11,10 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import structlog
 from faststream.kafka import KafkaBroker
 
 from events.topics import Topics
@@ -26,6 +28,8 @@ from services.payg_reconciler import run_payg_workers
 from services.rapidapi_reconcile import run_rapidapi_reconciler
 from services.relay import run_relay
 from services.resources import Resources, open_resources
+
+log = structlog.get_logger(__name__)
 
 # Workers that run beside a projection's consumer, by projection name: they send what its fold recorded.
 PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, None]]] = {
@@ -90,6 +94,17 @@ class Runtime:
             )
         )
 
+    def _background(self) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
+        """The relays of projections that emit, and the workers that send what folds recorded."""
+        res = self.res
+        work: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        for name, f in self.folders.items():
+            if f.projection.emits:
+                work.append((f"{name} relay", partial(run_relay, res.pool, f.schema, res.publisher)))
+            if name in PROJECTION_WORKERS:
+                work.append((f"{name} worker", partial(PROJECTION_WORKERS[name], res, f.schema)))
+        return work
+
     def _topic(self, logical: str) -> str:
         return Topics(self.settings.jobmeter_topic_prefix).name(logical)
 
@@ -104,21 +119,26 @@ class Runtime:
                 await stack.enter_async_context(extra(self.resources))
             await self.broker.start()
             stack.push_async_callback(self.broker.stop)
-            relays = [
-                asyncio.create_task(run_relay(self.resources.pool, f.schema, self.resources.publisher))
-                for f in self.folders.values()
-                if f.projection.emits
-            ]
-            stack.push_async_callback(_cancel, relays)
-            workers = [
-                asyncio.create_task(PROJECTION_WORKERS[name](self.resources, f.schema))
-                for name, f in self.folders.items()
-                if name in PROJECTION_WORKERS
-            ]
-            stack.push_async_callback(_cancel, workers)
+            tasks = [asyncio.create_task(supervised(name, start)) for name, start in self._background()]
+            stack.push_async_callback(_cancel, tasks)
             yield self
         self.resources = None
         self.folders.clear()
+
+
+async def supervised(name: str, start: Callable[[], Coroutine[Any, Any, None]], *, pause: float = 1.0) -> None:
+    """Keep a background worker running: one that dies of a bug is logged and started again after a pause,
+    instead of leaving its outbox unsent while the consumers carry on as if all were well."""
+    while True:
+        try:
+            await start()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background worker failed; restarting", worker=name, pause_seconds=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 60.0)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
