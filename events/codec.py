@@ -83,7 +83,7 @@ class EventRegistry:
         Consumers decode every record of the log; reading the envelope and then its data again doubled that cost.
         """
         if self._wire is None:
-            shapes = [_wire_shape(model) for model in self._models.values()]
+            shapes = [wire_shape(model) for model in self._models.values()]
             union: Any = shapes[0] if len(shapes) == 1 else Union[tuple(shapes)]  # noqa: UP007
             self._wire = TypeAdapter(Annotated[union, Field(discriminator="type")])
         return self._wire
@@ -106,14 +106,14 @@ class EventRegistry:
             raise DecodeError(f"invalid {envelope.type}: {describe(error)}") from None
 
 
-def _wire_shape(model: type[Event]) -> type[Envelope]:
+def wire_shape(model: type[Event]) -> type[Envelope]:
     """The envelope of one event type at its current version, `data` typed as that event.
 
     An Envelope still (every reader of `Recorded.envelope` works unchanged), except that its `data` holds the
     typed event where a plain Envelope holds the event's fields as a dict."""
     literal: Any = Literal  # values known only at run time: a static checker cannot see these types
     shape: type[Envelope] = create_model(
-        f"{model.event_type}V{model.version}Wire",
+        f"{model.event_type}Envelope",
         __base__=Envelope,
         type=(literal[model.event_type], ...),
         version=(literal[model.version], ...),

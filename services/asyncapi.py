@@ -8,32 +8,20 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from pydantic import create_model
 
-from events.envelope import Envelope, Event
+from events.codec import wire_shape
+from events.envelope import Event
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
 from services.runtime import PROJECTION_SERVICES, build_runtime
 
 DOCS_SETTINGS = Settings(kafka_bootstrap_servers="kafka:9092", jobmeter_topic_prefix="")
-
-
-def typed_envelope(model: type[Event]) -> type[Envelope]:
-    """The envelope with `data` typed as the event it carries (documentation only; decoding is the codec's)."""
-    return create_model(  # type: ignore[no-any-return,call-overload]
-        f"{model.event_type}Envelope",
-        __base__=Envelope,
-        __doc__=model.__doc__,
-        type=(Literal[model.event_type], ...),
-        version=(Literal[model.version], ...),
-        data=(model, ...),
-    )
 
 
 def document_topics(broker: KafkaBroker) -> None:
@@ -43,7 +31,7 @@ def document_topics(broker: KafkaBroker) -> None:
         by_topic[model.topic].append(model)
     topics = Topics(DOCS_SETTINGS.jobmeter_topic_prefix)
     for logical, models in sorted(by_topic.items()):
-        envelopes = [typed_envelope(m) for m in models]
+        envelopes = [wire_shape(m) for m in models]
         schema: Any = envelopes[0] if len(envelopes) == 1 else Union[tuple(envelopes)]  # noqa: UP007
         broker.publisher(topics.name(logical), title=f"{logical}:events", schema=schema,
                          description=", ".join(m.event_type for m in models))

@@ -103,7 +103,7 @@ async def ingest(items: list[Any], res: Resources, *, path: str = "http") -> Ing
     metrics.INGESTED.labels(path, "duplicate").inc(result.duplicates)
     metrics.INGESTED.labels(path, "rejected").inc(result.rejected)
     if result.unknown_accounts:
-        log.warning("jobs for unknown accounts accepted", accounts=result.unknown_accounts[:20])
+        log.info("jobs for unknown accounts accepted", accounts=result.unknown_accounts[:20])
     return result
 
 

@@ -144,6 +144,15 @@ class StripeForRecharges:
             await asyncio.sleep(0.5)
 
 
+async def meter_outbox_unsent(settings: Settings) -> int:
+    """`MeterUsageReported` events recorded but not yet relayed to the bus."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM meter.outbox WHERE sent_at IS NULL"))
+    finally:
+        await conn.close()
+
+
 async def announced_meter_usage(settings: Settings) -> list[tuple[str, str, str, int, int]]:
     """(identifier, customer, window, seq, value) of every `MeterUsageReported` on the billing topic."""
     consumer = AIOKafkaConsumer(Topics(settings.jobmeter_topic_prefix).name("billing"),
@@ -168,6 +177,10 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
                              announced: list[tuple[str, str, str, int, int]] | None = None) -> list[Invariant]:
     """The meter and PAYG invariants, from the tables as they are now (and the meter usage the bus announced)."""
     conn = await asyncpg.connect(settings.database_url)
+    # One snapshot for every read: the PAYG fold credits a recharge and marks it succeeded in one transaction,
+    # and reads taken a moment apart would see one without the other.
+    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+    await snapshot.start()
     try:
         accounts = [*people.customers, *people.payg]
         ledger = await conn.fetch(
@@ -184,6 +197,7 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
         credits = await conn.fetch("SELECT reference, account_id, amount_minor FROM payg.movements "
                                    "WHERE kind = 'recharge'")
     finally:
+        await snapshot.rollback()
         await conn.close()
     jobs: dict[str, dict[str, int]] = {}
     for r in ledger:

@@ -13,15 +13,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from events.deadletters import DeadLettered
 from events.publisher import Publisher
-from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings, state_dir
-from projections.catalog import PROJECTIONS
 from projections.payg.rules import parse_prices
 from services import stack
 from services.chaos.billing import (
@@ -30,6 +25,7 @@ from services.chaos.billing import (
     announced_meter_usage,
     billing_invariants,
     chaos_settings,
+    meter_outbox_unsent,
     register,
 )
 from services.chaos.invariants import (
@@ -39,6 +35,7 @@ from services.chaos.invariants import (
     refusals_accounted,
 )
 from services.chaos.processes import ServiceProcess
+from services.chaos.readings import count_dead_letters, records_behind
 from services.chaos.workload import ClientBook, make_batch, post_until_answered
 from services.runtime import PROJECTION_SERVICES
 from services.sandbox import free_port, service_env
@@ -87,6 +84,7 @@ class Scenario:
         self.faults: list[str] = []
         self.garbage = 0
         self.announced = 0
+        self.unrelayed = 0
 
     async def run_scenario(self) -> ChaosReport:
         for process in (self.http, *self.consumers):
@@ -131,6 +129,7 @@ class Scenario:
                 "exits": {p.name: p.exits for p in self._all() if p.exits},
                 "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
                 "webhook_deliveries": self.stripe.deliveries, "meter_usage_reported_on_bus": self.announced,
+                "meter_outbox_unrelayed": self.unrelayed,
                 "accounts": {"subscription": len(people.customers), "payg": len(people.payg),
                              "unregistered": len(self.accounts) - len(people.customers) - len(people.payg)}}
 
@@ -214,44 +213,17 @@ class Scenario:
             await asyncio.sleep(1)
         announced = await announced_meter_usage(self.settings)
         self.announced = len(announced)
+        self.unrelayed = await meter_outbox_unsent(self.settings)
         return await billing_invariants(self.settings, self.people, prices, announced)
 
     async def _wait_caught_up(self) -> bool:
         """True once every projection's stored positions reach the end of its topics."""
         deadline = time.monotonic() + self.lag_bound
         while time.monotonic() < deadline:
-            if await self._lagging() == 0:
+            if await records_behind(self.settings) == 0:
                 return True
             await asyncio.sleep(0.5)
         return False
-
-    async def _lagging(self) -> int:
-        """Records not yet folded, summed over every projection and partition of its topics."""
-        topics = Topics(self.settings.jobmeter_topic_prefix)
-        names = sorted({topics.name(t) for s in PROJECTION_SERVICES.values() for t in PROJECTIONS[s].topics})
-        # The consumer's own metadata only covers what it is assigned; the admin client describes any topic.
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
-        await admin.start()
-        await consumer.start()
-        conn = await asyncpg.connect(self.settings.database_url)
-        try:
-            described = await admin.describe_topics(names)
-            parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-            ends = await consumer.end_offsets(parts)
-            behind = 0
-            for service in PROJECTION_SERVICES.values():
-                projection = PROJECTIONS[service]
-                mine = {topics.name(t) for t in projection.topics}
-                rows = await conn.fetch(f'SELECT topic, partition, next_offset FROM "{projection.schema}".positions')  # noqa: S608
-                stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-                behind += sum(max(0, end - stored.get((tp.topic, tp.partition), 0)) for tp, end in ends.items()
-                              if tp.topic in mine)
-            return behind
-        finally:
-            await conn.close()
-            await consumer.stop()
-            await admin.close()
 
     async def _invariants(self, lag: float | None) -> list[Invariant]:
         topics = Topics(self.settings.jobmeter_topic_prefix)
@@ -261,7 +233,7 @@ class Scenario:
             total = await conn.fetchval("SELECT coalesce(sum(jobs), 0) FROM ledger.hourly")
         finally:
             await conn.close()
-        dead = await _count_dead_letters(self.settings, topics.deadletters, "usage-ledger")
+        dead = await count_dead_letters(self.settings, topics.deadletters, "usage-ledger")
         return [
             ledger_counts_each_acknowledged_job_once(len(self.book.acknowledged), distinct, int(total)),
             refusals_accounted(self.book.bad_sent, self.book.refused, self.garbage, dead),
@@ -272,23 +244,3 @@ class Scenario:
 def _is_bad(item: dict[str, Any], apis: tuple[str, ...]) -> bool:
     return (item["api"] not in apis or item["completed_at"] == "yesterday" or item["channel"] not in
             ("direct", "rapidapi") or item["job_id"] == "" or item["mode"] not in ("sync", "async"))
-
-
-async def _count_dead_letters(settings: Settings, topic: str, consumer_name: str) -> int:
-    """Distinct letters from one consumer: a redelivered record dead-lettered twice shares its event id."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    seen: set[Any] = set()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch:
-                return len(seen)
-            for records in batch.values():
-                for record in records:
-                    envelope, letter = REGISTRY.decode(record.value)
-                    if isinstance(letter, DeadLettered) and letter.consumer == consumer_name:
-                        seen.add(envelope.event_id)
-    finally:
-        await consumer.stop()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_invariants_hold_through_every_fault(settings: Settings) -> None:
-    report = await Scenario(settings, seconds=35, accounts=20, lag_bound=60, billing_bound=45).run_scenario()
+    report = await Scenario(settings, seconds=30, accounts=20, lag_bound=60, billing_bound=45).run_scenario()
     print(json.dumps(report.as_json(), indent=2))
     assert {"restart kafka", "restart postgres", "stripe-mock down", "SIGKILL http", "SIGKILL ledger"} <= set(
         report.faults
