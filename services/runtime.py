@@ -18,6 +18,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 
 from events.topics import Topics
+from jobmeter.memory import tune_for_batches
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.fold import Folder
@@ -113,6 +114,7 @@ class Runtime:
         """Open the resources, start the consumers; stop and close everything on the way out."""
         async with AsyncExitStack() as stack:
             self.resources = await stack.enter_async_context(open_resources(self.settings, producer=producer))
+            tune_for_batches()
             for hook in self._on_open:
                 hook(self.resources)
             for extra in self.extras:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 
 from events.registry import REGISTRY
 from events.topics import Topics, ensure_topics
+from jobmeter.memory import tune_for_batches
 from jobmeter.settings import Settings
 from projections.db import create_pool, quote_schema
 from projections.fold import Folder
@@ -157,6 +158,7 @@ async def bench_ledger(
             await ensure_topics(s.kafka_bootstrap_servers, t, s.jobmeter_partitions)
         await load_topic(s, topics.jobs, events, apis)
         pool = await create_pool(s.database_url)
+        tune_for_batches()  # as a consumer process does at start (services.runtime); the same for all three runs
         try:
             with PeakRss() as memory:
                 full = await full_fold(s, pool, topics.jobs, events, "ledger")
