@@ -11,16 +11,15 @@ form body) and plays a script of actions, one per request, passing the rest thro
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+
+from tests.integration.scripted_server import ScriptedServer
 
 
 @dataclass(frozen=True)
@@ -32,40 +31,15 @@ class SeenRequest:
     action: str
 
 
-class FakeMeterStripeFront:
+class FakeMeterStripeFront(ScriptedServer):
     def __init__(self, upstream: str, *, slow_seconds: float = 2.0) -> None:
         self.upstream = upstream.rstrip("/")
         self.slow_seconds = slow_seconds
-        self.script: deque[str] = deque()
         self.seen: list[SeenRequest] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def play(self, actions: Iterable[str]) -> None:
-        with self._lock:
-            self.script.extend(actions)
+        super().__init__()
 
     def meter_events(self) -> list[SeenRequest]:
         return [r for r in self.seen if r.path == "/v1/billing/meter_events"]
-
-    def __enter__(self) -> FakeMeterStripeFront:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _next_action(self) -> str:
-        with self._lock:
-            return self.script.popleft() if self.script else "pass"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         front = self

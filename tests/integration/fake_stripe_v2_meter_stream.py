@@ -13,47 +13,25 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from collections import deque
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.integration.scripted_server import ScriptedServer
 
-class FakeStripeV2MeterStream:
+
+class FakeStripeV2MeterStream(ScriptedServer):
     def __init__(self, *, session_minutes: float = 15) -> None:
         self.session_minutes = session_minutes
         self.sessions: dict[str, datetime] = {}
         self.requests: list[list[dict[str, Any]]] = []  # each stream request's events, as received
         self.counted: dict[str, dict[str, Any]] = {}  # identifier -> event, first one wins (Stripe's dedupe)
         self.keys: list[str | None] = []
-        self.script: deque[str] = deque()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def play(self, actions: Iterable[str]) -> None:
-        with self._lock:
-            self.script.extend(actions)
+        super().__init__()
 
     def expire_all(self) -> None:
         with self._lock:
             self.sessions = {token: datetime.now(UTC) - timedelta(seconds=1) for token in self.sessions}
-
-    def __enter__(self) -> FakeStripeV2MeterStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
