@@ -4,17 +4,14 @@ against one app. The target: the ratio of the two rates is at least 0.8."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
-from services.bench.ingest import http_app
+from services.bench.ingest import http_app, post_batches
 from services.bench.rates import Rate, timed
 from services.bench.workload import jobs
 from services.chaos.workload import BAD_ITEMS
@@ -37,22 +34,6 @@ def bodies(good: int, apis: tuple[str, ...], *, label: str, batch: int, bad_rati
             chunk.insert(rng.randrange(len(chunk) + 1), bad)
         out.append(json.dumps(chunk).encode())
     return out
-
-
-async def post_all(base: str, token: str, payloads: list[bytes], concurrency: int) -> int:
-    """POST every batch; returns how many good items were accepted (bad ones are refused one by one)."""
-    gate = asyncio.Semaphore(concurrency)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
-
-        async def post(body: bytes) -> int:
-            async with gate:
-                response = await client.post("/v1/jobs/completed", content=body)
-            if response.status_code not in (202, 422):
-                raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:500]}")
-            return int(response.json().get("accepted", 0))
-
-        return sum(await asyncio.gather(*(post(b) for b in payloads)))
 
 
 @dataclass(frozen=True)
@@ -86,14 +67,14 @@ async def bench_bad_input(settings: Settings, good: int, *, batch: int = 500, co
         await ensure_topics(s.kafka_bootstrap_servers, Topics(s.jobmeter_topic_prefix), s.jobmeter_partitions)
         token = s.jobmeter_ingest_token.get_secret_value()
         async with http_app(s) as base:
-            await post_all(base, token, bodies(200, s.jobmeter_apis, label="warm", batch=batch, bad_ratio=0,
+            await post_batches(base, token, bodies(200, s.jobmeter_apis, label="warm", batch=batch, bad_ratio=0,
                                                seed=1), concurrency)
             clean, dirty = Rate(0, 0.0), Rate(0, 0.0)
             for r in range(rounds):
                 plain = bodies(good, s.jobmeter_apis, label=f"clean{r}", batch=batch, bad_ratio=0, seed=r)
                 mixed = bodies(good, s.jobmeter_apis, label=f"mixed{r}", batch=batch, bad_ratio=bad_ratio, seed=r)
-                a = await timed(post_all(base, token, plain, concurrency))
-                b = await timed(post_all(base, token, mixed, concurrency))
+                a = await timed(post_batches(base, token, plain, concurrency))
+                b = await timed(post_batches(base, token, mixed, concurrency))
                 for rate in (a, b):
                     if rate.events != good:
                         raise RuntimeError(f"ingest accepted {rate.events} of {good} good items")
