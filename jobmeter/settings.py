@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     jobmeter_ingest_token: SecretStr = SecretStr("dev-ingest-token")
     jobmeter_admin_token: SecretStr = SecretStr("dev-admin-token")
     jobmeter_ingest_max_batch: int = Field(default=1000, ge=1)
+    # How long ingest waits for Kafka before answering 503 (nothing acknowledged, so the client retries).
+    jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
     jobmeter_http_port: int = 8080
     # The console's public origin (https://billing.example.com) when a proxy in front changes scheme or host;
     # unset = the origin requests arrive with. Actions must come from it; https also marks the cookie Secure.

@@ -7,6 +7,7 @@ Two racing copies of a new job may both be published; the ledger counts it once 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,7 +95,9 @@ async def ingest(items: list[Any], res: Resources, *, path: str = "http") -> Ing
         new = [j for j in jobs if (j.api, j.job_id) not in seen]
         result.duplicates += len(jobs) - len(new)
         if new:
-            await res.publisher.publish_many(new)
+            # A Kafka that does not answer must not hold the client forever: TimeoutError becomes a 503.
+            async with asyncio.timeout(res.settings.jobmeter_ingest_publish_timeout_seconds):
+                await res.publisher.publish_many(new)
             claimed = await _record_receipts(res, new)
             result.accepted = claimed
             result.duplicates += len(new) - claimed

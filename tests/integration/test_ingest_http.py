@@ -115,3 +115,16 @@ async def test_the_python_publisher_path_keys_by_account_and_repeats_are_one_job
     async with build_runtime(settings, ["ledger"]).running(producer="test"):
         await eventually(lambda: fetchval(settings, "SELECT count(*) FROM ledger.jobs"), lambda n: n == 2)
         assert await fetchval(settings, "SELECT mode FROM ledger.jobs WHERE job_id = 'p-1'") == "sync"
+
+
+async def test_a_failed_publish_claims_nothing_and_answers_503(settings: Settings) -> None:
+    quick = settings.model_copy(update={"jobmeter_ingest_publish_timeout_seconds": 1.0})
+    app = create_app(quick)
+    async with client_for(app) as client:
+        res = app.state.runtime.res
+        await res.publisher.stop()  # Kafka out of reach, as far as this process can tell
+        response = await client.post("/v1/jobs/completed", json=[job("acme", "lost-1")], headers=INGEST)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1" and "retry" in response.json()["detail"]
+        # Nothing was acknowledged, so nothing may be remembered as received: the retry must be accepted.
+        assert await fetchval(settings, "SELECT count(*) FROM ingest.receipts") == 0
