@@ -1,15 +1,20 @@
 """Folding a batch of Kafka records into a projection: exactly once in effect.
 
-Decode, lock the positions, drop what was already applied, apply the rest and move the positions, all in one
+Lock the positions, drop what was already applied, decode and apply the rest and move the positions, all in one
 Postgres transaction. What cannot be decoded or applied goes to the dead-letter sink before that
 transaction commits, so it is never lost (at worst dead-lettered twice after a crash).
+
+Speed comes from overlap, never from weaker guarantees: the next chunk is decoded while Postgres applies the one
+in flight, and a projection that declares it safe (`Projection.side_by_side`) folds a batch as several such
+transactions at once, split by partition, each moving only its own partitions' positions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple, cast
 
 import asyncpg
 import structlog
@@ -38,11 +43,24 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class FoldOutcome:
+class FoldOutcome(NamedTuple):
     applied: int
     skipped: int
     dead: int
+
+
+def by_partition(records: Sequence[RawRecord], groups: int) -> list[list[RawRecord]]:
+    """The records split into at most `groups` lists, whole partitions each, of about equal size, each in log
+    order."""
+    if groups <= 1:
+        return [list(records)]
+    partitions: dict[tuple[str, int], list[RawRecord]] = {}
+    for r in records:
+        partitions.setdefault((r.topic, r.partition), []).append(r)
+    split: list[list[RawRecord]] = [[] for _ in range(min(groups, len(partitions)))]
+    for key in sorted(partitions, key=lambda k: -len(partitions[k])):
+        min(split, key=len).extend(partitions[key])
+    return split
 
 
 def dead_letter(record: RawRecord, consumer: str, reason: str) -> DeadLettered:
@@ -69,6 +87,7 @@ class Folder:
         dead_letters: DeadLetterSink | None = None,
         registry: EventRegistry = REGISTRY,
         take_swap_lock: bool = True,
+        chunk: int = 500,
     ) -> None:
         self.projection = projection
         self.pool = pool
@@ -76,6 +95,7 @@ class Folder:
         self.dead_letters = dead_letters
         self.registry = registry
         self.take_swap_lock = take_swap_lock
+        self.chunk = chunk  # records per statement: small enough to overlap decoding with Postgres
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
@@ -96,45 +116,101 @@ class Folder:
         return good, dead
 
     async def fold(self, records: Sequence[RawRecord]) -> FoldOutcome:
+        started = time.perf_counter()
+        groups = by_partition(records, self.projection.side_by_side)
+        if len(groups) <= 1:
+            outcome = await self._fold_group(records)
+        else:
+            # Each group is its own transaction with its own positions: one may commit while another fails, and
+            # the retry skips what was committed. Every group ends before an error propagates.
+            results = await asyncio.gather(*(self._fold_group(g) for g in groups), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            outcomes = cast(list[FoldOutcome], results)
+            outcome = FoldOutcome(*(sum(o[i] for o in outcomes) for i in range(3)))
+        metrics.BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _fold_group(self, records: Sequence[RawRecord]) -> FoldOutcome:
         if not records:
             return FoldOutcome(0, 0, 0)
-        started = time.perf_counter()
         name = self.projection.name
+        try:
+            fresh, dead = await self._fold(records, careful=False)
+        except DATA_ERRORS as error:
+            # The whole transaction rolled back: nothing of it is applied and no dead letter was sent.
+            log.warning("batch failed, isolating records", projection=name, error=str(error))
+            fresh, dead = await self._fold(records, careful=True)
+        metrics.EVENTS_APPLIED.labels(name).inc(len(fresh) - len(dead))
+        metrics.EVENTS_SKIPPED.labels(name).inc(len(records) - len(fresh))
+        return FoldOutcome(applied=len(fresh) - len(dead), skipped=len(records) - len(fresh), dead=len(dead))
+
+    async def _fold(
+        self, records: Sequence[RawRecord], *, careful: bool
+    ) -> tuple[list[RawRecord], list[DeadLettered]]:
         async with transaction(self.pool, self.schema) as conn:
             if self.take_swap_lock:
                 # Shared with other consumers; `replay --swap` takes it exclusively for the moment of the swap.
-                await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", name)
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self.projection.name)
             stored = await positions.lock(conn, [(r.topic, r.partition) for r in records])
             fresh = positions.unread(records, stored)
-            good, dead = self.decode(fresh)
-            dead += await self._apply(conn, good)
+            dead = await (self._apply_isolating(conn, fresh) if careful else self._apply_pipelined(conn, fresh))
             if dead:
                 await self._send_dead(dead)
             await positions.advance(conn, positions.next_offsets(fresh))
-        metrics.EVENTS_APPLIED.labels(name).inc(len(fresh) - len(dead))
-        metrics.EVENTS_SKIPPED.labels(name).inc(len(records) - len(fresh))
-        metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
-        return FoldOutcome(applied=len(fresh) - len(dead), skipped=len(records) - len(fresh), dead=len(dead))
+        return fresh, dead
 
-    async def _apply(self, conn: asyncpg.Connection, good: list[Recorded[Event]]) -> list[DeadLettered]:
-        """Apply the batch; if the data makes it fail, apply record by record and dead-letter the culprits."""
-        if not good:
-            return []
-        try:
-            async with conn.transaction():  # a savepoint: a failure here leaves the outer transaction usable
-                await self.projection.apply(conn, good)
-            return []
-        except DATA_ERRORS as error:
-            log.warning("batch failed, isolating records", projection=self.projection.name, error=str(error))
+    async def _apply_pipelined(self, conn: asyncpg.Connection, fresh: list[RawRecord]) -> list[DeadLettered]:
+        """Apply chunk after chunk in this transaction, decoding the next chunk while Postgres works on the one
+        in flight: decoding and Postgres are the two halves of a fold's time, so they overlap instead of
+        adding up. No savepoints: a data error aborts the transaction and `fold` retries in isolation."""
         dead: list[DeadLettered] = []
-        for item in good:
+        in_flight: asyncio.Future[None] | None = None
+        try:
+            for start in range(0, len(fresh), self.chunk):
+                good, bad = self.decode(fresh[start : start + self.chunk])
+                dead += bad
+                if in_flight is not None:
+                    await in_flight
+                    in_flight = None
+                if good:
+                    in_flight = asyncio.ensure_future(self.projection.apply(conn, good))
+                    await asyncio.sleep(0)  # the apply sends its first statement before the next decode
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+        finally:
+            if in_flight is not None:  # something failed while a statement was out: let it end before rollback
+                in_flight.cancel()
+                await asyncio.wait([in_flight])
+                if not in_flight.cancelled():
+                    in_flight.exception()  # retrieved: the error that matters is the one propagating
+        return dead
+
+    async def _apply_isolating(self, conn: asyncpg.Connection, fresh: list[RawRecord]) -> list[DeadLettered]:
+        """After a data error: apply chunk by chunk, each in a savepoint; in a chunk that fails, record by
+        record, dead-lettering the records the data makes fail."""
+        dead: list[DeadLettered] = []
+        for start in range(0, len(fresh), self.chunk):
+            good, bad = self.decode(fresh[start : start + self.chunk])
+            dead += bad
+            if not good:
+                continue
             try:
-                async with conn.transaction():
-                    await self.projection.apply(conn, [item])
-            except DATA_ERRORS as error:
-                raw = RawRecord(item.topic, item.partition, item.offset, 0, None, None)
-                letter = dead_letter(raw, self.projection.name, f"could not apply: {error}")
-                dead.append(letter.model_copy(update={"payload": item.envelope.model_dump_json()}))
+                async with conn.transaction():  # a savepoint: a failure here leaves the outer transaction usable
+                    await self.projection.apply(conn, good)
+                continue
+            except DATA_ERRORS:
+                pass
+            for item in good:
+                try:
+                    async with conn.transaction():
+                        await self.projection.apply(conn, [item])
+                except DATA_ERRORS as error:
+                    raw = RawRecord(item.topic, item.partition, item.offset, 0, None, None)
+                    letter = dead_letter(raw, self.projection.name, f"could not apply: {error}")
+                    dead.append(letter.model_copy(update={"payload": item.envelope.model_dump_json()}))
         return dead
 
     async def _send_dead(self, dead: list[DeadLettered]) -> None:

@@ -26,6 +26,10 @@ class Projection(ABC):
     # Why `replay --swap` must never replace the live tables, where a rebuild cannot stand in for them (their
     # rows record what was done outside: sent to Stripe, charged, emailed). None: swappable.
     not_swappable: ClassVar[str | None] = None
+    # How many transactions may fold one batch side by side, each over its own partitions. More than 1 only
+    # where every write is a single row-locked statement that commutes (unique inserts, count increments),
+    # so transactions over disjoint partitions cannot lose an update; read-then-write folds keep 1.
+    side_by_side: ClassVar[int] = 1
 
     def configured(self, settings: Settings) -> Projection:
         """This projection as the process running it configures it. Most read no settings: they return self;

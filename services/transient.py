@@ -13,4 +13,6 @@ TRANSIENT: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,  # includes "the database system is starting up / shutting down"
     asyncpg.InsufficientResourcesError,
+    # A deadlock or serialization failure rolled the transaction back; running it again is the documented cure.
+    asyncpg.TransactionRollbackError,
 )

@@ -14,7 +14,8 @@ from projections.projection import Projection
 from projections.records import Recorded
 
 # A job published twice is counted once: the insert skips known (api, job_id) and only the rows it
-# really inserted reach the hourly counts. Duplicates within one batch are skipped the same way.
+# really inserted reach the hourly counts. Duplicates within one batch are skipped the same way. The counts are
+# locked in key order, so transactions folding side by side never wait on each other in a cycle.
 APPLY_JOBS = """
 WITH new AS (
     INSERT INTO jobs (api, job_id, account_id, channel, mode, completed_at, logged_at, event_id)
@@ -24,7 +25,7 @@ WITH new AS (
     RETURNING account_id, api, channel, date_trunc('hour', completed_at, 'UTC') AS hour
 )
 INSERT INTO hourly (account_id, api, channel, hour, jobs)
-SELECT account_id, api, channel, hour, count(*) FROM new GROUP BY 1, 2, 3, 4
+SELECT account_id, api, channel, hour, count(*) FROM new GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
 ON CONFLICT (account_id, api, channel, hour) DO UPDATE SET jobs = hourly.jobs + EXCLUDED.jobs
 """
 
@@ -52,6 +53,7 @@ class UsageLedger(Projection):
     topics = ("jobs",)
     migrations = Path(__file__).parent / "migrations"
     tables = ("jobs", "hourly")
+    side_by_side = 2  # a unique insert and a count increment: see Projection.side_by_side
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         columns = job_rows(events)

@@ -27,15 +27,15 @@ from services.bench.rates import PeakRss, Rate
 from services.bench.workload import check_job_messages, load_topic
 from services.sandbox import sandbox
 
-FOLD_BATCH = 2000  # what the live consumer takes per batch (JOBMETER_BATCH_MAX_RECORDS)
 STALL_SECONDS = 60.0
 
 
 async def consume(
     settings: Settings, topic: str, expect: int, handle: Callable[[list[RawRecord]], Awaitable[None]]
 ) -> Rate:
-    """Read `topic` from offset zero with a plain consumer (no group), batch by batch into `handle`; timed
-    from the first fetch, so connecting to Kafka is not part of the figure."""
+    """Read `topic` from offset zero with a plain consumer (no group), in batches as large as a live consumer
+    takes (JOBMETER_BATCH_MAX_RECORDS) into `handle`; timed from the first fetch, so connecting to Kafka is not
+    part of the figure."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -45,7 +45,7 @@ async def consume(
     started = time.perf_counter()
     try:
         while seen < expect:
-            batches = await consumer.getmany(timeout_ms=500, max_records=FOLD_BATCH)
+            batches = await consumer.getmany(timeout_ms=500, max_records=settings.jobmeter_batch_max_records)
             records = [RawRecord.of(r) for part in batches.values() for r in part][: expect - seen]
             if not records:
                 if time.monotonic() - last > STALL_SECONDS:

@@ -1,5 +1,7 @@
 """The fold itself, on the real stack: redelivery applies nothing twice; a record the data makes fail is
-dead-lettered alone while the rest of its batch is applied; unreadable bytes are dead-lettered with a reason."""
+dead-lettered alone while the rest of its batch is applied, whichever chunk it sits in; unreadable bytes are
+dead-lettered with a reason; a batch folded side by side commits per partition group, and its retry applies only
+what had not committed."""
 
 from __future__ import annotations
 
@@ -36,6 +38,19 @@ class Probe(Projection):
         await conn.execute("INSERT INTO seen SELECT unnest($1::text[])", ids)
 
 
+class SideBySideProbe(Probe):
+    side_by_side = 2
+
+    def __init__(self) -> None:
+        self.failed_once = False
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
+        if not self.failed_once and any(e.event.job_id == "flaky" for e in events if isinstance(e.event, JobCompleted)):
+            self.failed_once = True
+            raise ConnectionResetError("the server went away")  # transient: the whole group rolls back
+        await super().apply(conn, events)
+
+
 def record(offset: int, job_id: str | None, partition: int = 0) -> RawRecord:
     if job_id is None:
         value = b"{broken"
@@ -69,5 +84,56 @@ async def test_redelivery_poison_and_garbage(settings: Settings) -> None:
         assert "could not apply" in reasons[1] and "seen_job_id_check" in reasons[1]
         assert "not an event envelope" in reasons[2]
         assert letters[0].natural_id() != letters[1].natural_id()
+    finally:
+        await pool.close()
+
+
+async def seen_and_positions(pool: asyncpg.Pool) -> tuple[list[str], dict[int, int]]:
+    async with pool.acquire() as conn:
+        seen = sorted(r["job_id"] for r in await conn.fetch("SELECT job_id FROM probe.seen"))
+        stored = {r["partition"]: r["next_offset"] for r in await conn.fetch("SELECT * FROM probe.positions")}
+    return seen, stored
+
+
+async def test_poison_in_a_later_chunk_rolls_back_the_pipeline_and_is_isolated(settings: Settings) -> None:
+    await migrate(settings.database_url, "probe", Probe.migrations)
+    pool = await create_pool(settings.database_url)
+    letters: list[DeadLettered] = []
+
+    async def sink(batch: Sequence[DeadLettered]) -> None:
+        letters.extend(batch)
+
+    folder = Folder(Probe(), pool, dead_letters=sink, chunk=2)  # four chunks: the poison is in the third
+    try:
+        batch = [record(i, "poison-x" if i == 5 else f"job-{i}") for i in range(8)]
+        outcome = await folder.fold(batch)
+        assert (outcome.applied, outcome.skipped, outcome.dead) == (7, 0, 1)
+        seen, stored = await seen_and_positions(pool)
+        assert seen == sorted(f"job-{i}" for i in range(8) if i != 5)
+        assert stored == {0: 8}
+        assert [letter.offset for letter in letters] == [5]
+    finally:
+        await pool.close()
+
+
+async def test_side_by_side_groups_commit_apart_and_the_retry_applies_only_the_rest(settings: Settings) -> None:
+    await migrate(settings.database_url, "probe", Probe.migrations)
+    pool = await create_pool(settings.database_url)
+    folder = Folder(SideBySideProbe(), pool, chunk=2)
+    # Partitions 0 and 1 carry three records each, 2 and 3 one each: the groups are {0, 2} and {1, 3}.
+    batch = [record(o, f"p{p}-{o}", partition=p) for p in (0, 1) for o in range(3)]
+    batch += [record(0, "flaky", partition=2), record(0, "p3-0", partition=3)]
+    try:
+        with pytest.raises(ConnectionResetError):
+            await folder.fold(batch)
+        seen, stored = await seen_and_positions(pool)
+        assert seen == ["p1-0", "p1-1", "p1-2", "p3-0"]  # the other group committed on its own
+        assert {p: o for p, o in stored.items() if o} == {1: 3, 3: 1}
+
+        again = await folder.fold(batch)  # what the consumer's retry does
+        assert (again.applied, again.skipped, again.dead) == (4, 4, 0)
+        seen, stored = await seen_and_positions(pool)
+        assert seen == sorted(["flaky", "p3-0"] + [f"p{p}-{o}" for p in (0, 1) for o in range(3)])
+        assert stored == {0: 3, 1: 3, 2: 1, 3: 1}
     finally:
         await pool.close()
