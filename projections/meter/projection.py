@@ -19,10 +19,10 @@ from pathlib import Path
 
 import asyncpg
 
-from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.envelope import Event
 from events.jobs import JobCompleted
 from jobmeter.settings import Settings
+from projections.account_view import ACCOUNT_EVENTS, AccountView, accounts_of, fold_accounts, lock_accounts
 from projections.meter.windows import meter_event_identifier, window_start
 from projections.projection import Projection
 from projections.records import Recorded
@@ -51,10 +51,6 @@ OPEN_ROW = """
 INSERT INTO reports (customer_id, window_start, seq, account_id, window_seconds, identifier, value)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
-
-# Jobs and account events of one account may be folded by two consumers at once (they come from different
-# topics); this lock makes "park a job" and "unpark the account's jobs" happen one after the other.
-LOCK_ACCOUNTS = "SELECT pg_advisory_xact_lock(hashtext('meter-account:' || a)) FROM unnest($1::text[]) a ORDER BY a"
 
 PARK = """
 INSERT INTO parked (api, job_id, account_id, completed_at)
@@ -91,28 +87,6 @@ async def count_jobs(
         await add_to_window(conn, row["account_id"], row["customer_id"], row["window_start"], width, row["jobs"])
 
 
-async def fold_accounts(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
-    """Mirror the registry's rules: the first registration wins; a link sets the customer of a known account."""
-    for event in events:
-        if isinstance(event, AccountRegistered):
-            await conn.execute(
-                "INSERT INTO accounts (account_id, model, customer_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT (account_id) DO NOTHING",
-                event.account_id, event.model, event.stripe_customer_id,
-            )
-        elif isinstance(event, StripeCustomerLinked):
-            await conn.execute(
-                "UPDATE accounts SET customer_id = $2 WHERE account_id = $1", event.account_id,
-                event.stripe_customer_id,
-            )
-
-
-async def accounts_of(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-    rows = await conn.fetch("SELECT account_id, model, customer_id FROM accounts WHERE account_id = ANY($1)",
-                            list(account_ids))
-    return {r["account_id"]: (r["model"], r["customer_id"]) for r in rows}
-
-
 class MeterReporter(Projection):
     name = "stripe-meter"
     not_swappable = (
@@ -133,17 +107,17 @@ class MeterReporter(Projection):
         return MeterReporter(window_seconds=settings.jobmeter_meter_window_seconds)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
-        account_events = [r.event for r in events if isinstance(r.event, AccountRegistered | StripeCustomerLinked)]
+        account_events = [r.event for r in events if isinstance(r.event, ACCOUNT_EVENTS)]
         jobs = [r.event for r in events if isinstance(r.event, JobCompleted) and r.event.channel == "direct"]
         touched = sorted({e.account_id for e in account_events} | {j.account_id for j in jobs})
         if not touched:
             return
-        await conn.execute(LOCK_ACCOUNTS, touched)
+        await lock_accounts(conn, "meter", touched)
         await fold_accounts(conn, account_events)
         accounts = await accounts_of(conn, touched)
-        customers = {a: c for a, (model, c) in accounts.items() if model == "subscription" and c is not None}
+        customers = {a: v.customer_id for a, v in accounts.items() if v.model == "subscription" and v.customer_id}
         billable = [(j.api, j.job_id, j.account_id, j.completed_at) for j in jobs if j.account_id in customers]
-        waiting = [j for j in jobs if j.account_id not in accounts or accounts[j.account_id][0] == "subscription"]
+        waiting = [j for j in jobs if j.account_id not in accounts or accounts[j.account_id].model == "subscription"]
         waiting = [j for j in waiting if j.account_id not in customers]
         await count_jobs(conn, billable, customers, self.window_seconds)
         if waiting:
@@ -154,11 +128,11 @@ class MeterReporter(Projection):
         await self._release_parked(conn, sorted({e.account_id for e in account_events}), accounts, customers)
 
     async def _release_parked(
-        self, conn: asyncpg.Connection, account_ids: list[str], accounts: dict[str, tuple[str, str | None]],
+        self, conn: asyncpg.Connection, account_ids: list[str], accounts: dict[str, AccountView],
         customers: dict[str, str],
     ) -> None:
         """Count the parked jobs of accounts that became billable; drop those of accounts that never will be."""
-        settled = [a for a in account_ids if a in customers or (a in accounts and accounts[a][0] != "subscription")]
+        settled = [a for a in account_ids if a in customers or (a in accounts and accounts[a].model != "subscription")]
         if not settled:
             return
         rows = await conn.fetch(

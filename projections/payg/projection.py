@@ -1,7 +1,9 @@
 """The PAYG balance fold: jobs debit, top-ups and recharges credit, and the rules run once per batch.
 
 Billable here: `JobCompleted` on the direct channel (RapidAPI bills its own traffic) of an account whose model is
-`payg`, as the account registry says at the time of the fold. Every debit and credit is a row of `movements`
+`payg`, as this projection's own view of the registry says (`projections.account_view`, folded from the accounts
+topic): a job of an account not registered yet waits in `parked_jobs` and is debited when the registration says
+PAYG, dropped when it says otherwise. Every debit and credit is a row of `movements`
 keyed by the identity of its cause, so a job or a Stripe event seen twice moves the balance once. What the rules
 decide (a recharge, a key suspension or restoration) and every movement go to this schema's outbox as events,
 in the transaction that moves the positions; `services.payg_recharger` charges what is requested, and
@@ -20,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from events.accounts import StripeCustomerLinked
 from events.envelope import Event, natural_event_id
 from events.jobs import JobCompleted
 from events.keys import KeyRestored, KeySuspended
@@ -37,6 +40,7 @@ from events.payg import (
 )
 from events.stripe import StripeEventReceived
 from jobmeter.settings import Settings
+from projections.account_view import ACCOUNT_EVENTS, AccountEvent, accounts_of, fold_accounts, lock_accounts
 from projections.outbox import emit
 from projections.payg import store
 from projections.payg.rules import (
@@ -51,7 +55,7 @@ from projections.payg.rules import (
     should_capture_card,
     should_recharge,
 )
-from projections.payg.store import Defaults, Movement
+from projections.payg.store import Charge, Defaults, Movement
 from projections.payg.stripe_events import (
     RechargeSettled,
     TopUp,
@@ -94,7 +98,8 @@ class Batch:
     """A batch sorted by what it means for PAYG; `at` is its latest log time, the rules' "now"."""
 
     at: datetime
-    jobs: list[Recorded[JobCompleted]]
+    jobs: list[Charge]
+    registrations: list[AccountEvent]
     configs: list[PaygConfigured]
     topups: list[tuple[TopUp, Recorded[Event]]]
     settlements: list[RechargeSettled]
@@ -103,11 +108,15 @@ class Batch:
 
     @classmethod
     def of(cls, events: Sequence[Recorded[Event]]) -> Batch:
-        batch = cls(max(i.logged_at for i in events), [], [], [], [], [], [])
+        batch = cls(max(i.logged_at for i in events), [], [], [], [], [], [], [])
         for item in events:
             event = item.event
             if isinstance(event, JobCompleted) and event.channel == "direct":
-                batch.jobs.append(item)  # type: ignore[arg-type]
+                batch.jobs.append(
+                    Charge(event.account_id, event.api, event.job_id, event.completed_at, item.envelope.event_id)
+                )
+            elif isinstance(event, ACCOUNT_EVENTS):
+                batch.registrations.append(event)
             elif isinstance(event, PaygConfigured):
                 batch.configs.append(event)
             elif isinstance(event, RechargeFailed):
@@ -127,7 +136,8 @@ class Batch:
 
     def accounts(self) -> set[str]:
         return (
-            {j.event.account_id for j in self.jobs} | {c.account_id for c in self.configs}
+            {j.account_id for j in self.jobs} | {c.account_id for c in self.configs}
+            | {r.account_id for r in self.registrations}
             | {t.account_id for t, _ in self.topups} | {f.account_id for f in self.failures}
             | {c.account_id for c in self.cards}
         )
@@ -141,11 +151,12 @@ class PaygBalances(Projection):
         "has expired, and failed-recharge notices would be emailed again"
     )
     schema = "payg"
-    topics = ("jobs", "stripe", "payg")
+    topics = ("accounts", "jobs", "stripe", "payg")
     migrations = Path(__file__).parent / "migrations"
-    # What a replay must reproduce exactly: every movement. When a recharge is requested depends on how the log
-    # was cut into batches, so balances' bookkeeping, recharges and notifications are not compared.
-    tables = ("movements",)
+    # What a replay must reproduce exactly: every movement, and which jobs still wait for their account. When a
+    # recharge is requested depends on how the log was cut into batches, so balances' bookkeeping, recharges and
+    # notifications are not compared.
+    tables = ("movements", "accounts", "parked_jobs")
     emits = True
 
     def __init__(self, config: PaygConfig | None = None) -> None:
@@ -167,17 +178,26 @@ class PaygBalances(Projection):
         candidates = batch.accounts() | set(settling)
         if not candidates:
             return  # our own events coming back from the bus, other Stripe events: nothing to do
-        payg = await store.payg_accounts(conn, candidates)
+        await lock_accounts(conn, "payg", sorted(candidates))
+        await fold_accounts(conn, batch.registrations)
+        known = await accounts_of(conn, sorted(candidates))
+        payg = {a: view.customer_id for a, view in known.items() if view.model == "payg"}
+        await store.park_jobs(conn, [j for j in batch.jobs if j.account_id not in known])
+        registered = {r.account_id for r in batch.registrations}
+        released = await store.release_parked(conn, [a for a in registered if a in known])
         cfg, now = self.config, batch.at
         await store.open_balances(conn, payg, cfg.defaults, now)
         out: list[Event] = []
         for config in batch.configs:
             if config.account_id in payg:
                 await store.configure(conn, config, now)
+        for event in batch.registrations:
+            if isinstance(event, StripeCustomerLinked) and event.account_id in payg:
+                await store.set_customer_if_missing(conn, event.account_id, event.stripe_customer_id)
         for card in batch.cards:
             if card.account_id in payg:
                 await store.save_card(conn, card, now)
-        out += await self._debit(conn, [j for j in batch.jobs if j.event.account_id in payg], now)
+        out += await self._debit(conn, [j for j in batch.jobs + released if j.account_id in payg], now)
         for topup, item in batch.topups:
             if topup.account_id in payg:
                 out += await self._top_up(conn, topup, item, now)
@@ -190,12 +210,11 @@ class PaygBalances(Projection):
         out += await self._decide(conn, payg, now)
         await emit(conn, out, producer=PRODUCER)
 
-    async def _debit(self, conn: asyncpg.Connection, jobs: list[Recorded[JobCompleted]], now: datetime) -> list[Event]:
+    async def _debit(self, conn: asyncpg.Connection, jobs: list[Charge], now: datetime) -> list[Event]:
         prices, currency = self.config.prices, self.config.defaults.currency
         movements = [
-            Movement(f"job:{j.event.api}:{j.event.job_id}", j.event.account_id, "debit",
-                     -price_of(prices, j.event.api), f"{j.event.api}:{j.event.job_id}", j.event.completed_at,
-                     j.envelope.event_id)
+            Movement(f"job:{j.api}:{j.job_id}", j.account_id, "debit", -price_of(prices, j.api),
+                     f"{j.api}:{j.job_id}", j.completed_at, j.event_id)
             for j in jobs
         ]
         new = await store.add_movements(conn, movements, now)
@@ -203,7 +222,7 @@ class PaygBalances(Projection):
         for job, movement in zip(jobs, movements, strict=True):
             if movement.movement_id in new:
                 new.discard(movement.movement_id)  # a job twice in one batch: one debit, one event
-                out.append(BalanceDebited(account_id=job.event.account_id, api=job.event.api, job_id=job.event.job_id,
+                out.append(BalanceDebited(account_id=job.account_id, api=job.api, job_id=job.job_id,
                                           amount_minor=-movement.amount_minor, currency=currency))
         return out
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 
@@ -37,14 +37,36 @@ class Movement:
     event_id: uuid.UUID
 
 
-async def payg_accounts(conn: asyncpg.Connection, account_ids: Iterable[str]) -> dict[str, str | None]:
-    """account id → Stripe customer id, for the accounts billed pay-as-you-go (as the registry says now)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT account_id, stripe_customer_id FROM accounts.accounts WHERE account_id = ANY($1::text[]) "
-        "AND model = 'payg'",
-        sorted(set(account_ids)),
+class Charge(NamedTuple):
+    """A job to debit, from the log or from `parked_jobs`."""
+
+    account_id: str
+    api: str
+    job_id: str
+    completed_at: datetime
+    event_id: uuid.UUID
+
+
+async def park_jobs(conn: asyncpg.Connection, jobs: Sequence[Charge]) -> None:
+    if jobs:
+        await conn.execute(
+            """INSERT INTO parked_jobs (account_id, api, job_id, completed_at, event_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
+               ON CONFLICT (api, job_id) DO NOTHING""",
+            *(list(column) for column in zip(*jobs, strict=True)),
+        )
+
+
+async def release_parked(conn: asyncpg.Connection, account_ids: Sequence[str]) -> list[Charge]:
+    """Take the parked jobs of these (now registered) accounts out of `parked_jobs`."""
+    if not account_ids:
+        return []
+    rows = await conn.fetch(
+        """DELETE FROM parked_jobs WHERE account_id = ANY($1::text[])
+           RETURNING account_id, api, job_id, completed_at, event_id""",
+        sorted(account_ids),
     )
-    return {r["account_id"]: r["stripe_customer_id"] for r in rows}
+    return sorted(Charge(*r) for r in rows)
 
 
 async def open_balances(

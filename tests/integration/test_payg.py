@@ -166,6 +166,33 @@ async def test_debits_are_exact_under_duplicates_and_a_consumer_restart(settings
     assert await emitted(settings, "KeySuspended") == []
 
 
+async def parked(settings: Settings) -> int:
+    return int(await fetchval(settings, "SELECT count(*) FROM payg.parked_jobs"))
+
+
+async def test_a_job_that_arrives_before_its_account_waits_and_is_debited_once_it_is_registered(
+    settings: Settings,
+) -> None:
+    app = create_app(settings, consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        early = [job("early", "e1"), job("early", "e2", "classify"), job("sub-early", "s1")]
+        await publish(app, *early, job("early", "r1", channel="rapidapi"))  # RapidAPI bills its own: not parked
+        await eventually(lambda: parked(settings), lambda n: n == 3)
+        await register(client, "early", "cus_early")
+        response = await client.post("/v1/accounts", json={"account_id": "sub-early", "model": "subscription"},
+                                     headers=ADMIN)
+        assert response.status_code == 201, response.text
+        await balance_is(client, "early", -8)
+        await eventually(lambda: parked(settings), lambda n: n == 0)  # debited, or dropped as billed otherwise
+        await publish(app, *early, job("early", "e3"))  # the early ones again: no second debit
+        shown = await balance_is(client, "early", -13)
+        assert shown["currency"] == "usd"
+    assert await fetchval(settings, "SELECT count(*) FROM payg.movements WHERE account_id = 'early'") == 3
+    assert await fetchval(settings, "SELECT count(*) FROM payg.movements WHERE account_id = 'sub-early'") == 0
+    assert await fetchval(settings, "SELECT customer_id FROM payg.balances WHERE account_id = 'early'") == "cus_early"
+    assert len(await emitted(settings, "BalanceDebited")) == 3
+
+
 async def test_a_burst_across_the_threshold_charges_the_card_once_and_webhooks_credit_once(
     settings: Settings, front: PaygFakeStripeFront
 ) -> None:
