@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from jobmeter.logs import configure_logging
 from jobmeter.settings import get_settings
 from services.bench import keycheck, stripe_requests
 from services.bench.bad_input import bench_bad_input
@@ -18,6 +19,13 @@ from services.bench.ledger import bench_ledger
 from services.cli.common import console, errors
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def quiet() -> None:
+    """Benches print figures; the engine's INFO lines (a notification's address and body among them) would
+    drown them, so only warnings are logged."""
+    configure_logging("WARNING")
 
 
 @app.command("ingest")
