@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     jobmeter_ingest_max_batch: int = Field(default=1000, ge=1)
     # How long ingest waits for Kafka before answering 503 (nothing acknowledged, so the client retries).
     jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How long ingest remembers a job to answer "duplicate" to a retry (the ledger counts it once regardless),
+    # and how often the HTTP app prunes what is older.
+    jobmeter_ingest_receipt_days: int = Field(default=35, ge=1)
+    jobmeter_retention_interval_seconds: float = Field(default=3600.0, gt=0)
     jobmeter_http_port: int = 8080
     # The console's public origin (https://billing.example.com) when a proxy in front changes scheme or host;
     # unset = the origin requests arrive with. Actions must come from it; https also marks the cookie Secure.

@@ -64,6 +64,9 @@ class Runtime:
     # Non-projection work beside the consumers (e.g. the key check's in-memory index): entered once the
     # resources are open, before the broker starts; left after it stopped.
     extras: list[Callable[[Resources], AbstractAsyncContextManager[None]]] = field(default_factory=list)
+    # Background work of this process beside the projections' (e.g. the HTTP app's receipt retention),
+    # supervised like theirs.
+    workers: list[tuple[str, Callable[[Resources], Coroutine[Any, Any, None]]]] = field(default_factory=list)
 
     def folder(self, projection: str) -> Folder:
         try:
@@ -96,7 +99,7 @@ class Runtime:
         )
 
     def _background(self) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
-        """The relays of projections that emit, and the workers that send what folds recorded."""
+        """The relays of projections that emit, the workers that send what folds recorded, and this process's own."""
         res = self.res
         work: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         for name, f in self.folders.items():
@@ -104,7 +107,7 @@ class Runtime:
                 work.append((f"{name} relay", partial(run_relay, res.pool, f.schema, res.publisher)))
             if name in PROJECTION_WORKERS:
                 work.append((f"{name} worker", partial(PROJECTION_WORKERS[name], res, f.schema)))
-        return work
+        return work + [(name, partial(start, res)) for name, start in self.workers]
 
     def _topic(self, logical: str) -> str:
         return Topics(self.settings.jobmeter_topic_prefix).name(logical)

@@ -128,3 +128,23 @@ async def test_a_failed_publish_claims_nothing_and_answers_503(settings: Setting
         assert response.headers["retry-after"] == "1" and "retry" in response.json()["detail"]
         # Nothing was acknowledged, so nothing may be remembered as received: the retry must be accepted.
         assert await fetchval(settings, "SELECT count(*) FROM ingest.receipts") == 0
+
+
+async def test_receipts_past_their_days_are_pruned_and_a_late_retry_still_counts_once(settings: Settings) -> None:
+    often = settings.model_copy(update={"jobmeter_retention_interval_seconds": 0.2})
+    app = create_app(often, consumers=["ledger"])
+    async with client_for(app) as client:
+        first = await client.post("/v1/jobs/completed", json=[job("acme", "old-1"), job("acme", "new-1")],
+                                  headers=INGEST)
+        assert first.json()["accepted"] == 2
+        await fetchval(settings, "UPDATE ingest.receipts SET received_at = now() - interval '36 days' "
+                                 "WHERE job_id = 'old-1'")
+        await eventually(lambda: fetchval(settings, "SELECT array_agg(job_id) FROM ingest.receipts"),
+                         lambda ids: ids == ["new-1"])
+        # A client retrying after the window: ingest no longer knows the job and publishes it again...
+        retry = await client.post("/v1/jobs/completed", json=[job("acme", "old-1"), job("acme", "new-1")],
+                                  headers=INGEST)
+        assert (retry.json()["accepted"], retry.json()["duplicates"]) == (1, 1)
+        await eventually(lambda: fetchval(settings, "SELECT sum(next_offset) FROM ledger.positions"), lambda n: n == 3)
+        # ...and the ledger, which counts by (api, job_id), still counts it once.
+        assert await fetchval(settings, "SELECT sum(jobs) FROM ledger.hourly") == 2
