@@ -79,6 +79,13 @@ class LogReader:
             for tp, hit in found.items()
         }
 
+    async def read_to_end(self, topics: Sequence[str]) -> AsyncIterator[list[RawRecord]]:
+        """Everything in these topics up to their ends as of now: an empty poll is not the end of a topic (a
+        broker busy or just restarted answers late), the high watermark is."""
+        ends = await self.high_watermarks(await self.partitions(topics))
+        async for batch in self.read({}, ends):
+            yield batch
+
     async def read(
         self, start: Mapping[Partition, int], stop: Mapping[Partition, int]
     ) -> AsyncIterator[list[RawRecord]]:

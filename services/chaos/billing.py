@@ -12,12 +12,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer
 
 from events.billing import MeterUsageReported
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
+from projections.log import LogReader
 from services.chaos.invariants import (
     Invariant,
     Recharge,
@@ -155,21 +155,14 @@ async def meter_outbox_unsent(settings: Settings) -> int:
 
 async def announced_meter_usage(settings: Settings) -> list[tuple[str, str, str, int, int]]:
     """(identifier, customer, window, seq, value) of every `MeterUsageReported` on the billing topic."""
-    consumer = AIOKafkaConsumer(Topics(settings.jobmeter_topic_prefix).name("billing"),
-                                bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
     rows: list[tuple[str, str, str, int, int]] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=1000):
-            for records in batch.values():
-                for record in records:
-                    _, event = REGISTRY.decode(record.value)
-                    if isinstance(event, MeterUsageReported):
-                        rows.append((event.identifier, event.stripe_customer_id, event.window_start.isoformat(),
-                                     event.seq, event.value))
-    finally:
-        await consumer.stop()
+    async with LogReader(settings.kafka_bootstrap_servers) as reader:
+        async for batch in reader.read_to_end([Topics(settings.jobmeter_topic_prefix).name("billing")]):
+            for record in batch:
+                _, event = REGISTRY.decode(record.value or b"")
+                if isinstance(event, MeterUsageReported):
+                    rows.append((event.identifier, event.stripe_customer_id, event.window_start.isoformat(),
+                                 event.seq, event.value))
     return rows
 
 

@@ -14,6 +14,7 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
+from projections.log import LogReader
 from services.runtime import PROJECTION_SERVICES
 
 
@@ -48,19 +49,11 @@ async def records_behind(settings: Settings) -> int:
 
 async def count_dead_letters(settings: Settings, topic: str, consumer_name: str) -> int:
     """Distinct letters from one consumer: a redelivered record dead-lettered twice shares its event id."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
     seen: set[Any] = set()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch:
-                return len(seen)
-            for records in batch.values():
-                for record in records:
-                    envelope, letter = REGISTRY.decode(record.value)
-                    if isinstance(letter, DeadLettered) and letter.consumer == consumer_name:
-                        seen.add(envelope.event_id)
-    finally:
-        await consumer.stop()
+    async with LogReader(settings.kafka_bootstrap_servers) as reader:
+        async for batch in reader.read_to_end([topic]):
+            for record in batch:
+                envelope, letter = REGISTRY.decode(record.value or b"")
+                if isinstance(letter, DeadLettered) and letter.consumer == consumer_name:
+                    seen.add(envelope.event_id)
+    return len(seen)
