@@ -20,5 +20,5 @@ def asyncapi(
 ) -> None:
     """Write the AsyncAPI description of every topic and consumer."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(as_json(), indent=2) + "\n")
+    output.write_text(json.dumps(as_json(), indent=2, sort_keys=True) + "\n")  # stable: diffs show real changes
     console.print(f"wrote {output}")
