@@ -8,6 +8,9 @@ EVENTS_APPLIED = Counter("jobmeter_events_applied_total", "Events applied by a p
 EVENTS_SKIPPED = Counter(
     "jobmeter_events_skipped_total", "Records skipped as already applied (redelivery)", ["projection"]
 )
+OFFSETS_SKIPPED = Counter(
+    "jobmeter_offsets_skipped_total", "Offsets a projection found missing from the log (never read)", ["projection"]
+)
 DEAD_LETTERS = Counter("jobmeter_dead_letters_total", "Records sent to the dead-letter topic", ["source"])
 BATCH_SECONDS = Histogram("jobmeter_batch_seconds", "Time to fold one batch", ["projection"])
 INGESTED = Counter("jobmeter_ingested_total", "Ingested items by outcome", ["path", "outcome"])

@@ -88,6 +88,7 @@ class Folder:
         registry: EventRegistry = REGISTRY,
         take_swap_lock: bool = True,
         chunk: int = 500,
+        contiguous: bool = True,
     ) -> None:
         self.projection = projection
         self.pool = pool
@@ -96,6 +97,7 @@ class Folder:
         self.registry = registry
         self.take_swap_lock = take_swap_lock
         self.chunk = chunk  # records per statement: small enough to overlap decoding with Postgres
+        self.contiguous = contiguous  # False for a rebuild that starts part-way (`replay --since`)
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
@@ -154,6 +156,8 @@ class Folder:
                 # Shared with other consumers; `replay --swap` takes it exclusively for the moment of the swap.
                 await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self.projection.name)
             stored = await positions.lock(conn, [(r.topic, r.partition) for r in records])
+            if self.contiguous:
+                self._report_gaps(positions.gaps(records, stored))
             fresh = positions.unread(records, stored)
             dead = await (self._apply_isolating(conn, fresh) if careful else self._apply_pipelined(conn, fresh))
             if dead:
@@ -212,6 +216,15 @@ class Folder:
                     letter = dead_letter(raw, self.projection.name, f"could not apply: {error}")
                     dead.append(letter.model_copy(update={"payload": item.envelope.model_dump_json()}))
         return dead
+
+    def _report_gaps(self, found: dict[positions.Partition, tuple[int, int]]) -> None:
+        """Records that never reached this projection cannot be folded now; say so loudly, and fold on."""
+        for (topic, partition), (expected, first) in found.items():
+            metrics.OFFSETS_SKIPPED.labels(self.projection.name).inc(first - expected)
+            log.error(
+                "offsets missing from the log: events never folded", projection=self.projection.name, topic=topic,
+                partition=partition, expected_offset=expected, first_offset=first,
+            )
 
     async def _send_dead(self, dead: list[DeadLettered]) -> None:
         metrics.DEAD_LETTERS.labels(self.projection.name).inc(len(dead))

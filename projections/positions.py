@@ -31,6 +31,17 @@ def unread(records: Iterable[R], positions: dict[Partition, int]) -> list[R]:
     return [r for r in records if r.offset >= positions.get((r.topic, r.partition), 0)]
 
 
+def gaps(records: Iterable[Positioned], positions: dict[Partition, int]) -> dict[Partition, tuple[int, int]]:
+    """Partitions whose records start past the stored position: (stored, first offset in the batch). Our topics
+    are kept forever and written without transactions, so there an offset is never missing: a gap means records
+    this projection never read (a retention set on the topic, a log truncated by hand)."""
+    first: dict[Partition, int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        first[key] = min(first.get(key, r.offset), r.offset)
+    return {p: (positions.get(p, 0), o) for p, o in first.items() if o > positions.get(p, 0)}
+
+
 def next_offsets(records: Iterable[Positioned]) -> dict[Partition, int]:
     result: dict[Partition, int] = {}
     for r in records:

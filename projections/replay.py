@@ -162,6 +162,7 @@ class Replay:
         partitions = await self.reader.partitions(self.topics)
         stop = await self.reader.high_watermarks(partitions)
         start = {p: 0 for p in partitions} if since is None else await self.reader.offsets_at(partitions, since)
+        self.folder.contiguous = since is None  # a partial rebuild starts past its (empty) positions on purpose
         dead_before = self.dead_letters.sent
         records, applied = await self._fold(start, stop, progress)
         return RebuildResult(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from events.codec import encode
 from events.deadletters import DeadLettered
@@ -135,5 +136,28 @@ async def test_side_by_side_groups_commit_apart_and_the_retry_applies_only_the_r
         seen, stored = await seen_and_positions(pool)
         assert seen == sorted(["flaky", "p3-0"] + [f"p{p}-{o}" for p in (0, 1) for o in range(3)])
         assert stored == {0: 3, 1: 3, 2: 1, 3: 1}
+    finally:
+        await pool.close()
+
+
+async def test_offsets_missing_from_the_log_are_counted_and_the_fold_goes_on(settings: Settings) -> None:
+    await migrate(settings.database_url, "probe", Probe.migrations)
+    pool = await create_pool(settings.database_url)
+
+    def skipped() -> float:
+        return REGISTRY.get_sample_value("jobmeter_offsets_skipped_total", {"projection": "probe"}) or 0.0
+
+    before = skipped()
+    try:
+        await Folder(Probe(), pool).fold([record(0, "g-0"), record(1, "g-1")])
+        assert skipped() == before
+        # Offsets 2-4 never arrive (a retention set on the topic): reported, and what did arrive is applied.
+        outcome = await Folder(Probe(), pool).fold([record(5, "g-5"), record(6, "g-6")])
+        assert (outcome.applied, skipped() - before) == (2, 3)
+        # A rebuild that starts part-way on purpose reports nothing.
+        await Folder(Probe(), pool, contiguous=False).fold([record(9, "g-9")])
+        assert skipped() - before == 3
+        _, stored = await seen_and_positions(pool)
+        assert stored == {0: 10}
     finally:
         await pool.close()

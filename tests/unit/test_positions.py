@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.positions import Partition, next_offsets, unread
+from projections.positions import Partition, gaps, next_offsets, unread
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,14 @@ def test_a_batch_past_the_stored_position_is_taken_as_it_is() -> None:
     # Kafka offsets may have holes (transaction markers, compaction), so a gap is not an error here: keeping
     # the consumer from being sent past the stored position is the seek's job (services/consumers.py).
     assert next_offsets(unread(recs("jobs", 0, range(7, 9)), {("jobs", 0): 3})) == {("jobs", 0): 9}
+
+
+def test_a_batch_that_starts_past_the_stored_position_is_a_gap_to_report() -> None:
+    batch = recs("jobs", 0, range(7, 9)) + recs("jobs", 1, range(2, 4)) + recs("keys", 0, range(0, 2))
+    stored = {("jobs", 0): 3, ("jobs", 1): 3}
+    assert gaps(batch, stored) == {("jobs", 0): (3, 7)}  # jobs/1 is a redelivery, keys/0 starts where it should
+    assert gaps(list(reversed(batch)), stored) == {("jobs", 0): (3, 7)}
+    assert gaps(recs("jobs", 2, range(5, 6)), {}) == {("jobs", 2): (0, 5)}  # a log that starts late
 
 
 PARTITIONS: list[Partition] = [("jobs", 0), ("jobs", 1), ("keys", 0)]
