@@ -53,8 +53,10 @@ class Settings(BaseSettings):
     # How long ingest waits for Kafka before answering 503 (nothing acknowledged, so the client retries).
     jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
     # How long ingest remembers a job to answer "duplicate" to a retry (the ledger counts it once regardless),
-    # and how often the HTTP app prunes what is older.
+    # how long the webhook log keeps a Stripe event (Stripe keeps events 30 days), and how often the HTTP app
+    # prunes what is older (services.retention).
     jobmeter_ingest_receipt_days: int = Field(default=35, ge=1)
+    jobmeter_webhook_log_days: int = Field(default=90, ge=31)
     jobmeter_retention_interval_seconds: float = Field(default=3600.0, gt=0)
     jobmeter_http_port: int = 8080
     # The console's public origin (https://billing.example.com) when a proxy in front changes scheme or host;

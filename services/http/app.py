@@ -14,7 +14,7 @@ from services.http import accounts, console, ingest, keys, ops, webhooks
 from services.http import billing as billing_http
 from services.http import payg as payg_http
 from services.keyindex import mount_key_index
-from services.retention import keep_receipts
+from services.retention import keep_for_their_days
 from services.runtime import build_runtime
 
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.key_index = mount_key_index(runtime)
-    runtime.workers.append(("ingest receipt retention", keep_receipts))
+    runtime.workers.append(("retention", keep_for_their_days))
     for module in (ingest, accounts, ops, webhooks, keys, console, payg_http, billing_http):
         app.include_router(module.router)
 

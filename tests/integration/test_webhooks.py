@@ -20,7 +20,7 @@ from jobmeter.settings import Settings
 from services.http.app import create_app
 from services.stripe_fixtures import build_event, encode_event
 from services.webhooks import sign
-from tests.integration.helpers import ADMIN, client_for, fetchval, read_topic
+from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +180,24 @@ async def test_nothing_is_claimed_when_kafka_does_not_take_the_event(settings: S
             res.publisher = live
     assert retried.status_code == 200 and retried.json()["duplicate"] is False
     assert len(await read_topic(settings, stripe_topic(settings), expect=2, timeout=3)) == 1
+
+
+async def test_the_log_forgets_events_past_their_days_and_a_late_redelivery_keeps_its_identity(
+    settings: Settings,
+) -> None:
+    often = settings.model_copy(update={"jobmeter_retention_interval_seconds": 0.2})
+    async with client_for(create_app(often)) as client:
+        old = encode_event(build_event("invoice.paid", "cus_OLD"))
+        new = encode_event(build_event("invoice.paid", "cus_NEW"))
+        for body in (old, new):
+            assert (await client.post("/webhooks/stripe", content=body, headers=signed(body))).status_code == 200
+        await fetchval(settings, "UPDATE webhooks.log SET received_at = now() - interval '91 days' "
+                                 "WHERE customer_id = 'cus_OLD'")
+        await eventually(lambda: fetchval(settings, "SELECT array_agg(customer_id) FROM webhooks.log"),
+                         lambda customers: customers == ["cus_NEW"])
+        # Redelivered after that: bridged again, as the same event, which every fold keys its effect by.
+        again = await client.post("/webhooks/stripe", content=old, headers=signed(old))
+        assert again.json()["duplicate"] is False
+    records = await read_topic(settings, stripe_topic(settings), expect=3)
+    ids = [REGISTRY.decode(r.value)[0].event_id for r in records if r.key == b"cus_OLD"]
+    assert len(ids) == 2 and ids[0] == ids[1]
