@@ -57,7 +57,7 @@ async def test_a_window_of_many_customers_goes_in_batches_of_100(harness: Harnes
 
     outcome = await h.sender(stream(h, fake)).send_due()
     assert outcome.sent == 150
-    assert [len(r) for r in fake.requests] == [100, 50]
+    assert sorted(len(r) for r in fake.requests) == [50, 100]  # sent at once: either may arrive first
     assert len(fake.sessions) == 1  # one session for both requests
     start = window_start(at, WIDTH)
     first = fake.counted[f"cus_Bulk000-{int(start.timestamp())}-60s-0"]
