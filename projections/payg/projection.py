@@ -23,7 +23,7 @@ import asyncpg
 import structlog
 
 from events.accounts import StripeCustomerLinked
-from events.envelope import Event, natural_event_id
+from events.envelope import Envelope, Event, natural_event_id
 from events.jobs import JobCompleted
 from events.keys import KeyRestored, KeySuspended
 from events.payg import (
@@ -38,6 +38,7 @@ from events.payg import (
     RechargeSucceeded,
     recharge_id,
 )
+from events.registry import REGISTRY
 from events.stripe import StripeEventReceived
 from jobmeter.settings import Settings
 from projections.account_view import ACCOUNT_EVENTS, AccountEvent, accounts_of, fold_accounts, lock_accounts
@@ -101,7 +102,7 @@ class Batch:
     jobs: list[Charge]
     registrations: list[AccountEvent]
     configs: list[PaygConfigured]
-    topups: list[tuple[TopUp, Recorded[Event]]]
+    topups: list[tuple[TopUp, Envelope]]
     settlements: list[RechargeSettled]
     failures: list[RechargeFailed]
     cards: list[PaygCardSaved]
@@ -129,7 +130,7 @@ class Batch:
                 topup = topup_of(event)
                 settled = recharge_settled(event)
                 if topup is not None:
-                    batch.topups.append((topup, item))
+                    batch.topups.append((topup, item.envelope))
                 elif settled is not None:
                     batch.settlements.append(settled)
         return batch
@@ -183,8 +184,11 @@ class PaygBalances(Projection):
         known = await accounts_of(conn, sorted(candidates))
         payg = {a: view.customer_id for a, view in known.items() if view.model == "payg"}
         await store.park_jobs(conn, [j for j in batch.jobs if j.account_id not in known])
-        registered = {r.account_id for r in batch.registrations}
-        released = await store.release_parked(conn, [a for a in registered if a in known])
+        await store.park_topups(conn, [(t.session_id, t.account_id, e.model_dump_json())
+                                       for t, e in batch.topups if t.account_id not in known])
+        registered = [a for a in {r.account_id for r in batch.registrations} if a in known]
+        released = await store.release_parked(conn, registered)
+        released_topups = [parked_topup(envelope) for envelope in await store.release_topups(conn, registered)]
         cfg, now = self.config, batch.at
         await store.open_balances(conn, payg, cfg.defaults, now)
         out: list[Event] = []
@@ -198,11 +202,19 @@ class PaygBalances(Projection):
             if card.account_id in payg:
                 await store.save_card(conn, card, now)
         out += await self._debit(conn, [j for j in batch.jobs + released if j.account_id in payg], now)
-        for topup, item in batch.topups:
+        for topup, envelope in batch.topups:
             if topup.account_id in payg:
-                out += await self._top_up(conn, topup, item, now)
-            elif topup.ours:  # money arrived for a balance we do not keep: dead-letter it, with the reason
+                out += await self._top_up(conn, topup, envelope, now)
+            elif topup.ours and topup.account_id in known:
+                # Money arrived for a balance we do not keep: dead-letter it, with the reason.
                 raise ValueError(f"top-up {topup.session_id} is for {topup.account_id!r}, not a PAYG account")
+        for topup, envelope in released_topups:
+            if topup.account_id in payg:
+                out += await self._top_up(conn, topup, envelope, now)
+            elif topup.ours:  # the record at hand is the registration: the top-up waits, refused, for an operator
+                await store.refuse_topup(conn, topup.session_id, topup.account_id, envelope.model_dump_json(), now)
+                log.error("top-up for an account that is not PAYG", session_id=topup.session_id,
+                          account_id=topup.account_id)
         for settled in batch.settlements:
             out += await self._settle(conn, settled, now)
         for failed in batch.failures:
@@ -231,12 +243,10 @@ class PaygBalances(Projection):
         if currency != expected:
             raise ValueError(f"{what} is in {currency!r}, but PAYG balances are kept in {expected!r}")
 
-    async def _top_up(
-        self, conn: asyncpg.Connection, topup: TopUp, item: Recorded[Event], now: datetime
-    ) -> list[Event]:
+    async def _top_up(self, conn: asyncpg.Connection, topup: TopUp, envelope: Envelope, now: datetime) -> list[Event]:
         self._check_currency(topup.currency, f"checkout session {topup.session_id}")
         movement = Movement(f"checkout:{topup.session_id}", topup.account_id, "topup", topup.amount_minor,
-                            topup.session_id, item.envelope.occurred_at, item.envelope.event_id)
+                            topup.session_id, envelope.occurred_at, envelope.event_id)
         await store.set_customer_if_missing(conn, topup.account_id, topup.customer_id)
         if not await store.add_movements(conn, [movement], now):
             return []
@@ -356,6 +366,15 @@ class PaygBalances(Projection):
         log.info("recharge requested", account_id=event.account_id, recharge_id=event.recharge_id,
                  amount_minor=event.amount_minor, balance_minor=b["balance_minor"])
         return event
+
+
+def parked_topup(envelope_json: str) -> tuple[TopUp, Envelope]:
+    """A parked top-up as it was logged: it was one when parked, so it still reads as one."""
+    envelope, event = REGISTRY.decode(envelope_json.encode())
+    topup = topup_of(event) if isinstance(event, StripeEventReceived) else None
+    if topup is None:
+        raise RuntimeError(f"parked top-up {envelope.event_id} no longer reads as a top-up")
+    return topup, envelope
 
 
 def recharge_event_id(settled: RechargeSettled) -> uuid.UUID:

@@ -69,6 +69,37 @@ async def release_parked(conn: asyncpg.Connection, account_ids: Sequence[str]) -
     return sorted(Charge(*r) for r in rows)
 
 
+async def park_topups(conn: asyncpg.Connection, topups: Sequence[tuple[str, str, str]]) -> None:
+    """(session id, account id, envelope JSON) of top-ups whose account is not registered yet."""
+    if topups:
+        await conn.execute(
+            """INSERT INTO parked_topups (session_id, account_id, envelope)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (session_id) DO NOTHING""",
+            *(list(column) for column in zip(*topups, strict=True)),
+        )
+
+
+async def release_topups(conn: asyncpg.Connection, account_ids: Sequence[str]) -> list[str]:
+    """Take the parked top-ups of these (now registered) accounts out; their envelopes, in arrival order."""
+    if not account_ids:
+        return []
+    rows = await conn.fetch(
+        """DELETE FROM parked_topups WHERE account_id = ANY($1::text[]) AND refused_at IS NULL
+           RETURNING session_id, envelope""",
+        sorted(account_ids),
+    )
+    return [r["envelope"] for r in sorted(rows, key=lambda r: r["session_id"])]
+
+
+async def refuse_topup(conn: asyncpg.Connection, session_id: str, account_id: str, envelope: str,
+                       now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO parked_topups (session_id, account_id, envelope, refused_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (session_id) DO UPDATE SET refused_at = EXCLUDED.refused_at",
+        session_id, account_id, envelope, now,
+    )
+
+
 async def open_balances(
     conn: asyncpg.Connection, accounts: dict[str, str | None], defaults: Defaults, now: datetime
 ) -> None:

@@ -193,6 +193,34 @@ async def test_a_job_that_arrives_before_its_account_waits_and_is_debited_once_i
     assert len(await emitted(settings, "BalanceDebited")) == 3
 
 
+def our_topup(account: str, session: str, amount: int) -> StripeEventReceived:
+    """A completed top-up Checkout that `jobmeter payg topup` opened (metadata.purpose = payg_topup)."""
+    event = checkout_completed(account, session, amount)
+    metadata = {"account_id": account, "purpose": "payg_topup"}
+    return event.model_copy(update={"data_object": {**event.data_object, "metadata": metadata}})
+
+
+async def test_a_top_up_folded_before_its_account_waits_and_is_credited_once_registered(settings: Settings) -> None:
+    app = create_app(settings, consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        await publish(app, our_topup("late-payg", "cs_test_late", 700), our_topup("late-sub", "cs_test_odd", 500))
+        topups = "SELECT count(*) FROM payg.parked_topups"
+        await eventually(lambda: fetchval(settings, topups), lambda n: n == 2)
+        await register(client, "late-payg")
+        response = await client.post("/v1/accounts", json={"account_id": "late-sub", "model": "subscription"},
+                                     headers=ADMIN)
+        assert response.status_code == 201, response.text
+        await balance_is(client, "late-payg", 700)
+        # Ours, for an account billed otherwise: kept, refused, for an operator; never credited anywhere.
+        refused = f"{topups} WHERE refused_at IS NOT NULL AND account_id = 'late-sub'"
+        await eventually(lambda: fetchval(settings, refused), lambda n: n == 1)
+        assert await fetchval(settings, topups) == 1
+        # The completion delivered again (a new Stripe event for the same session), then a job: one credit.
+        await publish(app, our_topup("late-payg", "cs_test_late", 700), job("late-payg", "after-1"))
+        await balance_is(client, "late-payg", 695)
+    assert await fetchval(settings, "SELECT count(*) FROM payg.movements WHERE kind = 'topup'") == 1
+
+
 async def test_a_burst_across_the_threshold_charges_the_card_once_and_webhooks_credit_once(
     settings: Settings, front: PaygFakeStripeFront
 ) -> None:
