@@ -80,7 +80,7 @@ async def park_topups(conn: asyncpg.Connection, topups: Sequence[tuple[str, str,
 
 
 async def release_topups(conn: asyncpg.Connection, account_ids: Sequence[str]) -> list[str]:
-    """Take the parked top-ups of these (now registered) accounts out; their envelopes, in arrival order."""
+    """Take the parked top-ups of these (now registered) accounts out; their envelopes, by session id."""
     if not account_ids:
         return []
     rows = await conn.fetch(
