@@ -81,6 +81,9 @@ def mount_projection(
         # session keeps that pause after a crash short.
         session_timeout_ms=6000,
         heartbeat_interval_ms=2000,
+        # A fetch the broker holds open for partitions already drained blocks the next fetch to that broker; at
+        # the 500 ms default, a consumer catching up stalled that long now and then (measured by bench ledger).
+        fetch_max_wait_ms=100,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         listener=listener,
         decoder=_records_of,

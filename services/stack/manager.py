@@ -92,8 +92,10 @@ async def _probe(svc: Server, address: str | None) -> str | None:
 async def _wait_healthy(svc: Server, address: str, own: bool) -> None:
     timeout = svc.health_timeout if own else EXTERNAL_TIMEOUT
     deadline = asyncio.get_running_loop().time() + timeout
+    unseen = 0  # probes in a row that found no process: a starting JVM can be missed for a moment
     while (error := await _probe(svc, address)) is not None:
-        if own and not svc.alive():
+        unseen = 0 if not own or svc.alive() else unseen + 1
+        if unseen >= 3:
             raise StackError(f"{svc.name} exited while starting ({error}); read {svc.log_hint()}")
         if asyncio.get_running_loop().time() > deadline:
             where = f"read {svc.log_hint()}" if own else f"check {svc.env_key} in your environment"
