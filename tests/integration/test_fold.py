@@ -5,7 +5,7 @@ what had not committed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +52,24 @@ class SideBySideProbe(Probe):
         await super().apply(conn, events)
 
 
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The probe's schema migrated in this test's database, and a pool on it."""
+    await migrate(settings.database_url, "probe", Probe.migrations)
+    opened = await create_pool(settings.database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+class Letters(list[DeadLettered]):
+    """A dead-letter sink that keeps what it is sent."""
+
+    async def __call__(self, batch: Sequence[DeadLettered]) -> None:
+        self.extend(batch)
+
+
 def record(offset: int, job_id: str | None, partition: int = 0) -> RawRecord:
     if job_id is None:
         value = b"{broken"
@@ -62,33 +80,6 @@ def record(offset: int, job_id: str | None, partition: int = 0) -> RawRecord:
     return RawRecord("t.jobs", partition, offset, 1_700_000_000_000, b"acme", value)
 
 
-async def test_redelivery_poison_and_garbage(settings: Settings) -> None:
-    await migrate(settings.database_url, "probe", Probe.migrations)
-    pool = await create_pool(settings.database_url)
-    letters: list[DeadLettered] = []
-
-    async def sink(batch: Sequence[DeadLettered]) -> None:
-        letters.extend(batch)
-
-    folder = Folder(Probe(), pool, dead_letters=sink)
-    try:
-        first = [record(0, "a"), record(1, "poison-1"), record(2, None), record(3, "b")]
-        outcome = await folder.fold(first)
-        assert (outcome.applied, outcome.skipped, outcome.dead) == (2, 0, 2)
-        again = await folder.fold([*first, record(4, "c")])  # a redelivery overlapping what was applied
-        assert (again.applied, again.skipped, again.dead) == (1, 4, 0)
-        async with pool.acquire() as conn:
-            assert sorted(r["job_id"] for r in await conn.fetch("SELECT job_id FROM probe.seen")) == ["a", "b", "c"]
-            assert await conn.fetchval("SELECT next_offset FROM probe.positions") == 5
-        reasons = {letter.offset: letter.reason for letter in letters}
-        assert set(reasons) == {1, 2}
-        assert "could not apply" in reasons[1] and "seen_job_id_check" in reasons[1]
-        assert "not an event envelope" in reasons[2]
-        assert letters[0].natural_id() != letters[1].natural_id()
-    finally:
-        await pool.close()
-
-
 async def seen_and_positions(pool: asyncpg.Pool) -> tuple[list[str], dict[int, int]]:
     async with pool.acquire() as conn:
         seen = sorted(r["job_id"] for r in await conn.fetch("SELECT job_id FROM probe.seen"))
@@ -96,68 +87,64 @@ async def seen_and_positions(pool: asyncpg.Pool) -> tuple[list[str], dict[int, i
     return seen, stored
 
 
-async def test_poison_in_a_later_chunk_rolls_back_the_pipeline_and_is_isolated(settings: Settings) -> None:
-    await migrate(settings.database_url, "probe", Probe.migrations)
-    pool = await create_pool(settings.database_url)
-    letters: list[DeadLettered] = []
-
-    async def sink(batch: Sequence[DeadLettered]) -> None:
-        letters.extend(batch)
-
-    folder = Folder(Probe(), pool, dead_letters=sink, chunk=2)  # four chunks: the poison is in the third
-    try:
-        batch = [record(i, "poison-x" if i == 5 else f"job-{i}") for i in range(8)]
-        outcome = await folder.fold(batch)
-        assert (outcome.applied, outcome.skipped, outcome.dead) == (7, 0, 1)
-        seen, stored = await seen_and_positions(pool)
-        assert seen == sorted(f"job-{i}" for i in range(8) if i != 5)
-        assert stored == {0: 8}
-        assert [letter.offset for letter in letters] == [5]
-    finally:
-        await pool.close()
+async def test_redelivery_poison_and_garbage(pool: asyncpg.Pool) -> None:
+    letters = Letters()
+    folder = Folder(Probe(), pool, dead_letters=letters)
+    first = [record(0, "a"), record(1, "poison-1"), record(2, None), record(3, "b")]
+    outcome = await folder.fold(first)
+    assert (outcome.applied, outcome.skipped, outcome.dead) == (2, 0, 2)
+    again = await folder.fold([*first, record(4, "c")])  # a redelivery overlapping what was applied
+    assert (again.applied, again.skipped, again.dead) == (1, 4, 0)
+    assert await seen_and_positions(pool) == (["a", "b", "c"], {0: 5})
+    reasons = {letter.offset: letter.reason for letter in letters}
+    assert set(reasons) == {1, 2}
+    assert "could not apply" in reasons[1] and "seen_job_id_check" in reasons[1]
+    assert "not an event envelope" in reasons[2]
+    assert letters[0].natural_id() != letters[1].natural_id()
 
 
-async def test_side_by_side_groups_commit_apart_and_the_retry_applies_only_the_rest(settings: Settings) -> None:
-    await migrate(settings.database_url, "probe", Probe.migrations)
-    pool = await create_pool(settings.database_url)
+async def test_poison_in_a_later_chunk_rolls_back_the_pipeline_and_is_isolated(pool: asyncpg.Pool) -> None:
+    letters = Letters()
+    folder = Folder(Probe(), pool, dead_letters=letters, chunk=2)  # four chunks: the poison is in the third
+    batch = [record(i, "poison-x" if i == 5 else f"job-{i}") for i in range(8)]
+    outcome = await folder.fold(batch)
+    assert (outcome.applied, outcome.skipped, outcome.dead) == (7, 0, 1)
+    seen, stored = await seen_and_positions(pool)
+    assert seen == sorted(f"job-{i}" for i in range(8) if i != 5)
+    assert stored == {0: 8}
+    assert [letter.offset for letter in letters] == [5]
+
+
+async def test_side_by_side_groups_commit_apart_and_the_retry_applies_only_the_rest(pool: asyncpg.Pool) -> None:
     folder = Folder(SideBySideProbe(), pool, chunk=2)
     # Partitions 0 and 1 carry three records each, 2 and 3 one each: the groups are {0, 2} and {1, 3}.
     batch = [record(o, f"p{p}-{o}", partition=p) for p in (0, 1) for o in range(3)]
     batch += [record(0, "flaky", partition=2), record(0, "p3-0", partition=3)]
-    try:
-        with pytest.raises(ConnectionResetError):
-            await folder.fold(batch)
-        seen, stored = await seen_and_positions(pool)
-        assert seen == ["p1-0", "p1-1", "p1-2", "p3-0"]  # the other group committed on its own
-        assert {p: o for p, o in stored.items() if o} == {1: 3, 3: 1}
+    with pytest.raises(ConnectionResetError):
+        await folder.fold(batch)
+    seen, stored = await seen_and_positions(pool)
+    assert seen == ["p1-0", "p1-1", "p1-2", "p3-0"]  # the other group committed on its own
+    assert {p: o for p, o in stored.items() if o} == {1: 3, 3: 1}
 
-        again = await folder.fold(batch)  # what the consumer's retry does
-        assert (again.applied, again.skipped, again.dead) == (4, 4, 0)
-        seen, stored = await seen_and_positions(pool)
-        assert seen == sorted(["flaky", "p3-0"] + [f"p{p}-{o}" for p in (0, 1) for o in range(3)])
-        assert stored == {0: 3, 1: 3, 2: 1, 3: 1}
-    finally:
-        await pool.close()
+    again = await folder.fold(batch)  # what the consumer's retry does
+    assert (again.applied, again.skipped, again.dead) == (4, 4, 0)
+    seen, stored = await seen_and_positions(pool)
+    assert seen == sorted(["flaky", "p3-0"] + [f"p{p}-{o}" for p in (0, 1) for o in range(3)])
+    assert stored == {0: 3, 1: 3, 2: 1, 3: 1}
 
 
-async def test_offsets_missing_from_the_log_are_counted_and_the_fold_goes_on(settings: Settings) -> None:
-    await migrate(settings.database_url, "probe", Probe.migrations)
-    pool = await create_pool(settings.database_url)
-
+async def test_offsets_missing_from_the_log_are_counted_and_the_fold_goes_on(pool: asyncpg.Pool) -> None:
     def skipped() -> float:
         return REGISTRY.get_sample_value("jobmeter_offsets_skipped_total", {"projection": "probe"}) or 0.0
 
     before = skipped()
-    try:
-        await Folder(Probe(), pool).fold([record(0, "g-0"), record(1, "g-1")])
-        assert skipped() == before
-        # Offsets 2-4 never arrive (a retention set on the topic): reported, and what did arrive is applied.
-        outcome = await Folder(Probe(), pool).fold([record(5, "g-5"), record(6, "g-6")])
-        assert (outcome.applied, skipped() - before) == (2, 3)
-        # A rebuild that starts part-way on purpose reports nothing.
-        await Folder(Probe(), pool, contiguous=False).fold([record(9, "g-9")])
-        assert skipped() - before == 3
-        _, stored = await seen_and_positions(pool)
-        assert stored == {0: 10}
-    finally:
-        await pool.close()
+    await Folder(Probe(), pool).fold([record(0, "g-0"), record(1, "g-1")])
+    assert skipped() == before
+    # Offsets 2-4 never arrive (a retention set on the topic): reported, and what did arrive is applied.
+    outcome = await Folder(Probe(), pool).fold([record(5, "g-5"), record(6, "g-6")])
+    assert (outcome.applied, skipped() - before) == (2, 3)
+    # A rebuild that starts part-way on purpose reports nothing.
+    await Folder(Probe(), pool, contiguous=False).fold([record(9, "g-9")])
+    assert skipped() - before == 3
+    _, stored = await seen_and_positions(pool)
+    assert stored == {0: 10}
