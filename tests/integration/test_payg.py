@@ -74,6 +74,13 @@ def checkout_completed(account: str, session: str, amount: int, *, event_id: str
     return stripe_event(kind, obj, event_id=event_id)
 
 
+def our_topup(account: str, session: str, amount: int) -> StripeEventReceived:
+    """A completed top-up Checkout that `jobmeter payg topup` opened (metadata.purpose = payg_topup)."""
+    event = checkout_completed(account, session, amount)
+    metadata = {"account_id": account, "purpose": "payg_topup"}
+    return event.model_copy(update={"data_object": {**event.data_object, "metadata": metadata}})
+
+
 def intent_succeeded(recharge: dict[str, Any], *, event_id: str | None = None) -> StripeEventReceived:
     obj = {"id": recharge["payment_intent_id"], "object": "payment_intent", "status": "succeeded",
            "amount": recharge["amount_minor"], "amount_received": recharge["amount_minor"], "currency": "usd",
@@ -129,10 +136,7 @@ async def test_debits_are_exact_under_duplicates_and_a_consumer_restart(settings
         shown = await balance_is(client, "acme", expected)
         assert (shown["currency"], shown["recharge_in_flight"]) == ("usd", False)
         # A top-up we opened, for an account that is not PAYG: never silently dropped, dead-lettered with why.
-        stray = checkout_completed("subs", "cs_test_stray", 700)
-        stray = stray.model_copy(update={"data_object": {**stray.data_object, "metadata": {
-            "account_id": "subs", "purpose": "payg_topup"}}})
-        await publish(app, stray)
+        await publish(app, our_topup("subs", "cs_test_stray", 700))
         [letter] = await read_topic(settings, Topics(settings.jobmeter_topic_prefix).deadletters, expect=1)
         dead = REGISTRY.decode(letter.value)[1]
         assert "cs_test_stray" in dead.reason and "not a PAYG account" in dead.reason, dead.reason
@@ -191,13 +195,6 @@ async def test_a_job_that_arrives_before_its_account_waits_and_is_debited_once_i
     assert await fetchval(settings, "SELECT count(*) FROM payg.movements WHERE account_id = 'sub-early'") == 0
     assert await fetchval(settings, "SELECT customer_id FROM payg.balances WHERE account_id = 'early'") == "cus_early"
     assert len(await emitted(settings, "BalanceDebited")) == 3
-
-
-def our_topup(account: str, session: str, amount: int) -> StripeEventReceived:
-    """A completed top-up Checkout that `jobmeter payg topup` opened (metadata.purpose = payg_topup)."""
-    event = checkout_completed(account, session, amount)
-    metadata = {"account_id": account, "purpose": "payg_topup"}
-    return event.model_copy(update={"data_object": {**event.data_object, "metadata": metadata}})
 
 
 async def test_a_top_up_folded_before_its_account_waits_and_is_credited_once_registered(settings: Settings) -> None:
