@@ -23,6 +23,7 @@ from services.stack.stripe_mock import StripeMock
 T = TypeVar("T")
 EXTERNAL_TIMEOUT = 15.0
 PROBE_TIMEOUT = 10.0
+EXITED_AFTER_MISSES = 3
 
 
 def console() -> Console:
@@ -92,11 +93,14 @@ async def _probe(svc: Server, address: str | None) -> str | None:
 async def _wait_healthy(svc: Server, address: str, own: bool) -> None:
     timeout = svc.health_timeout if own else EXTERNAL_TIMEOUT
     deadline = asyncio.get_running_loop().time() + timeout
-    unseen = 0  # probes in a row that found no process: a starting JVM can be missed for a moment
+    missed = 0  # checks in a row that found no process: one miss alone once declared a starting Kafka dead
     while (error := await _probe(svc, address)) is not None:
-        unseen = 0 if not own or svc.alive() else unseen + 1
-        if unseen >= 3:
-            raise StackError(f"{svc.name} exited while starting ({error}); read {svc.log_hint()}")
+        if own and not svc.alive():
+            missed += 1
+            if missed == EXITED_AFTER_MISSES:
+                raise StackError(f"{svc.name} exited while starting ({error}); read {svc.log_hint()}")
+        else:
+            missed = 0
         if asyncio.get_running_loop().time() > deadline:
             where = f"read {svc.log_hint()}" if own else f"check {svc.env_key} in your environment"
             raise StackError(f"{svc.name} at {address} not healthy after {timeout:.0f}s ({error}); {where}")
