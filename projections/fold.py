@@ -119,7 +119,7 @@ class Folder:
 
     async def fold(self, records: Sequence[RawRecord]) -> FoldOutcome:
         started = time.perf_counter()
-        groups = by_partition(records, self.projection.side_by_side)
+        groups = by_partition(records, self.projection.side_by_side) if self.projection.side_by_side > 1 else []
         if len(groups) <= 1:
             outcome = await self._fold_group(records)
         else:
