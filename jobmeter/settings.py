@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
     # How long ingest remembers a job to answer "duplicate" to a retry (the ledger counts it once regardless),
     # how long the webhook log keeps a Stripe event (Stripe keeps events 30 days), and how often the HTTP app
-    # prunes what is older (services.retention).
+    # prunes what is older (services.platform.retention).
     jobmeter_ingest_receipt_days: int = Field(default=35, ge=1)
     jobmeter_webhook_log_days: int = Field(default=90, ge=31)
     jobmeter_retention_interval_seconds: float = Field(default=3600.0, gt=0)

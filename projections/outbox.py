@@ -1,7 +1,7 @@
 """The transactional outbox: a projection emits events by writing them beside its rows.
 
 What must be published is recorded first, in the transaction that decided it, so a crash can neither drop it
-nor separate it from the state change that caused it. `services.relay` publishes and marks rows sent.
+nor separate it from the state change that caused it. `services.platform.relay` publishes and marks rows sent.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The meter reporter's fold: jobs of subscription accounts, summed per Stripe customer and window.
 
 The fold only records what must be sent (the `reports` outbox), in the transaction that moves the positions;
-`services.meter_sender` sends it. Jobs are deduplicated by (api, job_id) in `jobs_seen`, so a job published twice
+`services.meter.sender` sends it. Jobs are deduplicated by (api, job_id) in `jobs_seen`, so a job published twice
 is counted once, and a job counted once is reported once.
 
 Billable: `JobCompleted` on the direct channel (RapidAPI bills its own traffic) of an account whose model is

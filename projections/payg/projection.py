@@ -6,8 +6,8 @@ topic): a job of an account not registered yet waits in `parked_jobs` and is deb
 PAYG, dropped when it says otherwise. Every debit and credit is a row of `movements`
 keyed by the identity of its cause, so a job or a Stripe event seen twice moves the balance once. What the rules
 decide (a recharge, a key suspension or restoration) and every movement go to this schema's outbox as events,
-in the transaction that moves the positions; `services.payg_recharger` charges what is requested, and
-`services.payg_reconciler` looks up at Stripe the card a top-up saved (`card_captures` → `PaygCardSaved`) and the
+in the transaction that moves the positions; `services.payg.recharger` charges what is requested, and
+`services.payg.reconciler` looks up at Stripe the card a top-up saved (`card_captures` → `PaygCardSaved`) and the
 outcome of a recharge whose webhook is late (→ `RechargeConfirmed` / `RechargeFailed`).
 """
 

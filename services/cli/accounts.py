@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from services.accounts import AccountError, get_account, list_accounts, register_account
+from services.accounts.commands import AccountError, get_account, list_accounts, register_account
 from services.cli.common import Format, emit_rows, errors, with_resources
 
 app = typer.Typer(no_args_is_help=True)

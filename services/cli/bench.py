@@ -12,11 +12,11 @@ from rich.table import Table
 
 from jobmeter.logs import configure_logging
 from jobmeter.settings import get_settings
-from services.bench import keycheck, stripe_requests
-from services.bench.bad_input import bench_bad_input
-from services.bench.ingest import bench_ingest
-from services.bench.ledger import bench_ledger
 from services.cli.common import console, errors
+from services.devtools.bench import keycheck, stripe_requests
+from services.devtools.bench.bad_input import bench_bad_input
+from services.devtools.bench.ingest import bench_ingest
+from services.devtools.bench.ledger import bench_ledger
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from services.channels import AccountChannels, channel_report
 from services.cli.common import Format, console, emit_rows, errors, with_resources
+from services.ledger.channels import AccountChannels, channel_report
 
 DASH = "–"  # the channel's store does not exist in this deployment, or does not bill this account
 

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 
 from jobmeter.settings import get_settings
-from services.chaos.runner import ChaosReport, Scenario
 from services.cli.common import console, errors
-from services.sandbox import close_sandbox, open_sandbox
-from services.stack import up
+from services.devtools.chaos.runner import ChaosReport, Scenario
+from services.devtools.sandbox import close_sandbox, open_sandbox
+from services.devtools.stack import up
 
 
 def chaos(

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobmeter.settings import get_settings
-from services.resources import Resources, open_resources
+from services.platform.resources import Resources, open_resources
 
 T = TypeVar("T")
 console = Console()

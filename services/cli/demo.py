@@ -15,11 +15,12 @@ from rich.table import Table
 
 from jobmeter.logs import configure_logging
 from jobmeter.settings import Settings, get_settings
-from services.channels import AccountChannels
 from services.cli.common import console
-from services.demo import DemoEngine, DemoResult, demo_engine, overrides, run_workload
-from services.sandbox import free_port, open_sandbox
-from services.stack import up
+from services.devtools.demo import DemoEngine, DemoResult, demo_engine, overrides, run_workload
+from services.devtools.sandbox import open_sandbox
+from services.devtools.stack import up
+from services.ledger.channels import AccountChannels
+from services.platform.serving import free_port
 
 DEMO_DATABASE = "jobmeter_demo"
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from services.asyncapi import as_json
 from services.cli.common import console
+from services.engine.asyncapi import as_json
 
 app = typer.Typer(no_args_is_help=True)
 

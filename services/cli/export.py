@@ -20,7 +20,7 @@ from rich.console import Console
 from jobmeter.settings import get_settings
 from projections.log import LogError
 from services.cli.replay import parse_time, progress_bar
-from services.export import CsvSink, ExportSummary, JsonLinesSink, ParquetSink, RowSink, export_jobs
+from services.ledger.export import CsvSink, ExportSummary, JsonLinesSink, ParquetSink, RowSink, export_jobs
 
 app = typer.Typer(help="Stream the event log to files for analysts.", no_args_is_help=True)
 err = Console(stderr=True)

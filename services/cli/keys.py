@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from services.cli.common import Format, console, emit_rows, errors, with_resources
-from services.keys import KeyCommandError, NewKey, create_key, list_keys, revoke_key, rotate_key
+from services.keys.commands import KeyCommandError, NewKey, create_key, list_keys, revoke_key, rotate_key
 
 app = typer.Typer(no_args_is_help=True)
 

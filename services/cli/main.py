@@ -6,7 +6,7 @@ import typer
 
 from jobmeter.logs import configure_logging
 from jobmeter.settings import get_settings
-from services.cli import accounts, bench, chaos, demo, docs, export, migrate, replay, report, run, stack
+from services.cli import accounts, bench, chaos, demo, docs, export, pages_to_jobs, replay, report, run, stack
 from services.cli import keys as keys_cli
 from services.cli import payg as payg_cli
 from services.cli import rapidapi as rapidapi_cli
@@ -22,7 +22,9 @@ def _setup() -> None:
     configure_logging(get_settings().log_level)
 
 app.add_typer(stack.app, name="stack", help="Start, stop and inspect the local stack (Kafka, Postgres, stripe-mock).")
-app.add_typer(migrate.app, name="migrate", help="Move billing history between models: what page → job billing changes.")
+app.add_typer(
+    pages_to_jobs.app, name="migrate", help="Move billing history between models: what page → job billing changes."
+)
 
 app.command("run")(run.run)
 app.command("replay")(replay.replay)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from services import payg
 from services.cli.common import Format, emit_rows, errors, with_resources
+from services.payg import commands as payg
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from services.cli.common import Format, console, emit_rows, errors, with_resources
-from services.rapidapi_import import ExportError, ImportResult, import_export
-from services.rapidapi_reconcile import MonthReconciled, reconcile_month
+from services.rapidapi.importer import ExportError, ImportResult, import_export
+from services.rapidapi.reconcile import MonthReconciled, reconcile_month
 
 app = typer.Typer(no_args_is_help=True)
 

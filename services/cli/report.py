@@ -12,7 +12,7 @@ from projections.ledger.queries import BadQuery, Usage, late_jobs, parse_group_b
 from services.cli.channels import channels
 from services.cli.common import Format, console, emit_rows, errors, with_resources
 from services.http.accounts import month_start, next_month
-from services.resources import Resources
+from services.platform.resources import Resources
 
 app = typer.Typer(no_args_is_help=True)
 app.command("channels")(channels)

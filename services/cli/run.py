@@ -9,9 +9,9 @@ import typer
 import uvicorn
 
 from jobmeter.settings import Settings, get_settings
+from services.engine.runtime import PROJECTION_SERVICES, build_runtime
 from services.gateway.sample_app import serve_gateway
 from services.http.app import create_app
-from services.runtime import PROJECTION_SERVICES, build_runtime
 
 SERVICES = ["all", "http", "gateway", *PROJECTION_SERVICES]
 

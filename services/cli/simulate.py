@@ -12,10 +12,10 @@ import httpx
 import typer
 
 from jobmeter.settings import Settings, get_settings
-from services.chaos.workload import ClientBook, make_batch, post_until_answered
 from services.cli.common import errors
-from services.stripe_fixtures import EVENT_TYPES, build_event, encode_event
-from services.webhooks import sign
+from services.devtools.chaos.workload import ClientBook, make_batch, post_until_answered
+from services.stripe_adapter.fixtures import EVENT_TYPES, build_event, encode_event
+from services.stripe_adapter.webhooks import sign
 
 app = typer.Typer(no_args_is_help=True)
 

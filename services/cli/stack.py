@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.stack import StackError, manager
+from services.devtools.stack import StackError, manager
 
 app = typer.Typer(help="Run the real local stack: Kafka, Postgres, stripe-mock.", no_args_is_help=True)
 err = Console(stderr=True)

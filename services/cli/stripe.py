@@ -15,9 +15,9 @@ from projections.meter.reconcile import CustomerUsage, Reconciled, our_figures, 
 from projections.meter.reports import Report, reports_of_account
 from projections.meter.windows import window_end
 from services.cli.common import Format, console, emit_rows, errors, with_resources
-from services.resources import Resources
-from services.stripe_catalog import ENV_NAMES, sync_catalog
-from services.stripe_client import event_summaries, make_client
+from services.platform.resources import Resources
+from services.stripe_adapter.catalog import ENV_NAMES, sync_catalog
+from services.stripe_adapter.client import event_summaries, make_client
 
 app = typer.Typer(no_args_is_help=True)
 

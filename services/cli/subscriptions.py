@@ -11,12 +11,12 @@ import typer
 
 from jobmeter.settings import get_settings
 from projections.subscriptions.queries import NoSuchAccount, billing_summary
-from services.accounts import get_account
+from services.accounts.commands import get_account
 from services.cli.common import console, errors, with_resources
-from services.resources import Resources
-from services.stripe_catalog import CURRENCY, OVERAGE_CENTS_PER_JOB
-from services.stripe_client import make_client
-from services.subscriptions import (
+from services.platform.resources import Resources
+from services.stripe_adapter.catalog import CURRENCY, OVERAGE_CENTS_PER_JOB
+from services.stripe_adapter.client import make_client
+from services.subscriptions.plans import (
     Behaviour,
     Plan,
     SubscriptionError,

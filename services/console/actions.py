@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from jobmeter.settings import Settings
 from projections import replay
 from services.console.reads import SIMULATED_PREFIX
-from services.stripe_fixtures import build_event, encode_event
-from services.webhooks import sign
+from services.stripe_adapter.fixtures import build_event, encode_event
+from services.stripe_adapter.webhooks import sign
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from services.resources import Resources
+from services.platform.resources import Resources
 
 PLANS = ("pro_monthly", "pro_annual")
 
@@ -31,11 +31,11 @@ def area(module: str) -> ModuleType | None:
 
 
 def subscriptions_available() -> bool:
-    return area("services.subscriptions") is not None
+    return area("services.subscriptions.plans") is not None
 
 
 def topups_available() -> bool:
-    return area("services.payg") is not None
+    return area("services.payg.commands") is not None
 
 
 def http_url(url: Any) -> str:
@@ -47,7 +47,7 @@ def http_url(url: Any) -> str:
 
 async def subscription_checkout(res: Resources, account_id: str, customer_id: str, plan: str) -> str:
     """Where the customer subscribes: the configured Payment Link, else a new Checkout Session."""
-    subscriptions = area("services.subscriptions")
+    subscriptions = area("services.subscriptions.plans")
     if subscriptions is None:
         raise NotAvailable("Checkout for the subscription is not available in this deployment")
     if plan not in PLANS:
@@ -55,7 +55,7 @@ async def subscription_checkout(res: Resources, account_id: str, customer_id: st
     link = subscriptions.payment_link(res.settings, account_id)
     if link:
         return http_url(link)
-    from services.stripe_client import make_client
+    from services.stripe_adapter.client import make_client
 
     client = make_client(res.settings)
     # The subscriptions area's Stripe call is synchronous: keep it off the event loop.
@@ -65,7 +65,7 @@ async def subscription_checkout(res: Resources, account_id: str, customer_id: st
 
 
 async def topup_checkout(res: Resources, account_id: str, amount_minor: int | None) -> str:
-    payg = area("services.payg")
+    payg = area("services.payg.commands")
     if payg is None:
         raise NotAvailable("PAYG top-ups are not available in this deployment")
     opened: dict[str, Any] = await payg.open_topup(res, account_id, amount_minor)
@@ -76,8 +76,8 @@ async def subscription_summary(conn: asyncpg.Connection, res: Resources, account
     """This period's subscription as the subscriptions area computes it (included, used, overage, charge);
     None when the account has no subscription on record."""
     queries = area("projections.subscriptions.queries")
-    subscriptions = area("services.subscriptions")
-    catalog = area("services.stripe_catalog")
+    subscriptions = area("services.subscriptions.plans")
+    catalog = area("services.stripe_adapter.catalog")
     if queries is None or subscriptions is None or catalog is None:
         raise NotAvailable("subscriptions are not available in this deployment")
     from decimal import Decimal

@@ -45,9 +45,9 @@ from events.types import JobId
 from jobmeter.settings import Settings
 from projections.db import create_pool
 from services.gateway.keycheck import KeyCheckMiddleware
-from services.gateway.rapidapi import RapidApiGateway, declare_job_completed
-from services.gateway.rapidapi_desk import RapidApiDesk
-from services.serving import serving
+from services.platform.serving import serving
+from services.rapidapi.desk import RapidApiDesk
+from services.rapidapi.middleware import RapidApiGateway, declare_job_completed
 
 log = structlog.get_logger(__name__)
 

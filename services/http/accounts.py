@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from events.types import BillingModel
 from projections.ledger.queries import BadQuery, parse_group_by, usage
-from services.accounts import AccountError, get_account, list_accounts, register_account
+from services.accounts.commands import AccountError, get_account, list_accounts, register_account
 from services.http.auth import require_admin
 
 router = APIRouter(tags=["accounts"], dependencies=[Depends(require_admin)])

@@ -10,12 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from jobmeter.settings import Settings
+from services.engine.runtime import build_runtime
 from services.http import accounts, console, ingest, keys, ops, webhooks
 from services.http import billing as billing_http
 from services.http import payg as payg_http
-from services.keyindex import mount_key_index
-from services.retention import keep_for_their_days
-from services.runtime import build_runtime
+from services.keys.index import mount_key_index
+from services.platform.retention import keep_for_their_days
 
 
 def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAPI:

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
 from projections.subscriptions.queries import NoSuchAccount, billing_summary
-from services.accounts import get_account
+from services.accounts.commands import get_account
 from services.http.auth import require_admin
-from services.stripe_catalog import CURRENCY, OVERAGE_CENTS_PER_JOB
-from services.stripe_client import is_retryable, make_client
-from services.subscriptions import (
+from services.stripe_adapter.catalog import CURRENCY, OVERAGE_CENTS_PER_JOB
+from services.stripe_adapter.client import is_retryable, make_client
+from services.subscriptions.plans import (
     Behaviour,
     Plan,
     SubscriptionError,

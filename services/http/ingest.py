@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from services.http.auth import require_ingest
-from services.ingest import ingest
-from services.transient import TRANSIENT
+from services.ledger.ingest import ingest
+from services.platform.transient import TRANSIENT
 
 router = APIRouter(tags=["ingest"])
 log = structlog.get_logger(__name__)

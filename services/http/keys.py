@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.http.auth import bearer, require_admin
-from services.keyindex import KeyIndex
-from services.keys import KeyCommandError, create_key, list_keys, revoke_key, rotate_key
+from services.keys.commands import KeyCommandError, create_key, list_keys, revoke_key, rotate_key
+from services.keys.index import KeyIndex
 
 router = APIRouter(tags=["keys"])
 admin = APIRouter(tags=["keys"], dependencies=[Depends(require_admin)])

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from services import payg
 from services.http.auth import require_admin
+from services.payg import commands as payg
 
 router = APIRouter(tags=["payg"], dependencies=[Depends(require_admin)])
 

@@ -8,7 +8,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.webhooks import WebhookRefused, receive
+from services.stripe_adapter.webhooks import WebhookRefused, receive
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])

@@ -14,7 +14,7 @@ import pytest
 
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from services.serving import serving
+from services.platform.serving import serving
 from tests.integration.helpers import INGEST, eventually, fetchval, job, register
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,6 +1,6 @@
 """The real local stack for integration tests, and an isolated slice of it per test.
 
-Each test that asks for `settings` gets a database and a topic prefix of its own (services.sandbox), so tests
+Each test that asks for `settings` gets a database and a topic prefix of its own (services.devtools.sandbox), so tests
 never see each other's events or rows, and a consumer killed in one test leaves nothing behind for the next.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jobmeter.settings import Settings
-from services.sandbox import close_sandbox, open_sandbox
-from services.stack import up
+from services.devtools.sandbox import close_sandbox, open_sandbox
+from services.devtools.stack import up
 
 
 @pytest.fixture(scope="session")

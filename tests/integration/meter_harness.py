@@ -30,9 +30,9 @@ from projections.meter.reports import Report, reports_of_account
 from projections.migrate import migrate
 from projections.projection import Projection
 from projections.records import RawRecord
-from services.meter_sender import MeterSender
-from services.stripe_client import StripeMeterEvents, make_client
-from services.token_bucket import TokenBucket
+from services.meter.sender import MeterSender
+from services.platform.rate_limit import TokenBucket
+from services.stripe_adapter.client import StripeMeterEvents, make_client
 from tests.integration.fake_meter_stripe_front import FakeMeterStripeFront
 
 CUSTOMER = "cus_MeterTest1"

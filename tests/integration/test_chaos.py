@@ -10,7 +10,7 @@ import json
 import pytest
 
 from jobmeter.settings import Settings
-from services.chaos.runner import Scenario
+from services.devtools.chaos.runner import Scenario
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import pytest
 
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from services.sandbox import free_port
-from services.stripe_fixtures import build_event, encode_event
-from services.webhooks import sign
+from services.platform.serving import free_port
+from services.stripe_adapter.fixtures import build_event, encode_event
+from services.stripe_adapter.webhooks import sign
 from tests.integration.helpers import ADMIN, INGEST, client_for, eventually, job, register
 from tests.integration.test_console_auth import ORIGIN, csrf_of, log_in
 

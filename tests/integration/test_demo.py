@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from jobmeter.settings import Settings
-from services.demo import demo_engine, overrides, run_workload
+from services.devtools.demo import demo_engine, overrides, run_workload
 
 pytestmark = pytest.mark.integration
 

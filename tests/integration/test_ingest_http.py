@@ -12,9 +12,9 @@ from events.registry import REGISTRY
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
 from services.cli.simulate import post_jobs
+from services.engine.runtime import build_runtime
 from services.http.app import create_app
-from services.runtime import build_runtime
-from services.serving import serving
+from services.platform.serving import serving
 from tests.integration.helpers import INGEST, client_for, eventually, fetchval, job, read_topic
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ from events.keys import KeyRestored, KeySuspended
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
+from services.devtools.sandbox import service_env
 from services.gateway.keycheck import KeyCheckMiddleware
 from services.http.app import create_app
-from services.sandbox import service_env
-from services.stripe_fixtures import build_event, encode_event
-from services.webhooks import sign
+from services.stripe_adapter.fixtures import build_event, encode_event
+from services.stripe_adapter.webhooks import sign
 from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration
@@ -193,7 +193,7 @@ async def test_the_gateway_middleware_lets_working_keys_through(settings: Settin
 
 
 async def test_past_due_beyond_the_grace_period_suspends_on_the_clock(settings: Settings) -> None:
-    from services.keylifecycle import publish_due_ticks
+    from services.keys.grace_clock import publish_due_ticks
 
     app = create_app(settings, consumers=["accounts", "keys", "key-lifecycle"])
     async with client_for(app) as client:

@@ -31,7 +31,7 @@ from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
 from projections import replay
 from projections.ledger.queries import late_jobs, usage
-from services.sandbox import service_env
+from services.devtools.sandbox import service_env
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.meter.windows import window_start
-from services.meter_sender import MeterSender
-from services.runtime import build_runtime
-from services.stripe_client import MeterEvent, StripeMeterEvents
+from services.engine.runtime import build_runtime
+from services.meter.sender import MeterSender
+from services.stripe_adapter.client import MeterEvent, StripeMeterEvents
 from tests.integration.fake_meter_stripe_front import FakeMeterStripeFront
 from tests.integration.helpers import eventually, read_topic
 from tests.integration.meter_harness import CUSTOMER, LEASE, WIDTH, Harness, jobs, open_harness

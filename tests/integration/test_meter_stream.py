@@ -11,9 +11,9 @@ import pytest
 from events.accounts import AccountRegistered
 from jobmeter.settings import Settings
 from projections.meter.windows import window_start
-from services.stripe_client import MeterEvent, make_client
-from services.stripe_stream import StripeMeterEventStream
-from services.token_bucket import TokenBucket
+from services.platform.rate_limit import TokenBucket
+from services.stripe_adapter.client import MeterEvent, make_client
+from services.stripe_adapter.meter_stream import StripeMeterEventStream
 from tests.integration.fake_stripe_v2_meter_stream import FakeStripeV2MeterStream
 from tests.integration.meter_harness import LEASE, WIDTH, Harness, jobs, open_harness
 

@@ -10,7 +10,7 @@ from events.jobs import LegacyOperation
 from events.publisher import Publisher
 from events.topics import Topics
 from jobmeter.settings import Settings
-from services.runtime import build_runtime
+from services.engine.runtime import build_runtime
 from tests.integration.helpers import eventually, fetchval
 
 pytestmark = pytest.mark.integration

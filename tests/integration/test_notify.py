@@ -12,8 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from jobmeter.settings import Settings
-from services.notify import SmtpMailer, mailer_for, notify_once
-from services.resources import open_resources
+from services.keys.notify import notify_once
+from services.platform.mail import SmtpMailer, mailer_for
+from services.platform.resources import open_resources
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from events.registry import REGISTRY
 from events.stripe import StripeEventReceived
 from events.topics import Topics
 from jobmeter.settings import Settings, get_settings
-from services import payg_recharger
 from services.http.app import create_app
+from services.payg import recharger as payg_recharger
 from tests.integration.helpers import ADMIN, INGEST, client_for, eventually, fetchval, read_topic
 from tests.integration.payg_stripe_front import PaygFakeStripeFront, payg_fake_stripe_front
 

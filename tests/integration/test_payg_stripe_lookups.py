@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from jobmeter.settings import Settings
-from services import payg_reconciler
 from services.http.app import create_app
-from services.webhooks import sign
+from services.payg import reconciler as payg_reconciler
+from services.stripe_adapter.webhooks import sign
 from tests.integration import test_payg
 from tests.integration.helpers import ADMIN, client_for, eventually, fetchval
 from tests.integration.payg_stripe_front import PaygFakeStripeFront, payg_fake_stripe_front

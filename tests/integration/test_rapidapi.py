@@ -24,15 +24,15 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings, get_settings
 from projections import replay
-from services.channels import channel_report
 from services.cli.channels import channels
 from services.cli.main import app as main_app
-from services.gateway.rapidapi import RapidApiGateway, declare_job_completed
-from services.gateway.rapidapi_desk import RapidApiDesk
-from services.rapidapi_import import import_export
-from services.rapidapi_reconcile import reconcile_month
-from services.resources import Resources
-from services.runtime import Runtime, build_runtime
+from services.engine.runtime import Runtime, build_runtime
+from services.ledger.channels import channel_report
+from services.platform.resources import Resources
+from services.rapidapi.desk import RapidApiDesk
+from services.rapidapi.importer import import_export
+from services.rapidapi.middleware import RapidApiGateway, declare_job_completed
+from services.rapidapi.reconcile import reconcile_month
 from tests.integration.helpers import client_for, eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings, get_settings
 from projections import replay
 from services.cli.main import app
-from services.runtime import build_runtime
+from services.engine.runtime import build_runtime
 from tests.integration.helpers import eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from jobmeter.settings import Settings
 from services.gateway.sample_app import create_gateway, running_gateway
 from services.gateway.sample_client import Call, JobFailed, complete_job, run_jobs, surfaces
 from services.http.app import create_app
-from services.sandbox import free_port
+from services.platform.serving import free_port
 from tests.integration.helpers import ADMIN, client_for, eventually, read_topic, register
 from tests.integration.test_console_auth import log_in
 

@@ -1,4 +1,4 @@
-"""The real local stack: started by `services.stack.up()`, probed with real clients.
+"""The real local stack: started by `services.devtools.stack.up()`, probed with real clients.
 
 The stack is left running at the end: other integration tests share it.
 """
@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services import stack
+from services.devtools import stack
 
 pytestmark = pytest.mark.integration
 

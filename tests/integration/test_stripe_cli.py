@@ -15,9 +15,9 @@ import pytest
 from jobmeter.settings import Settings
 from projections.meter.reconcile import our_figures, reconcile
 from projections.meter.windows import window_start
-from services.sandbox import service_env
-from services.stripe_catalog import sync_catalog
-from services.stripe_client import event_summaries, make_client
+from services.devtools.sandbox import service_env
+from services.stripe_adapter.catalog import sync_catalog
+from services.stripe_adapter.client import event_summaries, make_client
 from tests.integration.meter_harness import CUSTOMER, WIDTH, Harness, jobs, open_harness
 
 pytestmark = pytest.mark.integration

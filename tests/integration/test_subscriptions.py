@@ -17,8 +17,8 @@ from projections.migrate import migrate
 from projections.records import RawRecord
 from projections.subscriptions.projection import Subscriptions
 from services.http.app import create_app
-from services.stripe_client import make_client
-from services.subscriptions import (
+from services.stripe_adapter.client import make_client
+from services.subscriptions.plans import (
     BEHAVIOURS,
     Behaviour,
     apply_change,

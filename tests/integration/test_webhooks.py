@@ -18,8 +18,8 @@ from events.stripe import StripeEventReceived
 from events.topics import Topics
 from jobmeter.settings import Settings
 from services.http.app import create_app
-from services.stripe_fixtures import build_event, encode_event
-from services.webhooks import sign
+from services.stripe_adapter.fixtures import build_event, encode_event
+from services.stripe_adapter.webhooks import sign
 from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration

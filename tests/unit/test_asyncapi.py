@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.asyncapi import as_json
+from services.engine.asyncapi import as_json
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.chaos.invariants import (
+from services.devtools.chaos.invariants import (
     Recharge,
     lag_recovered,
     ledger_counts_each_acknowledged_job_once,

@@ -19,7 +19,7 @@ from projections.keys.dunning import (
     expire,
     grace_deadline,
 )
-from services.stripe_fixtures import build_event
+from services.stripe_adapter.fixtures import build_event
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CUSTOMER = "cus_DUN"

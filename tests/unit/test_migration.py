@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.cli.migrate import app
-from services.migration import (
+from services.cli.pages_to_jobs import app
+from services.ledger.pages_to_jobs import (
     ImpactLine,
     InputFormat,
     Prices,

@@ -46,7 +46,7 @@ def test_an_empty_batch_moves_nothing() -> None:
 
 def test_a_batch_past_the_stored_position_is_taken_as_it_is() -> None:
     # Kafka offsets may have holes (transaction markers, compaction), so a gap is not an error here: keeping
-    # the consumer from being sent past the stored position is the seek's job (services/consumers.py).
+    # the consumer from being sent past the stored position is the seek's job (services/platform/consumers.py).
     assert next_offsets(unread(recs("jobs", 0, range(7, 9)), {("jobs", 0): 3})) == {("jobs", 0): 9}
 
 

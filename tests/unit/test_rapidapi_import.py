@@ -10,7 +10,7 @@ import pytest
 from events.codec import encode
 from events.envelope import Envelope
 from events.registry import REGISTRY
-from services.rapidapi_import import ExportError, parse_export, parse_period, parse_units
+from services.rapidapi.importer import ExportError, parse_export, parse_period, parse_units
 
 SAMPLE = Path(__file__).parents[2] / "docs" / "samples" / "rapidapi-quotas.csv"
 

@@ -153,7 +153,7 @@ CHANNEL_CASES = [
 
 @pytest.mark.parametrize(("name", "figures", "expected"), CHANNEL_CASES, ids=[c[0] for c in CHANNEL_CASES])
 def test_channel_differences(name: str, figures: dict[str, int], expected: list[str]) -> None:
-    from services.channels import AccountChannels, differences
+    from services.ledger.channels import AccountChannels, differences
 
     account = AccountChannels("acct", None, **figures)
     assert differences(account) == expected
@@ -162,7 +162,7 @@ def test_channel_differences(name: str, figures: dict[str, int], expected: list[
 @pytest.mark.parametrize(("period", "start", "end"), [("2026-10", "2026-10-01", "2026-11-01"),
                                                       ("2026-12", "2026-12-01", "2027-01-01")])
 def test_month_bounds(period: str, start: str, end: str) -> None:
-    from services.channels import month_bounds
+    from services.ledger.channels import month_bounds
 
     assert [d.date().isoformat() for d in month_bounds(period)] == [start, end]
     with pytest.raises(ValueError, match="YYYY-MM"):

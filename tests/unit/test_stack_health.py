@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.stack import StackError
-from services.stack.manager import _wait_healthy
+from services.devtools.stack import StackError
+from services.devtools.stack.manager import _wait_healthy
 
 
 class Starting:

@@ -10,10 +10,10 @@ import pytest
 import stripe
 
 from projections.meter.reconcile import CustomerUsage, differences, period_bounds
-from services.stripe_catalog import check_base_price, check_meter, check_overage_price, check_topup_price
-from services.stripe_client import MeterEvent, is_retryable
-from services.stripe_stream import batch_key, stream_event
-from services.token_bucket import TokenBucket
+from services.platform.rate_limit import TokenBucket
+from services.stripe_adapter.catalog import check_base_price, check_meter, check_overage_price, check_topup_price
+from services.stripe_adapter.client import MeterEvent, is_retryable
+from services.stripe_adapter.meter_stream import batch_key, stream_event
 
 METER = {"event_name": "jobmeter_jobs", "default_aggregation": {"formula": "sum"},
          "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"}, "status": "active"}

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from services.bench.stripe_requests import bench, schedule_peak
+from services.devtools.bench.stripe_requests import bench, schedule_peak
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,14 @@ import pytest
 
 from jobmeter.settings import Settings
 from projections.subscriptions.state import included_jobs, overage, snapshot
-from services.subscriptions import SubscriptionError, change_items, change_key, checkout_params, payment_link, plans
+from services.subscriptions.plans import (
+    SubscriptionError,
+    change_items,
+    change_key,
+    checkout_params,
+    payment_link,
+    plans,
+)
 
 T0, T1 = 1_764_547_200, 1_767_225_600  # 2025-12-01, 2026-01-01 UTC
 

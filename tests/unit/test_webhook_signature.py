@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from services.stripe_fixtures import build_event, encode_event
-from services.webhooks import WebhookRefused, parse, sign, verify
+from services.stripe_adapter.fixtures import build_event, encode_event
+from services.stripe_adapter.webhooks import WebhookRefused, parse, sign, verify
 
 SECRET = "whsec_test_secret"
 BODY = encode_event(build_event("invoice.payment_failed", "cus_ABC", final=True))

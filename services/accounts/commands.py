@@ -1,0 +1,64 @@
+"""The account registry's commands and reads. Accounts are facts on the bus, folded by the accounts consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from events.accounts import AccountRegistered
+from events.codec import describe
+from services.platform.resources import Resources
+
+
+class AccountError(ValueError):
+    """A registration that cannot be made as asked (invalid input, or the id is taken)."""
+
+
+async def get_account(res: Resources, account_id: str) -> dict[str, Any] | None:
+    async with res.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM accounts.accounts WHERE account_id = $1", account_id)
+    return _plain(dict(row)) if row else None
+
+
+async def list_accounts(res: Resources, model: str | None = None) -> list[dict[str, Any]]:
+    async with res.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM accounts.accounts WHERE $1::text IS NULL OR model = $1 ORDER BY account_id", model
+        )
+    return [_plain(dict(r)) for r in rows]
+
+
+async def register_account(
+    res: Resources,
+    account_id: str,
+    model: str,
+    *,
+    stripe_customer_id: str | None = None,
+    display_name: str | None = None,
+    wait_seconds: float = 5.0,
+) -> dict[str, Any] | None:
+    """Publish the registration and wait for the registry to show it; None if it is not folded in time."""
+    try:
+        event = AccountRegistered(
+            account_id=account_id, model=model, stripe_customer_id=stripe_customer_id, display_name=display_name
+        )
+    except ValidationError as error:
+        raise AccountError(describe(error)) from None
+    existing = await get_account(res, account_id)
+    if existing is not None:
+        raise AccountError(f"account {account_id!r} already exists (model {existing['model']})")
+    await res.publisher.publish(event)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        account = await get_account(res, account_id)
+        if account is not None:
+            return account
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}

@@ -1,0 +1,129 @@
+"""`jobmeter bench keys`: how fast the key check answers, and how long a suspension takes to reach it.
+
+Three numbers, on the real stack, in a sandbox of its own (services.devtools.sandbox):
+- the check in process (the index lookup alone), p50/p99 over many random keys;
+- the check over HTTP (uvicorn on a local port, one keep-alive client), p50/p99;
+- suspension → check: from the signed `invoice.payment_failed` being accepted to the check answering 403
+  (and `invoice.paid` to 200 again), measured by polling the process's own index every millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import statistics
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from events.keys import KeyIssued
+from jobmeter.settings import Settings, get_settings
+from services.devtools.sandbox import sandbox
+from services.http.app import create_app
+from services.keys.commands import key_hash, new_secret
+from services.keys.index import KeyIndex
+from services.platform.serving import serving
+from services.stripe_adapter.fixtures import build_event, encode_event
+from services.stripe_adapter.webhooks import sign
+
+ADMIN_HEADER = "Authorization"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50": cut[49], "p99": cut[98], "max": ordered[-1], "n": len(ordered)}
+
+
+def bench_index(keys: int = 10_000, lookups: int = 100_000) -> dict[str, float]:
+    """The in-process check: microseconds per lookup, over an index of `keys` keys."""
+    from datetime import UTC, datetime
+
+    index = KeyIndex(ready=True)
+    secrets_ = [new_secret() for _ in range(keys)]
+    for n, secret in enumerate(secrets_):
+        index.apply(KeyIssued(account_id=f"acct-{n % 500}", key_id=f"key_{n:x}", prefix=secret[:12],
+                              key_hash=key_hash(secret), issued_at=datetime.now(UTC)))
+    samples = []
+    clock = time.perf_counter_ns
+    for i in range(lookups):
+        secret = secrets_[i % keys] if i % 10 else "jm_live_" + secrets.token_urlsafe(32)  # 10% unknown
+        started = clock()
+        index.check(secret)
+        samples.append((clock() - started) / 1000)
+    return percentiles(samples)
+
+
+async def bench_stack(base: Settings, *, requests: int, rounds: int) -> dict[str, Any]:
+    async with sandbox(base, jobmeter_batch_timeout_ms=20) as settings:
+        app = create_app(settings, consumers=["accounts", "keys", "key-lifecycle"])
+        async with serving(app) as url:
+            admin = {ADMIN_HEADER: f"Bearer {settings.jobmeter_admin_token.get_secret_value()}"}
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                account = await client.post("/v1/accounts", headers=admin, json={
+                    "account_id": "bench", "model": "subscription", "stripe_customer_id": "cus_BENCH"})
+                account.raise_for_status()
+                key = (await client.post("/v1/keys", headers=admin, json={"account_id": "bench"})).json()["key"]
+                index: KeyIndex = app.state.key_index
+                await _until(lambda: _state(index, key) == "active", 10)
+                check = {"Authorization": f"Bearer {key}"}
+                http = []
+                for _ in range(requests):
+                    started = time.perf_counter()
+                    response = await client.get("/v1/keys/check", headers=check)
+                    http.append((time.perf_counter() - started) * 1000)
+                    response.raise_for_status()
+                suspend, restore = [], []
+                secret = settings.stripe_webhook_secret.get_secret_value()
+                for n in range(rounds):
+                    created = int(time.time()) - 2 * (rounds - n)
+                    failed = build_event("invoice.payment_failed", "cus_BENCH", final=True, created=created)
+                    suspend.append(await _post_and_wait(client, index, key, failed, secret, "suspended"))
+                    paid = build_event("invoice.paid", "cus_BENCH", created=created + 1)
+                    restore.append(await _post_and_wait(client, index, key, paid, secret, "active"))
+    return {"http_ms": percentiles(http), "suspension_ms": percentiles(suspend),
+            "restoration_ms": percentiles(restore)}
+
+
+def _state(index: KeyIndex, key: str) -> str | None:
+    found = index.check(key)
+    return found.state if found else None
+
+
+async def _until(condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the key index did not catch up")
+        await asyncio.sleep(0.001)
+
+
+async def _post_and_wait(
+    client: httpx.AsyncClient, index: KeyIndex, key: str, event: dict[str, Any], secret: str, state: str
+) -> float:
+    body = encode_event(event)
+    response = await client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, secret)})
+    response.raise_for_status()
+    accepted = time.perf_counter()
+    await _until(lambda: _state(index, key) == state, 10)
+    return (time.perf_counter() - accepted) * 1000
+
+
+def keys(
+    requests: Annotated[int, typer.Option(help="key checks over HTTP")] = 2000,
+    rounds: Annotated[int, typer.Option(help="suspend/restore round trips")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Key-check latency in process and over HTTP, and how long a suspension takes to reach the check."""
+    result = {"in_process_us": bench_index()}
+    result.update(asyncio.run(bench_stack(get_settings(), requests=requests, rounds=rounds)))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    units = {"in_process_us": "µs", "http_ms": "ms", "suspension_ms": "ms", "restoration_ms": "ms"}
+    for name, stats in result.items():
+        print(f"{name.rsplit('_', 1)[0]:<12} p50 {stats['p50']:8.3f} {units[name]}   p99 {stats['p99']:8.3f} "
+              f"{units[name]}   max {stats['max']:8.3f} {units[name]}   (n={int(stats['n'])})")

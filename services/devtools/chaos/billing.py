@@ -1,0 +1,212 @@
+"""The billing side of a chaos run: subscription and PAYG accounts registered over HTTP before the traffic,
+Stripe's part played for recharges (signed `payment_intent.succeeded` deliveries, each delivered twice), and the
+figures the billing invariants are checked against, read from the meter and PAYG tables and the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from events.billing import MeterUsageReported
+from events.registry import REGISTRY
+from events.topics import Topics
+from jobmeter.settings import Settings
+from projections.log import LogReader
+from services.devtools.chaos.invariants import (
+    Invariant,
+    Recharge,
+    meter_identifiers_distinct,
+    meter_sent_equals_ledger,
+    payg_debits_equal_jobs_times_price,
+    recharges_charged_once,
+)
+from services.devtools.demo.stripe_events import recharge_succeeded
+from services.stripe_adapter.fixtures import encode_event
+from services.stripe_adapter.webhooks import sign
+
+# Low enough that a PAYG account crosses it within seconds of traffic, so recharges happen during the faults.
+PAYG_THRESHOLD_MINOR = 300
+PAYG_RECHARGE_MINOR = 400
+PAYMENT_METHOD = "pm_card_visa"  # stripe-mock accepts it for off-session PaymentIntents
+
+
+def chaos_settings(settings: Settings) -> Settings:
+    """Short meter windows and quick senders, so windows close and are sent within the run; a short lease, so the
+    reports a SIGKILLed sender held are sent again within the bound (the default 5 minutes would outlast it); a
+    price per API."""
+    prices = ",".join(f"{api}={n % 5 + 2}" for n, api in enumerate(settings.jobmeter_apis))
+    return settings.model_copy(update={
+        "jobmeter_meter_window_seconds": 5, "jobmeter_meter_lateness_seconds": 1.0,
+        "jobmeter_meter_poll_seconds": 0.5, "jobmeter_meter_lease_seconds": 15.0,
+        "jobmeter_payg_poll_seconds": 0.5, "jobmeter_payg_prices": prices,
+    })
+
+
+@dataclass
+class Population:
+    """Who the workload bills: subscription accounts by Stripe customer, PAYG accounts, the rest unregistered."""
+
+    customers: dict[str, str] = field(default_factory=dict)  # subscription account → cus_…
+    payg: dict[str, str] = field(default_factory=dict)  # PAYG account → cus_…
+
+    @classmethod
+    def split(cls, accounts: list[str], run: str, subscription: int, payg: int) -> Population:
+        customers = {a: f"cus_chaos{run}s{n}" for n, a in enumerate(accounts[:subscription])}
+        return cls(customers, {a: f"cus_chaos{run}p{n}" for n, a in enumerate(accounts[subscription:][:payg])})
+
+
+async def _admin(client: httpx.AsyncClient, method: str, url: str, token: str, body: dict[str, Any],
+                 ok: tuple[int, ...], *, seconds: float = 60) -> httpx.Response:
+    """Retry until one of the `ok` answers: the registry may not have folded an account yet (404)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            response = await client.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"})
+            if response.status_code in ok:
+                return response
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.TransportError as error:
+            last = str(error)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{method} {url} did not succeed: {last}")
+        await asyncio.sleep(0.3)
+
+
+async def register(client: httpx.AsyncClient, settings: Settings, people: Population) -> None:
+    """Subscription accounts with their Stripe customers; PAYG accounts with a card, a threshold and a recharge."""
+    token = settings.jobmeter_admin_token.get_secret_value()
+    for account, customer in people.customers.items():
+        await _admin(client, "POST", "/v1/accounts", token,
+                     {"account_id": account, "model": "subscription", "stripe_customer_id": customer}, (201, 202))
+    for account, customer in people.payg.items():
+        await _admin(client, "POST", "/v1/accounts", token,
+                     {"account_id": account, "model": "payg", "stripe_customer_id": customer}, (201, 202))
+    for account in people.payg:
+        await _admin(client, "POST", f"/v1/accounts/{account}/payg/config", token,
+                     {"threshold_minor": PAYG_THRESHOLD_MINOR, "recharge_minor": PAYG_RECHARGE_MINOR,
+                      "auto_recharge": True, "payment_method_id": PAYMENT_METHOD}, (202,))
+
+
+@dataclass
+class StripeForRecharges:
+    """Plays Stripe for the recharger's PaymentIntents: once one is made, its `payment_intent.succeeded` is
+    delivered to the webhook bridge, then redelivered (same event id), then sent again as a second event (a new
+    id for the same PaymentIntent) — the engine must credit it once."""
+
+    settings: Settings
+    delivered: set[str] = field(default_factory=set)
+    deliveries: int = 0
+
+    async def run(self, client: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                conn = await asyncpg.connect(self.settings.database_url, timeout=5)
+                try:
+                    rows = await conn.fetch("SELECT * FROM payg.recharges WHERE state = 'requested' "
+                                            "AND payment_intent_id IS NOT NULL")
+                finally:
+                    await conn.close()
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                rows = []  # Postgres is being restarted: look again shortly
+            for row in rows:
+                if row["payment_intent_id"] not in self.delivered:
+                    await self._settle(client, dict(row))
+            await asyncio.sleep(0.5)
+
+    async def _settle(self, client: httpx.AsyncClient, recharge: dict[str, Any]) -> None:
+        first = recharge_succeeded(recharge, recharge["customer_id"])
+        second = {**first, "id": f"evt_chaos{secrets.token_hex(8)}"}
+        for event in (first, first, second):
+            await self._deliver(client, event)
+        self.delivered.add(recharge["payment_intent_id"])
+
+    async def _deliver(self, client: httpx.AsyncClient, event: dict[str, Any]) -> None:
+        """Like Stripe: retry until the bridge answers 200 (it may be down, or answer 503 while Kafka is)."""
+        body = encode_event(event)
+        secret = self.settings.stripe_webhook_secret.get_secret_value()
+        while True:
+            headers = {"Stripe-Signature": sign(body, secret), "Content-Type": "application/json"}
+            try:
+                response = await client.post("/webhooks/stripe", content=body, headers=headers)
+                if response.status_code == 200:
+                    self.deliveries += 1
+                    return
+                if response.status_code < 500:
+                    raise RuntimeError(f"the bridge refused {event['type']}: {response.status_code} {response.text}")
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.5)
+
+
+async def meter_outbox_unsent(settings: Settings) -> int:
+    """`MeterUsageReported` events recorded but not yet relayed to the bus."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM meter.outbox WHERE sent_at IS NULL"))
+    finally:
+        await conn.close()
+
+
+async def announced_meter_usage(settings: Settings) -> list[tuple[str, str, str, int, int]]:
+    """(identifier, customer, window, seq, value) of every `MeterUsageReported` on the billing topic."""
+    rows: list[tuple[str, str, str, int, int]] = []
+    async with LogReader(settings.kafka_bootstrap_servers) as reader:
+        async for batch in reader.read_to_end([Topics(settings.jobmeter_topic_prefix).name("billing")]):
+            for record in batch:
+                _, event = REGISTRY.decode(record.value or b"")
+                if isinstance(event, MeterUsageReported):
+                    rows.append((event.identifier, event.stripe_customer_id, event.window_start.isoformat(),
+                                 event.seq, event.value))
+    return rows
+
+
+async def billing_invariants(settings: Settings, people: Population, prices: dict[str, int],
+                             announced: list[tuple[str, str, str, int, int]] | None = None) -> list[Invariant]:
+    """The meter and PAYG invariants, from the tables as they are now (and the meter usage the bus announced)."""
+    conn = await asyncpg.connect(settings.database_url)
+    # One snapshot for every read: the PAYG fold credits a recharge and marks it succeeded in one transaction,
+    # and reads taken a moment apart would see one without the other.
+    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+    await snapshot.start()
+    try:
+        accounts = [*people.customers, *people.payg]
+        ledger = await conn.fetch(
+            "SELECT account_id, api, sum(jobs)::bigint AS jobs FROM ledger.hourly WHERE channel = 'direct' "
+            "AND account_id = ANY($1) GROUP BY 1, 2", accounts)
+        reports = await conn.fetch("SELECT customer_id, state, sum(value)::bigint AS value FROM meter.reports "
+                                   "GROUP BY 1, 2")
+        sent = await conn.fetch("SELECT identifier, customer_id, window_start, seq, value FROM meter.reports "
+                                "WHERE state = 'sent'")
+        debits = await conn.fetch("SELECT account_id, count(*) AS n, coalesce(sum(-amount_minor), 0)::bigint AS m "
+                                  "FROM payg.movements WHERE kind = 'debit' GROUP BY 1")
+        recharges = await conn.fetch("SELECT recharge_id, account_id, idempotency_key, payment_intent_id, state, "
+                                     "amount_minor FROM payg.recharges")
+        credits = await conn.fetch("SELECT reference, account_id, amount_minor FROM payg.movements "
+                                   "WHERE kind = 'recharge'")
+    finally:
+        await snapshot.rollback()
+        await conn.close()
+    jobs: dict[str, dict[str, int]] = {}
+    for r in ledger:
+        jobs.setdefault(r["account_id"], {})[r["api"]] = int(r["jobs"])
+    ledger_by_customer = {c: sum(jobs.get(a, {}).values()) for a, c in people.customers.items()}
+    sent_value = {r["customer_id"]: int(r["value"]) for r in reports if r["state"] == "sent"}
+    unsent: dict[str, dict[str, int]] = {}
+    for r in reports:
+        if r["state"] != "sent":
+            unsent.setdefault(r["customer_id"], {})[r["state"]] = int(r["value"])
+    return [
+        meter_sent_equals_ledger(ledger_by_customer, sent_value, unsent),
+        meter_identifiers_distinct([(r["identifier"], r["customer_id"], r["window_start"].isoformat(), r["seq"],
+                                     int(r["value"])) for r in sent] + (announced or [])),
+        payg_debits_equal_jobs_times_price({a: jobs.get(a, {}) for a in people.payg}, prices,
+                                           {r["account_id"]: (int(r["n"]), int(r["m"])) for r in debits}),
+        recharges_charged_once([Recharge(**dict(r)) for r in recharges],
+                               [(r["reference"], r["account_id"], int(r["amount_minor"])) for r in credits]),
+    ]

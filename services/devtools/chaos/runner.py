@@ -1,0 +1,247 @@
+"""One chaos scenario: services as child processes, a workload through HTTP ingest, faults on a schedule,
+then the invariants. Every fault is real: SIGKILL of our processes, restarts of the real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from events.publisher import Publisher
+from events.topics import Topics
+from jobmeter.settings import Settings, state_dir
+from projections.payg.rules import parse_prices
+from services.devtools import stack
+from services.devtools.chaos.billing import (
+    Population,
+    StripeForRecharges,
+    announced_meter_usage,
+    billing_invariants,
+    chaos_settings,
+    meter_outbox_unsent,
+    register,
+)
+from services.devtools.chaos.invariants import (
+    Invariant,
+    lag_recovered,
+    ledger_counts_each_acknowledged_job_once,
+    refusals_accounted,
+)
+from services.devtools.chaos.processes import ServiceProcess
+from services.devtools.chaos.readings import count_dead_letters, records_behind
+from services.devtools.chaos.workload import ClientBook, make_batch, post_until_answered
+from services.devtools.sandbox import service_env
+from services.engine.runtime import PROJECTION_SERVICES
+from services.platform.serving import free_port
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ChaosReport:
+    invariants: list[Invariant]
+    faults: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(i.holds for i in self.invariants)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**{i.name: i.as_json() for i in self.invariants}, "ok": self.ok, "faults": self.faults,
+                **self.figures}
+
+
+class Scenario:
+    def __init__(self, settings: Settings, *, seconds: float, accounts: int = 40, batch: int = 100,
+                 bad_ratio: float = 0.1, lag_bound: float = 90.0, billing_bound: float = 90.0, seed: int = 11,
+                 log: Log = print) -> None:
+        self.settings = settings = chaos_settings(settings)
+        self.seconds = seconds
+        self.batch = batch
+        self.bad_ratio = bad_ratio
+        self.lag_bound = lag_bound
+        self.billing_bound = billing_bound
+        self.rng = random.Random(seed)  # noqa: S311 - a workload, not a secret
+        self.log = log
+        self.run = uuid.uuid4().hex[:6]
+        self.accounts = [f"chaos-{self.run}-{i}" for i in range(accounts)]
+        # A quarter bill through Stripe meters, a quarter pay as they go, the rest are direct and unregistered.
+        self.people = Population.split(self.accounts, self.run, accounts // 4, accounts // 4)
+        self.stripe = StripeForRecharges(settings)
+        self.port = free_port()
+        env = service_env(settings)
+        logs = state_dir() / "logs" / f"chaos-{self.run}"
+        self.http = ServiceProcess("http", ["http", "--port", str(self.port)], env, logs)
+        self.consumers = [ServiceProcess(name, [name], env, logs) for name in PROJECTION_SERVICES]
+        self.book = ClientBook()
+        self.faults: list[str] = []
+        self.garbage = 0
+        self.announced = 0
+        self.unrelayed = 0
+
+    async def run_scenario(self) -> ChaosReport:
+        for process in (self.http, *self.consumers):
+            process.start()
+        supervisor = asyncio.create_task(self._supervise())
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10) as client:
+                await self._wait_http(client)
+                await register(client, self.settings, self.people)
+                stripe = asyncio.create_task(self.stripe.run(client))
+                try:
+                    await self._inject_garbage()
+                    traffic = asyncio.create_task(self._traffic(client))
+                    await self._faults()
+                    await traffic
+                    started = time.monotonic()
+                    caught_up = await self._wait_caught_up()
+                    lag = time.monotonic() - started if caught_up else None
+                    started = time.monotonic()
+                    billing = await self._wait_billed()
+                    settled = round(time.monotonic() - started, 1)
+                finally:
+                    stripe.cancel()
+            return ChaosReport([*await self._invariants(lag), *billing], self.faults, self._figures(settled))
+        finally:
+            supervisor.cancel()
+            for process in self._all():
+                process.stop()
+
+    async def _supervise(self) -> None:
+        """Like docker-compose's `restart: unless-stopped`: a service that exits on its own (e.g. Postgres was
+        restarting while it started) is started again; how often is in the figures (`exits`)."""
+        while True:
+            await asyncio.sleep(1)
+            for process in self._all():
+                if process.revive():
+                    self.log(f"{process.name} exited on its own; started again")
+
+    def _figures(self, settled: float) -> dict[str, Any]:
+        people = self.people
+        return {"retries": self.book.retries, "kills": {p.name: p.kills for p in self._all()},
+                "exits": {p.name: p.exits for p in self._all() if p.exits},
+                "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
+                "webhook_deliveries": self.stripe.deliveries, "meter_usage_reported_on_bus": self.announced,
+                "meter_outbox_unrelayed": self.unrelayed,
+                "accounts": {"subscription": len(people.customers), "payg": len(people.payg),
+                             "unregistered": len(self.accounts) - len(people.customers) - len(people.payg)}}
+
+    def _all(self) -> list[ServiceProcess]:
+        return [self.http, *self.consumers]
+
+    async def _wait_http(self, client: httpx.AsyncClient) -> None:
+        for _ in range(300):
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the HTTP app did not come up; see its log in .jobmeter/logs")
+
+    async def _traffic(self, client: httpx.AsyncClient) -> None:
+        token = self.settings.jobmeter_ingest_token.get_secret_value()
+        deadline = time.monotonic() + self.seconds
+        serial = 0
+        while time.monotonic() < deadline:
+            batch = make_batch(self.rng, self.accounts, self.settings.jobmeter_apis, serial, size=self.batch,
+                               bad_ratio=self.bad_ratio, run=self.run, spread_seconds=20)
+            self.book.bad_sent += sum(1 for item in batch if _is_bad(item, self.settings.jobmeter_apis))
+            await post_until_answered(client, batch, token, self.book)
+            serial += 1
+
+    async def _inject_garbage(self) -> None:
+        """Bytes on the job topic that no consumer can read: each must reach the dead-letter topic."""
+        topics = Topics(self.settings.jobmeter_topic_prefix)
+        async with Publisher(self.settings.kafka_bootstrap_servers, producer="chaos", topics=topics) as publisher:
+            for n in range(5):
+                await publisher.send_raw(topics.jobs, f"garbage-{n}".encode(), b"\x00not json at all")
+        self.garbage = 5
+
+    async def _faults(self) -> None:
+        """Faults spread over the run: each consumer, the HTTP app, Kafka, Postgres, stripe-mock."""
+        actions: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            *[(f"SIGKILL {p.name}", self._bounce(p)) for p in self.consumers],
+            ("SIGKILL http", self._bounce(self.http)),
+            ("restart kafka", self._restart_server("kafka")),
+            ("restart postgres", self._restart_server("postgres")),
+            ("stripe-mock down", self._stripe_down),
+        ]
+        self.rng.shuffle(actions)
+        gap = self.seconds / (len(actions) + 1)
+        for name, action in actions:
+            await asyncio.sleep(gap * self.rng.uniform(0.6, 1.0))
+            self.log(f"fault: {name}")
+            await action()
+            self.faults.append(name)
+
+    def _bounce(self, process: ServiceProcess) -> Callable[[], Awaitable[None]]:
+        async def bounce() -> None:
+            process.kill()
+            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+            process.start()
+
+        return bounce
+
+    def _restart_server(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def restart() -> None:
+            await asyncio.to_thread(stack.restart, name)
+
+        return restart
+
+    async def _stripe_down(self) -> None:
+        await asyncio.to_thread(stack.kill, "stripe-mock")
+        await asyncio.sleep(3)
+        await asyncio.to_thread(stack.restart, "stripe-mock")
+
+    async def _wait_billed(self) -> list[Invariant]:
+        """The billing invariants, once they hold or the bound runs out: the last windows must close and be sent,
+        and the last recharges be settled, after the faults."""
+        prices = parse_prices(self.settings.jobmeter_payg_prices)
+        deadline = time.monotonic() + self.billing_bound
+        while True:
+            found = await billing_invariants(self.settings, self.people, prices)
+            if all(i.holds for i in found) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        announced = await announced_meter_usage(self.settings)
+        self.announced = len(announced)
+        self.unrelayed = await meter_outbox_unsent(self.settings)
+        return await billing_invariants(self.settings, self.people, prices, announced)
+
+    async def _wait_caught_up(self) -> bool:
+        """True once every projection's stored positions reach the end of its topics."""
+        deadline = time.monotonic() + self.lag_bound
+        while time.monotonic() < deadline:
+            if await records_behind(self.settings) == 0:
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    async def _invariants(self, lag: float | None) -> list[Invariant]:
+        topics = Topics(self.settings.jobmeter_topic_prefix)
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            distinct = await conn.fetchval("SELECT count(*) FROM ledger.jobs")
+            total = await conn.fetchval("SELECT coalesce(sum(jobs), 0) FROM ledger.hourly")
+        finally:
+            await conn.close()
+        dead = await count_dead_letters(self.settings, topics.deadletters, "usage-ledger")
+        return [
+            ledger_counts_each_acknowledged_job_once(len(self.book.acknowledged), distinct, int(total)),
+            refusals_accounted(self.book.bad_sent, self.book.refused, self.garbage, dead),
+            lag_recovered(lag, self.lag_bound, [p.name for p in self._all() if not p.alive]),
+        ]
+
+
+def _is_bad(item: dict[str, Any], apis: tuple[str, ...]) -> bool:
+    return (item["api"] not in apis or item["completed_at"] == "yesterday" or item["channel"] not in
+            ("direct", "rapidapi") or item["job_id"] == "" or item["mode"] not in ("sync", "async"))

@@ -1,0 +1,124 @@
+"""API-key commands and reads. Keys are facts on the bus (`keys` topic), folded by the key store.
+
+A secret is `jm_live_` + 32 random bytes (URL-safe); only its sha256 and a short visible prefix are kept
+anywhere, so it is shown once, to whoever created it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from events.keys import KeyIssued, KeyRevoked
+from services.platform.resources import Resources
+
+SECRET_PREFIX = "jm_live_"  # noqa: S105 - the marker every key starts with, not a secret
+VISIBLE_CHARS = len(SECRET_PREFIX) + 4
+
+
+class KeyCommandError(LookupError):
+    """A key command that cannot be done as asked (unknown account or key, key already revoked)."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: str  # the secret: shown once, never stored
+    key_id: str
+    prefix: str
+    account_id: str
+    folded: bool  # False when the key store had not applied it within the wait (it will)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"key": self.key, "key_id": self.key_id, "prefix": self.prefix, "account_id": self.account_id,
+                "state": "active" if self.folded else "issuing"}
+
+
+def key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_key(res: Resources, account_id: str, *, wait_seconds: float = 5.0) -> NewKey:
+    async with res.pool.acquire() as conn:
+        exists = await conn.fetchval("SELECT 1 FROM accounts.accounts WHERE account_id = $1", account_id)
+    if not exists:
+        raise KeyCommandError(f"no account {account_id!r}")
+    secret = new_secret()
+    event = KeyIssued(
+        account_id=account_id, key_id=f"key_{secrets.token_hex(8)}", prefix=secret[:VISIBLE_CHARS],
+        key_hash=key_hash(secret), issued_at=datetime.now(UTC),
+    )
+    await res.publisher.publish(event)
+    folded = await _wait_for(res, event.key_id, "active", wait_seconds)
+    return NewKey(secret, event.key_id, event.prefix, account_id, folded)
+
+
+async def revoke_key(res: Resources, key_id: str, reason: str = "revoked by an operator",
+                     *, wait_seconds: float = 5.0) -> dict[str, Any]:
+    key = await get_key(res, key_id)
+    if key is None:
+        raise KeyCommandError(f"no key {key_id!r}")
+    if key["state"] == "revoked":
+        raise KeyCommandError(f"key {key_id} is already revoked")
+    await res.publisher.publish(
+        KeyRevoked(account_id=key["account_id"], key_id=key_id, reason=reason, revoked_at=datetime.now(UTC))
+    )
+    await _wait_for(res, key_id, "revoked", wait_seconds)
+    return await get_key(res, key_id) or key
+
+
+async def rotate_key(res: Resources, key_id: str) -> tuple[NewKey, dict[str, Any]]:
+    """Issue a new key for the same account, then revoke the old one."""
+    old = await get_key(res, key_id)
+    if old is None:
+        raise KeyCommandError(f"no key {key_id!r}")
+    if old["state"] == "revoked":
+        raise KeyCommandError(f"key {key_id} is revoked; create a new one instead")
+    new = await create_key(res, old["account_id"])
+    revoked = await revoke_key(res, key_id, f"rotated to {new.key_id}")
+    return new, revoked
+
+
+async def get_key(res: Resources, key_id: str) -> dict[str, Any] | None:
+    async with res.pool.acquire() as conn:
+        row = await conn.fetchrow(f"{LIST_KEYS} WHERE k.key_id = $1", key_id)
+    return _plain(dict(row)) if row else None
+
+
+async def list_keys(res: Resources, account_id: str | None = None) -> list[dict[str, Any]]:
+    async with res.pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"{LIST_KEYS} WHERE $1::text IS NULL OR k.account_id = $1 ORDER BY k.account_id, k.issued_at", account_id
+        )
+    return [_plain(dict(r)) for r in rows]
+
+
+LIST_KEYS = """
+SELECT k.key_id, k.account_id, k.prefix, k.state, coalesce(s.suspended, false) AS suspended,
+       CASE WHEN s.suspended THEN s.reason END AS suspended_reason, k.issued_at, k.revoked_at, k.revoke_reason
+FROM keys.keys AS k LEFT JOIN keys.suspensions AS s USING (account_id)
+"""
+
+
+async def _wait_for(res: Resources, key_id: str, state: str, wait_seconds: float) -> bool:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        async with res.pool.acquire() as conn:
+            found = await conn.fetchval("SELECT state FROM keys.keys WHERE key_id = $1", key_id)
+        if found == state:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}

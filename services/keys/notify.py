@@ -1,0 +1,88 @@
+"""Telling customers their keys were suspended or restored: the notifier worker (mail goes out through
+`services.platform.mail`).
+
+The key lifecycle writes a notification row in the transaction that decided the change; this worker sends
+it and marks it sent only after the send succeeded (a crash in between sends it again, with the same
+Message-ID, so a mail system can drop the copy). SMTP runs in a thread (stdlib smtplib); without
+JOBMETER_SMTP_URL the messages go to the log instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.message import EmailMessage
+
+import asyncpg
+import structlog
+
+from projections.db import transaction
+from services.platform.mail import Mailer, mailer_for
+from services.platform.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+SUBJECTS = {
+    "suspended": "Your API keys are suspended: payment failed",
+    "restored": "Your API keys work again",
+}
+
+
+def compose(row: asyncpg.Record, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    # Without a customer address on file the notice goes to the billing inbox, so a person can pass it on.
+    message["To"] = row["recipient"] or sender
+    message["Subject"] = SUBJECTS[row["kind"]]
+    message["Message-ID"] = f"<{row['notification_id']}@jobmeter>"
+    if row["kind"] == "suspended":
+        text = (f"The API keys of account {row['account_id']} are suspended.\n\nReason: {row['reason']}.\n\n"
+                "Pay the open invoice and they work again within a minute.\n")
+    else:
+        text = f"The API keys of account {row['account_id']} work again.\n\nReason: {row['reason']}.\n"
+    message.set_content(text)
+    return message
+
+
+async def notify_once(
+    pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, *, limit: int = 20
+) -> tuple[int, int]:
+    """Send up to `limit` unsent notifications, oldest first; returns how many were sent and how many failed."""
+    sent = failed = 0
+    async with transaction(pool, schema) as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM notifications WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit
+        )
+        for row in rows:
+            try:
+                await mailer.send(compose(row, sender))
+            except (OSError, smtplib.SMTPException) as error:
+                log.warning("notification not sent, will retry", notification_id=str(row["notification_id"]),
+                            error=str(error))
+                await conn.execute(
+                    "UPDATE notifications SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                    row["id"], str(error)[:500],
+                )
+                failed += 1
+                continue
+            await conn.execute(
+                "UPDATE notifications SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                row["id"],
+            )
+            sent += 1
+    return sent, failed
+
+
+async def run_notifier(res: Resources, schema: str, *, idle_seconds: float = 0.2) -> None:
+    """Send notifications until cancelled; back off while mail or Postgres is unreachable."""
+    mailer = mailer_for(res.settings)
+    delay = idle_seconds
+    while True:
+        try:
+            sent, failed = await notify_once(res.pool, schema, mailer, res.settings.jobmeter_notify_from)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("notifier failed, retrying", error=str(error))
+            sent, failed = 0, 1
+        delay = min(delay * 2, 30.0) if failed else idle_seconds
+        if failed or not sent:
+            await asyncio.sleep(delay)

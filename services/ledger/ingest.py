@@ -1,0 +1,143 @@
+"""Job ingestion: validate each item, publish the new ones, answer only after Kafka has them.
+
+Duplicates are recognised by (api, job_id). The receipt that marks a job as seen is written *after* Kafka
+acknowledged it, never before: a receipt claimed first would turn a failed publish into a lost job.
+Two racing copies of a new job may both be published; the ledger counts it once either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from events.jobs import JobCompleted
+from jobmeter import metrics
+from projections.db import transaction
+from services.platform.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int
+    errors: list[dict[str, str]]
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+    unknown_accounts: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": [{"index": e.index, "errors": e.errors} for e in self.errors],
+            "unknown_accounts": self.unknown_accounts,
+        }
+
+
+def validate_item(item: Any, apis: tuple[str, ...], now: datetime) -> JobCompleted | list[dict[str, str]]:
+    """The item as a JobCompleted, or the reasons it is not one (field and message, for a person)."""
+    if not isinstance(item, dict):
+        return [{"field": "(item)", "message": f"expected a JSON object, got {type(item).__name__}"}]
+    try:
+        job = JobCompleted.model_validate(item, context={"apis": apis})
+    except ValidationError as error:
+        return [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(item)", "message": e["msg"]}
+            for e in error.errors(include_url=False)
+        ]
+    if job.completed_at > now + MAX_CLOCK_SKEW:
+        return [{"field": "completed_at", "message": "is more than 5 minutes in the future"}]
+    return job
+
+
+def split_batch(
+    items: list[Any], apis: tuple[str, ...], now: datetime | None = None
+) -> tuple[list[JobCompleted], int, list[ItemError]]:
+    """Pure part of ingest: valid jobs (first copy of each), copies within the batch, per-item errors."""
+    now = now or datetime.now(UTC)
+    jobs: dict[tuple[str, str], JobCompleted] = {}
+    repeats = 0
+    errors: list[ItemError] = []
+    for index, item in enumerate(items):
+        outcome = validate_item(item, apis, now)
+        if isinstance(outcome, list):
+            errors.append(ItemError(index, outcome))
+        elif (outcome.api, outcome.job_id) in jobs:
+            repeats += 1
+        else:
+            jobs[(outcome.api, outcome.job_id)] = outcome
+    return list(jobs.values()), repeats, errors
+
+
+async def ingest(items: list[Any], res: Resources, *, path: str = "http") -> IngestResult:
+    jobs, repeats, errors = split_batch(items, res.settings.jobmeter_apis)
+    result = IngestResult(duplicates=repeats, errors=errors)
+    if jobs:
+        seen = await _already_received(res, jobs)
+        new = [j for j in jobs if (j.api, j.job_id) not in seen]
+        result.duplicates += len(jobs) - len(new)
+        if new:
+            # A Kafka that does not answer must not hold the client forever: TimeoutError becomes a 503.
+            async with asyncio.timeout(res.settings.jobmeter_ingest_publish_timeout_seconds):
+                await res.publisher.publish_many(new)
+            claimed = await _record_receipts(res, new)
+            result.accepted = claimed
+            result.duplicates += len(new) - claimed
+        result.unknown_accounts = await _unknown_accounts(res, {j.account_id for j in jobs})
+    metrics.INGESTED.labels(path, "accepted").inc(result.accepted)
+    metrics.INGESTED.labels(path, "duplicate").inc(result.duplicates)
+    metrics.INGESTED.labels(path, "rejected").inc(result.rejected)
+    if result.unknown_accounts:
+        log.info("jobs for unknown accounts accepted", accounts=result.unknown_accounts[:20])
+    return result
+
+
+async def _already_received(res: Resources, jobs: list[JobCompleted]) -> set[tuple[str, str]]:
+    async with res.pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT api, job_id FROM ingest.receipts
+               WHERE (api, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+            [j.api for j in jobs],
+            [j.job_id for j in jobs],
+        )
+    return {(r["api"], r["job_id"]) for r in rows}
+
+
+async def _record_receipts(res: Resources, jobs: list[JobCompleted]) -> int:
+    """Mark jobs as received; returns how many were new (a racing copy may have claimed some first)."""
+    async with transaction(res.pool) as conn:
+        rows = await conn.fetch(
+            """INSERT INTO ingest.receipts (api, job_id, account_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+               ON CONFLICT DO NOTHING RETURNING 1""",
+            [j.api for j in jobs],
+            [j.job_id for j in jobs],
+            [j.account_id for j in jobs],
+        )
+    return len(rows)
+
+
+async def _unknown_accounts(res: Resources, account_ids: set[str]) -> list[str]:
+    async with res.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT account_id FROM accounts.accounts WHERE account_id = ANY($1::text[])", list(account_ids)
+        )
+    return sorted(account_ids - {r["account_id"] for r in rows})

@@ -1,0 +1,136 @@
+"""The Stripe webhook bridge: verify a delivery, put its event on the `stripe` topic once, keep it in the log.
+
+The log row that marks an event id as received is written only *after* Kafka acknowledged the event, inside a
+transaction that holds a per-event advisory lock: a failed publish claims nothing (Stripe retries, and the
+retry is published), and two racing copies of one delivery publish it once between them. If the log write
+fails after the publish, the retry publishes it again under the same envelope event id (natural, from the
+Stripe id): readers must fold a repeat as nothing, as the key lifecycle does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from pydantic import ValidationError
+
+from events.codec import describe
+from events.stripe import StripeEventReceived
+from projections.db import transaction
+from services.platform.resources import Resources
+
+SIGNATURE_SCHEME = "v1"
+
+
+class WebhookRefused(ValueError):
+    """A delivery we will not accept; the reason goes back to the sender with a 400."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    stripe_event_id: str
+    duplicate: bool
+
+
+def sign(body: bytes | str, secret: str, *, timestamp: int | None = None) -> str:
+    """The `Stripe-Signature` header Stripe would send: `t=<unix>,v1=HMAC-SHA256(secret, "<t>.<body>")`."""
+    text = body.decode() if isinstance(body, bytes) else body
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.{text}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},{SIGNATURE_SCHEME}={mac}"
+
+
+def verify(body: bytes, header: str | None, secret: str, tolerance_seconds: int) -> None:
+    """Raise WebhookRefused unless `header` signs `body` with `secret` within the tolerance (constant-time)."""
+    if not header:
+        raise WebhookRefused("missing Stripe-Signature header")
+    try:
+        stripe.WebhookSignature.verify_header(body, header, secret, tolerance_seconds)
+    except stripe.SignatureVerificationError as error:
+        raise WebhookRefused(f"bad signature: {error.user_message or error}") from None
+    except UnicodeDecodeError:
+        raise WebhookRefused("body is not UTF-8") from None
+    # Stripe's check only looks back; a timestamp far ahead is as suspect as a stale one.
+    # Read the timestamp as Stripe's own check just did (it raised otherwise).
+    signed_at = int([i.split("=", 2)[1] for i in header.split(",") if i.split("=", 2)[0] == "t"][0])
+    if signed_at > time.time() + tolerance_seconds:
+        raise WebhookRefused(f"bad signature: timestamp {signed_at} is in the future")
+
+
+def parse(body: bytes) -> StripeEventReceived:
+    """The verified body as our event (without the account, resolved later); WebhookRefused if it is not one."""
+    try:
+        raw: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WebhookRefused(f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise WebhookRefused("malformed JSON: nested too deeply") from None
+    if not isinstance(raw, dict) or raw.get("object") != "event":
+        raise WebhookRefused("not a Stripe event (expected an object with \"object\": \"event\")")
+    data = raw.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise WebhookRefused("data.object: missing or not an object")
+    created = raw.get("created")
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created < 2**37:
+        raise WebhookRefused("created: expected a unix timestamp")
+    try:
+        return StripeEventReceived(
+            stripe_event_id=raw.get("id"),
+            type=raw.get("type"),
+            created=datetime.fromtimestamp(created, UTC),
+            customer_id=customer_of(obj),
+            livemode=raw.get("livemode", False),
+            data_object=obj,
+        )
+    except ValidationError as error:
+        raise WebhookRefused(f"invalid event: {describe(error)}") from None
+
+
+def customer_of(obj: dict[str, Any]) -> Any:
+    """The customer an object belongs to: its `customer` (an id, or an expanded object), or itself."""
+    if obj.get("object") == "customer":
+        return obj.get("id")
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        if "id" not in customer:
+            raise WebhookRefused("data.object.customer: an expanded customer without an id")
+        return customer["id"]
+    return customer
+
+
+async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
+    """Verify, parse, publish once, log. Returns after Kafka has the event (or had it before)."""
+    settings = res.settings
+    verify(body, header, settings.stripe_webhook_secret.get_secret_value(), settings.stripe_webhook_tolerance_seconds)
+    event = parse(body)
+    async with transaction(res.pool, "webhooks") as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('stripe-webhook:' || $1))", event.stripe_event_id)
+        seen = await conn.fetchval("SELECT 1 FROM log WHERE stripe_event_id = $1", event.stripe_event_id)
+        if seen:
+            await conn.execute(
+                "UPDATE log SET deliveries = deliveries + 1 WHERE stripe_event_id = $1", event.stripe_event_id
+            )
+            return Receipt(event.stripe_event_id, duplicate=True)
+        if event.customer_id is not None:
+            account = await conn.fetchval(
+                "SELECT account_id FROM accounts.accounts WHERE stripe_customer_id = $1", event.customer_id
+            )
+            event = event.model_copy(update={"account_id": account})
+        # Past the timeout, answer 503 and let Stripe retry rather than hold a connection (and the event's lock);
+        # a send that completes late is published again on the retry: same event id, folded once.
+        await asyncio.wait_for(res.publisher.publish(event), settings.stripe_webhook_publish_timeout_seconds)
+        await conn.execute(
+            """INSERT INTO log (stripe_event_id, type, customer_id, account_id, created, livemode, body)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            event.stripe_event_id, event.type, event.customer_id, event.account_id, event.created,
+            event.livemode, body.decode(),
+        )
+    return Receipt(event.stripe_event_id, duplicate=False)
