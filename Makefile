@@ -19,7 +19,7 @@ stack: install
 
 test: stack
 	$(BIN)/ruff check .
-	$(BIN)/mypy events projections jobmeter
+	$(BIN)/mypy events projections jobmeter services tests
 	$(BIN)/pytest -q
 
 unit: install
@@ -27,7 +27,7 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy events projections jobmeter
+	$(BIN)/mypy events projections jobmeter services tests
 
 demo: stack
 	$(BIN)/jobmeter demo

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from projections.accounts.projection import AccountRegistry
-from projections.keys.lifecycle import KeyLifecycle
-from projections.keys.store import KeyStore
+from projections.key_lifecycle.projection import KeyLifecycle
+from projections.keys.projection import KeyStore
 from projections.ledger.projection import UsageLedger
 from projections.meter.projection import MeterReporter
 from projections.normalizer.projection import LegacyNormaliser
@@ -29,8 +29,14 @@ PROJECTIONS: dict[str, Projection] = {
 }
 
 
+# The names the ledger and the meter reporter had before each projection was named after its consumer
+# (`jobmeter run ledger`); still accepted wherever an operator types a projection's name.
+ALIASES: dict[str, str] = {"usage-ledger": "ledger", "stripe-meter": "meter"}
+
+
 def get(name: str) -> Projection:
+    """The projection called `name` (or by one of its former names); KeyError saying which exist otherwise."""
     try:
-        return PROJECTIONS[name]
+        return PROJECTIONS[ALIASES.get(name, name)]
     except KeyError:
         raise KeyError(f"no projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}") from None

@@ -31,3 +31,14 @@ async def transaction(pool: asyncpg.Pool, schema: str | None = None) -> AsyncIte
         if schema is not None:
             await conn.execute(f"SET LOCAL search_path TO {quote_schema(schema)}, public")
         yield conn
+
+
+async def has_table(conn: asyncpg.Connection, qualified: str) -> bool:
+    """Whether `schema.table` exists here: a deployment (or a test database) may run without some areas."""
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified))
+
+
+async def ping(pool: asyncpg.Pool, timeout: float) -> None:
+    """Return once Postgres answers a query, or raise why it did not within `timeout` seconds."""
+    async with pool.acquire(timeout=timeout) as conn:
+        await conn.fetchval("SELECT 1")

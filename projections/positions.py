@@ -11,6 +11,8 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 
+from projections.db import has_table, quote_schema
+
 Partition = tuple[str, int]
 
 
@@ -89,3 +91,15 @@ async def advance(conn: asyncpg.Connection, offsets: dict[Partition, int]) -> No
 async def read_all(conn: asyncpg.Connection) -> dict[Partition, int]:
     rows = await conn.fetch("SELECT topic, partition, next_offset FROM positions")
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+# What the console shows
+
+
+async def folded(conn: asyncpg.Connection, schema: str) -> int | None:
+    """How many records the projection in `schema` has folded (the sum of its next offsets); None when that schema
+    has no positions table here."""
+    table = f"{quote_schema(schema)}.positions"
+    if not await has_table(conn, table):
+        return None
+    return int(await conn.fetchval(f"SELECT coalesce(sum(next_offset), 0) FROM {table}"))  # noqa: S608

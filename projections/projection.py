@@ -17,7 +17,7 @@ from projections.records import Recorded
 class Projection(ABC):
     """A read model folded from one or more topics into the tables of its own Postgres schema."""
 
-    name: ClassVar[str]  # how operators name it: `jobmeter replay usage-ledger`
+    name: ClassVar[str]  # how operators name it: `jobmeter replay ledger`
     schema: ClassVar[str]  # its live Postgres schema; replay builds `<schema>__rebuild`
     topics: ClassVar[tuple[str, ...]]  # logical topic names (events.topics)
     migrations: ClassVar[Path]

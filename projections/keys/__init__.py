@@ -1,1 +1,2 @@
-"""API keys: the key store (folded from the `keys` topic) and the key lifecycle (Stripe dunning → key events)."""
+"""API keys: the key store, folded from the `keys` topic (the key lifecycle, which suspends and restores keys
+on Stripe's dunning events, is `projections.key_lifecycle`)."""

@@ -1,20 +1,10 @@
-"""The key store: keys and account suspensions, folded from the `keys` topic.
-
-Per-account order holds on the topic (keyed by account), and the fold is idempotent besides: an issue is
-recorded once, a revocation is final, and a suspension or restoration only replaces an older decision.
-"""
+"""Writes to the key store's tables (`keys`, `suspensions`): only its fold calls them, on its own schema."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from datetime import datetime
 
 import asyncpg
-
-from events.envelope import Event
-from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended
-from projections.projection import Projection
-from projections.records import Recorded
 
 UPSERT_SUSPENSION = """
 INSERT INTO suspensions (account_id, suspended, reason, cause, effective_at, sequence)
@@ -26,31 +16,29 @@ WHERE suspensions.sequence < EXCLUDED.sequence
 """
 
 
-class KeyStore(Projection):
-    name = "keys"
-    schema = "keys"
-    topics = ("keys",)
-    migrations = Path(__file__).parent / "store_migrations"
-    tables = ("keys", "suspensions")
+async def issue(
+    conn: asyncpg.Connection, key_id: str, account_id: str, prefix: str, key_hash: str, issued_at: datetime
+) -> None:
+    """Record an issued key, active; issuing the same key id again changes nothing."""
+    await conn.execute(
+        """INSERT INTO keys (key_id, account_id, prefix, key_hash, state, issued_at)
+           VALUES ($1, $2, $3, $4, 'active', $5) ON CONFLICT (key_id) DO NOTHING""",
+        key_id, account_id, prefix, key_hash, issued_at,
+    )
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
-        # Key changes are rare; folding in log order keeps issue-then-revoke straightforward.
-        for item in events:
-            event = item.event
-            if isinstance(event, KeyIssued):
-                await conn.execute(
-                    """INSERT INTO keys (key_id, account_id, prefix, key_hash, state, issued_at)
-                       VALUES ($1, $2, $3, $4, 'active', $5) ON CONFLICT (key_id) DO NOTHING""",
-                    event.key_id, event.account_id, event.prefix, event.key_hash, event.issued_at,
-                )
-            elif isinstance(event, KeyRevoked):
-                await conn.execute(
-                    """UPDATE keys SET state = 'revoked', revoked_at = $2, revoke_reason = $3
-                       WHERE key_id = $1 AND state = 'active'""",
-                    event.key_id, event.revoked_at, event.reason,
-                )
-            elif isinstance(event, KeySuspended | KeyRestored):
-                await conn.execute(
-                    UPSERT_SUSPENSION, event.account_id, isinstance(event, KeySuspended), event.reason,
-                    event.cause, event.effective_at, event.sequence,
-                )
+
+async def revoke(conn: asyncpg.Connection, key_id: str, revoked_at: datetime, reason: str) -> None:
+    """Revoke an active key; a revocation is final, so a revoked key keeps its first revocation."""
+    await conn.execute(
+        """UPDATE keys SET state = 'revoked', revoked_at = $2, revoke_reason = $3
+           WHERE key_id = $1 AND state = 'active'""",
+        key_id, revoked_at, reason,
+    )
+
+
+async def decide_suspension(
+    conn: asyncpg.Connection, account_id: str, suspended: bool, reason: str, cause: str, effective_at: datetime,
+    sequence: int,
+) -> None:
+    """Set the account's suspension decision unless a decision with a higher or equal sequence is already kept."""
+    await conn.execute(UPSERT_SUSPENSION, account_id, suspended, reason, cause, effective_at, sequence)

@@ -54,7 +54,7 @@ def job_rows(events: Sequence[Recorded[Event]]) -> list[Any]:
 
 
 class UsageLedger(Projection):
-    name = "usage-ledger"
+    name = "ledger"
     schema = "ledger"
     topics = ("jobs",)
     migrations = Path(__file__).parent / "migrations"

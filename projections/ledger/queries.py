@@ -96,3 +96,62 @@ async def late_jobs(conn: asyncpg.Connection, start: datetime, end: datetime, af
         start, end, after,
     )
     return [dict(r) for r in rows]
+
+
+# What the console shows
+
+
+async def daily_jobs(conn: asyncpg.Connection, account_id: str, since: datetime) -> list[asyncpg.Record]:
+    """The account's jobs per UTC day and API surface (day, api, jobs), from the hour `since` on."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT (date_trunc('day', hour, 'UTC') AT TIME ZONE 'UTC')::date AS day, api, sum(jobs)::bigint AS jobs
+           FROM ledger.hourly WHERE account_id = $1 AND hour >= $2 GROUP BY 1, 2""",
+        account_id, since,
+    )
+    return rows
+
+
+async def total_jobs(conn: asyncpg.Connection) -> int:
+    """Every job the ledger has counted, all accounts and hours."""
+    return int(await conn.fetchval("SELECT coalesce(sum(jobs), 0)::bigint FROM ledger.hourly"))
+
+
+async def job_count(conn: asyncpg.Connection, logged_after: datetime | None = None) -> int:
+    """Distinct jobs in the ledger (those that reached the log after `logged_after`, when given)."""
+    return int(await conn.fetchval(
+        "SELECT count(*)::bigint FROM ledger.jobs WHERE $1::timestamptz IS NULL OR logged_at > $1", logged_after
+    ))
+
+
+# What the developer tools read (the demo's report, the chaos run's invariants)
+
+
+async def jobs_by_api_and_channel(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every job counted, per API surface and channel (api, channel, jobs), in that order."""
+    rows = await conn.fetch(
+        "SELECT api, channel, sum(jobs)::bigint AS jobs FROM ledger.hourly GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    return [dict(r) for r in rows]
+
+
+async def direct_jobs(conn: asyncpg.Connection, account_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Jobs these accounts ran on the direct channel, per account and API surface."""
+    rows = await conn.fetch(
+        """SELECT account_id, api, sum(jobs)::bigint AS jobs FROM ledger.hourly
+           WHERE channel = 'direct' AND account_id = ANY($1) GROUP BY 1, 2""",
+        account_ids,
+    )
+    jobs: dict[str, dict[str, int]] = {}
+    for r in rows:
+        jobs.setdefault(r["account_id"], {})[r["api"]] = int(r["jobs"])
+    return jobs
+
+
+async def jobs_per_channel(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """Jobs completed in [start, end), per account and channel (rows of account_id, channel, jobs)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT account_id, channel, sum(jobs)::bigint AS jobs FROM ledger.hourly
+           WHERE hour >= $1 AND hour < $2 GROUP BY 1, 2""",
+        start, end,
+    )
+    return rows

@@ -88,7 +88,7 @@ async def count_jobs(
 
 
 class MeterReporter(Projection):
-    name = "stripe-meter"
+    name = "meter"
     not_swappable = (
         "its `reports` table is what Stripe was sent; a rebuild has every window pending again, so the "
         "sender would report them anew (Stripe dedupes meter identifiers for a limited time only, and a rebuild "

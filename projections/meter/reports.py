@@ -16,7 +16,7 @@ import asyncpg
 from events.billing import MeterUsageReported, MeterUsageUnreportable
 from projections.outbox import emit
 
-PRODUCER = "stripe-meter"
+PRODUCER = "meter"
 Unreportable = Literal["expired", "rejected"]
 
 CLAIM_DUE = """

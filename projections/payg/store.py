@@ -1,4 +1,6 @@
-"""The PAYG tables as the fold writes them: balances, movements (the dedupe of every debit and credit), recharges.
+"""The PAYG tables as the fold writes them: balances, movements (the dedupe of every debit and credit), and the
+jobs and top-ups parked until their account is registered. (`recharges`, `card_captures` and `notifications`, the
+tables the fold shares with its workers, are written in `projections.payg.recharge_store`.)
 
 Every function runs inside the fold's transaction, on the `payg` schema (or its replay shadow).
 """
@@ -171,19 +173,6 @@ async def set_customer_if_missing(conn: asyncpg.Connection, account_id: str, cus
         )
 
 
-async def recharge_accounts(conn: asyncpg.Connection, recharge_ids: Sequence[str]) -> list[str]:
-    if not recharge_ids:
-        return []
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT DISTINCT account_id FROM recharges WHERE recharge_id = ANY($1::text[])", list(recharge_ids)
-    )
-    return [r["account_id"] for r in rows]
-
-
-async def recharge(conn: asyncpg.Connection, recharge_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM recharges WHERE recharge_id = $1 FOR UPDATE", recharge_id)
-
-
 async def balances_for_rules(conn: asyncpg.Connection, account_ids: Iterable[str]) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT b.*, EXISTS (SELECT 1 FROM recharges r WHERE r.account_id = b.account_id
@@ -200,26 +189,14 @@ async def has_card(conn: asyncpg.Connection, account_id: str) -> bool:
     ))
 
 
-async def request_card_capture(
-    conn: asyncpg.Connection, account_id: str, payment_intent_id: str, session_id: str, customer_id: str | None,
-    now: datetime,
-) -> None:
-    """Record that the card saved by this top-up's PaymentIntent is to be looked up (once per PaymentIntent)."""
-    await conn.execute(
-        """INSERT INTO card_captures (payment_intent_id, account_id, session_id, customer_id, requested_at)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_intent_id) DO NOTHING""",
-        payment_intent_id, account_id, session_id, customer_id, now,
-    )
-
-
-async def save_card(conn: asyncpg.Connection, event: PaygCardSaved, now: datetime) -> None:
+async def save_card(conn: asyncpg.Connection, event: PaygCardSaved, now: datetime) -> bool:
     """The saved card becomes the card on file, unless one was set meanwhile (that one stays); auto-recharge
-    turns on if nobody configured the account."""
+    turns on if nobody configured the account. False if the account has no balance to save it on."""
     row = await conn.fetchrow(
         "SELECT auto_recharge, configured_at FROM balances WHERE account_id = $1", event.account_id
     )
     if row is None:
-        return
+        return False
     auto = auto_recharge_once_card_saved(row["auto_recharge"], row["configured_at"] is not None)
     await conn.execute(
         """UPDATE balances SET payment_method_id = coalesce(payment_method_id, $2),
@@ -230,7 +207,34 @@ async def save_card(conn: asyncpg.Connection, event: PaygCardSaved, now: datetim
            WHERE account_id = $1""",
         event.account_id, event.payment_method_id, event.customer_id, auto, now,
     )
+    return True
+
+
+async def failure_state(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record:
+    """The account's failed-recharge count and whether it recharges automatically."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT failures, auto_recharge FROM balances WHERE account_id = $1", account_id
+    )
+    return row
+
+
+async def record_failure(conn: asyncpg.Connection, account_id: str, failures: int, backoff_until: datetime | None,
+                         disable_auto: bool) -> None:
     await conn.execute(
-        "UPDATE card_captures SET saved_at = $2 WHERE payment_intent_id = $1 AND saved_at IS NULL",
-        event.payment_intent_id, now,
+        """UPDATE balances SET failures = $2, backoff_until = $3, auto_recharge = auto_recharge AND NOT $4
+           WHERE account_id = $1""",
+        account_id, failures, backoff_until, disable_auto,
+    )
+
+
+async def clear_failures(conn: asyncpg.Connection, account_id: str) -> None:
+    await conn.execute("UPDATE balances SET failures = 0, backoff_until = NULL WHERE account_id = $1", account_id)
+
+
+async def decide_keys(conn: asyncpg.Connection, account_id: str, suspended: bool, decisions: int) -> None:
+    """Record the account's keys as suspended or not, and how many such decisions were made (the next event's
+    sequence)."""
+    await conn.execute(
+        "UPDATE balances SET keys_suspended = $2, key_decisions = $3 WHERE account_id = $1",
+        account_id, suspended, decisions,
     )

@@ -67,3 +67,30 @@ async def per_account(conn: asyncpg.Connection, period: str, billing_object: str
         period, billing_object,
     )
     return {r["account_id"]: {"declared": r["declared"], "reported": r["reported"]} for r in rows}
+
+
+# What the console shows
+
+
+async def plans(conn: asyncpg.Connection) -> dict[str, str | None]:
+    """The RapidAPI plan of each account derived from a RapidAPI user (None until a plan was seen)."""
+    rows = await conn.fetch("SELECT account_id, plan FROM rapidapi.users")
+    return {r["account_id"]: r["plan"] for r in rows}
+
+
+async def user(conn: asyncpg.Connection, rapidapi_user: str) -> asyncpg.Record | None:
+    """A marketplace user's account and plan, if the projection knows the user."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT account_id, plan FROM rapidapi.users WHERE rapidapi_user = $1", rapidapi_user
+    )
+    return row
+
+
+async def settled_months(conn: asyncpg.Connection, settle_seconds: float) -> list[str]:
+    """Months with an export whose last row was logged at least `settle_seconds` ago."""
+    rows = await conn.fetch(
+        """SELECT period FROM rapidapi.reported_rows GROUP BY period
+           HAVING max(logged_at) <= now() - make_interval(secs => $1) ORDER BY period""",
+        settle_seconds,
+    )
+    return [r["period"] for r in rows]

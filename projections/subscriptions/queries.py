@@ -60,3 +60,26 @@ async def billing_summary(
         "overage_jobs": bill.overage,
         "overage_charge": {"amount": bill.charge_minor, "currency": bill.currency},
     }
+
+
+# What the console shows
+
+
+async def latest_per_customer(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+    """Each customer's most recently changed subscription (status, base_price_id), by customer."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (customer_id) customer_id, status, base_price_id FROM subscriptions.subscriptions
+           ORDER BY customer_id, last_event_created DESC"""
+    )
+    return {r["customer_id"]: r for r in rows}
+
+
+# What the developer tools read (the demo's scenarios)
+
+
+async def base_price(conn: asyncpg.Connection, subscription_id: str) -> str | None:
+    """The subscription's base price as last folded, None before its first event."""
+    found: str | None = await conn.fetchval(
+        "SELECT base_price_id FROM subscriptions.subscriptions WHERE subscription_id = $1", subscription_id
+    )
+    return found

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from events.accounts import AccountRegistered
 from events.codec import describe
+from projections.accounts import queries
 from services.platform.resources import Resources
 
 
@@ -19,15 +21,13 @@ class AccountError(ValueError):
 
 async def get_account(res: Resources, account_id: str) -> dict[str, Any] | None:
     async with res.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM accounts.accounts WHERE account_id = $1", account_id)
+        row = await queries.account(conn, account_id)
     return _plain(dict(row)) if row else None
 
 
 async def list_accounts(res: Resources, model: str | None = None) -> list[dict[str, Any]]:
     async with res.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM accounts.accounts WHERE $1::text IS NULL OR model = $1 ORDER BY account_id", model
-        )
+        rows = await queries.accounts(conn, model)
     return [_plain(dict(r)) for r in rows]
 
 
@@ -61,4 +61,4 @@ async def register_account(
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    return {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}

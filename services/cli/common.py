@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobmeter.settings import get_settings
+from services.engine.stores import STORES
 from services.platform.resources import Resources, open_resources
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ def with_resources(work: Callable[[Resources], Awaitable[T]], *, producer: str =
     """Run one command's work with the pool and publisher open, and close them afterwards."""
 
     async def main() -> T:
-        async with open_resources(get_settings(), producer=producer) as res:
+        async with open_resources(get_settings(), producer=producer, stores=STORES) as res:
             return await work(res)
 
     return asyncio.run(main())

@@ -19,7 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from jobmeter.settings import Settings, get_settings
 from projections import catalog
 from projections.log import LogError
-from projections.replay import Difference, RebuildResult, replaying
+from projections.replay import replaying
+from projections.replay.compare import Difference
+from projections.replay.session import RebuildResult
 
 out = Console()
 err = Console(stderr=True)
@@ -62,8 +64,12 @@ def replay(
     wait: Annotated[float, typer.Option(help="--verify: seconds to wait for a lagging live consumer.")] = 60,
 ) -> None:
     """Rebuild PROJECTION from offset zero into `<schema>__rebuild`, folded by the live consumer's own code."""
-    if projection not in catalog.PROJECTIONS:
-        raise typer.BadParameter(f"no projection {projection!r}; known: {', '.join(sorted(catalog.PROJECTIONS))}")
+    try:
+        chosen = catalog.get(projection)
+    except KeyError:
+        known = ", ".join(sorted(catalog.PROJECTIONS))
+        raise typer.BadParameter(f"no projection {projection!r}; known: {known}") from None
+    projection = chosen.name  # a former name (`usage-ledger`) reads as the projection's own from here on
     if since is not None and (swap or verify):
         err.print(
             f"[red]error:[/red] --since cannot be combined with {'--swap' if swap else '--verify'}. A rebuild from "
@@ -72,7 +78,7 @@ def replay(
             "read. Replay without --since for a rebuild you can verify or swap."
         )
         raise typer.Exit(2)
-    refusal = catalog.PROJECTIONS[projection].not_swappable if projection in catalog.PROJECTIONS else None
+    refusal = chosen.not_swappable
     if swap and refusal:  # refuse before spending a rebuild on it
         err.print(f"[red]error:[/red] {projection} cannot be swapped: {refusal}")
         raise typer.Exit(2)

@@ -75,7 +75,7 @@ def jobs(
 
 async def post_jobs(settings: Settings, count: int, accounts: int, bad_ratio: float, size: int,
                      url: str | None) -> ClientBook:
-    rng = random.Random()  # noqa: S311 - traffic, not a secret
+    rng = random.Random()  # traffic, not a secret
     names = [f"sim-{i}" for i in range(accounts)]
     run = uuid.uuid4().hex[:6]
     book = ClientBook()

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from jobmeter.settings import Settings
 from projections import replay
+from projections.replay.shadow import ReplayError
 from services.console.reads import SIMULATED_PREFIX
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
@@ -71,7 +72,7 @@ class Rebuilds:
     def start(self, settings: Settings, name: str) -> Rebuild:
         current = self.by_projection.get(name)
         if current is not None and current.state == "running":
-            raise replay.ReplayError(f"a rebuild of {name} started here is still running")
+            raise ReplayError(f"a rebuild of {name} started here is still running")
         job = Rebuild(name, datetime.now(UTC))
         job.task = asyncio.create_task(self._run(settings, job))
         self.by_projection[name] = job
@@ -94,7 +95,7 @@ class Rebuilds:
                     await session.swap()
                     job.state = "swapped"
                     job.detail = f"{result.records} records folded in {result.seconds:.1f}s, equal to live, swapped in"
-        except Exception as error:  # noqa: BLE001 - shown to the operator, who started it
+        except Exception as error:  # shown to the operator, who started it
             log.warning("console rebuild failed", projection=job.projection, error=str(error))
             job.state = "failed"
             job.detail = str(error) or type(error).__name__

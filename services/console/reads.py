@@ -1,4 +1,5 @@
-"""What the console pages show, read from the projections' tables.
+"""What the console pages show: the owning areas' reads (`projections/<area>/queries.py`, the webhook log's store),
+shaped for the pages. No SQL here.
 
 Other areas' tables may not exist yet in a given deployment (or a given test database): every read that
 depends on one checks first and returns None, which the page shows as "not available".
@@ -6,19 +7,32 @@ depends on one checks first and returns None, which the page shows as "not avail
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from projections.accounts import queries as account_queries
+from projections.db import has_table
+from projections.key_lifecycle import queries as lifecycle_queries
+from projections.keys import queries as key_queries
+from projections.ledger import queries as ledger_queries
+from projections.meter import queries as meter_queries
+from projections.payg import queries as payg_queries
+from projections.positions import folded
+from projections.rapidapi import queries as rapidapi_queries
+from projections.rapidapi.reconcile import Tolerance, reconcile
+from projections.subscriptions import queries as subscription_queries
 from services.console.chart import Chart, days_between, usage_chart
+from services.stripe_adapter import store as webhook_store
 
 SIMULATED_PREFIX = "evt_console"  # event ids of the console's simulated deliveries: the log marks them
 
-
-async def has_table(conn: asyncpg.Connection, qualified: str) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified))
+ACCOUNT_COLUMNS = ("account_id", "model", "stripe_customer_id", "display_name", "registered_at")
+KEY_COLUMNS = ("key_id", "prefix", "state", "suspended", "suspended_reason", "issued_at")
 
 
 def plain(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +52,56 @@ class Table:
         return cls(False, [], f"{what} is not available in this deployment")
 
 
+# One area's columns of the accounts table: read once, then looked up per account row.
+Columns = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+async def _key_columns(conn: asyncpg.Connection) -> Columns:
+    active = Counter(k["account_id"] for k in await key_queries.keys(conn) if k["state"] == "active")
+    suspended = {s["account_id"]: s["suspended"] for s in await key_queries.suspensions(conn)}
+    return lambda row: {"active_keys": active[row["account_id"]], "suspended": suspended.get(row["account_id"])}
+
+
+async def _standing_columns(conn: asyncpg.Connection) -> Columns:
+    standings = await lifecycle_queries.standings(conn)
+    return lambda row: {"standing": standings.get(row["stripe_customer_id"] or "")}
+
+
+async def _subscription_columns(conn: asyncpg.Connection) -> Columns:
+    latest = await subscription_queries.latest_per_customer(conn)
+
+    def columns(row: dict[str, Any]) -> dict[str, Any]:
+        sub = latest.get(row["stripe_customer_id"] or "")
+        return {"sub_status": sub["status"] if sub else None, "sub_price": sub["base_price_id"] if sub else None}
+
+    return columns
+
+
+async def _rapidapi_columns(conn: asyncpg.Connection) -> Columns:
+    plans = await rapidapi_queries.plans(conn)
+    return lambda row: {"rapidapi_plan": plans.get(row["account_id"])}
+
+
+async def _payg_columns(conn: asyncpg.Connection) -> Columns:
+    balances = {b["account_id"]: b for b in await payg_queries.balances_overview(conn)}
+
+    def columns(row: dict[str, Any]) -> dict[str, Any]:
+        found = balances.get(row["account_id"])
+        return {"balance_minor": found["balance_minor"] if found else None,
+                "currency": found["currency"] if found else None}
+
+    return columns
+
+
+AREA_COLUMNS: dict[str, Callable[[asyncpg.Connection], Awaitable[Columns]]] = {
+    "keys": _key_columns,
+    "standing": _standing_columns,
+    "subscriptions": _subscription_columns,
+    "rapidapi": _rapidapi_columns,
+    "payg": _payg_columns,
+}
+
+
 async def accounts(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, bool]]:
     """Every account with its channel, and its key and dunning state where those projections exist."""
     have = {
@@ -47,40 +111,16 @@ async def accounts(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict
         "rapidapi": await has_table(conn, "rapidapi.users"),
         "payg": await has_table(conn, "payg.balances"),
     }
-    keys = (
-        """, (SELECT count(*) FROM keys.keys k WHERE k.account_id = a.account_id AND k.state = 'active')
-               AS active_keys,
-             (SELECT s.suspended FROM keys.suspensions s WHERE s.account_id = a.account_id) AS suspended"""
-        if have["keys"] else ""
-    )
-    standing = (
-        """, (SELECT c.standing FROM key_lifecycle.customers c
-              WHERE c.customer_id = a.stripe_customer_id) AS standing"""
-        if have["standing"] else ""
-    )
-    subscription = (
-        """, (SELECT s.status FROM subscriptions.subscriptions s
-              WHERE s.customer_id = a.stripe_customer_id ORDER BY s.last_event_created DESC LIMIT 1) AS sub_status,
-             (SELECT s.base_price_id FROM subscriptions.subscriptions s
-              WHERE s.customer_id = a.stripe_customer_id ORDER BY s.last_event_created DESC LIMIT 1) AS sub_price"""
-        if have["subscriptions"] else ""
-    )
-    marketplace = (
-        ", (SELECT u.plan FROM rapidapi.users u WHERE u.account_id = a.account_id) AS rapidapi_plan"
-        if have["rapidapi"] else ""
-    )
-    prepaid = (
-        """, (SELECT b.balance_minor FROM payg.balances b WHERE b.account_id = a.account_id) AS balance_minor,
-             (SELECT b.currency FROM payg.balances b WHERE b.account_id = a.account_id) AS currency"""
-        if have["payg"] else ""
-    )
-    rows = await conn.fetch(
-        f"""SELECT a.account_id, a.model, a.stripe_customer_id, a.display_name, a.registered_at,
-                   CASE WHEN a.model = 'rapidapi' THEN 'rapidapi' ELSE 'direct' END AS channel
-                   {keys} {standing} {subscription} {marketplace} {prepaid}
-            FROM accounts.accounts a ORDER BY a.account_id"""  # noqa: S608
-    )
-    return [plain(r) for r in rows], have
+    rows = [
+        {**{c: r[c] for c in ACCOUNT_COLUMNS}, "channel": "rapidapi" if r["model"] == "rapidapi" else "direct"}
+        for r in await account_queries.accounts(conn)
+    ]
+    for area, read in AREA_COLUMNS.items():
+        if have[area]:
+            columns = await read(conn)
+            for row in rows:
+                row.update(columns(row))
+    return rows, have
 
 
 def plan_status(row: dict[str, Any], have: dict[str, bool], plan_names: dict[str, str]) -> str:
@@ -112,21 +152,15 @@ def key_state(row: dict[str, Any], have_keys: bool) -> str:
 
 
 async def account(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM accounts.accounts WHERE account_id = $1", account_id)
+    row = await account_queries.account(conn, account_id)
     return plain(row) if row else None
 
 
 async def account_keys(conn: asyncpg.Connection, account_id: str) -> Table:
     if not (await has_table(conn, "keys.keys") and await has_table(conn, "keys.suspensions")):
         return Table.missing("the key store")
-    rows = await conn.fetch(
-        """SELECT k.key_id, k.prefix, k.state, coalesce(s.suspended, false) AS suspended,
-                  CASE WHEN s.suspended THEN s.reason END AS suspended_reason, k.issued_at
-           FROM keys.keys k LEFT JOIN keys.suspensions s USING (account_id)
-           WHERE k.account_id = $1 ORDER BY k.issued_at""",
-        account_id,
-    )
-    return Table(True, [plain(r) for r in rows])
+    rows = await key_queries.keys(conn, account_id)
+    return Table(True, [{c: r[c] for c in KEY_COLUMNS} for r in rows])
 
 
 def account_key_state(keys: Table, suspension: dict[str, Any] | None) -> str:
@@ -141,7 +175,7 @@ def account_key_state(keys: Table, suspension: dict[str, Any] | None) -> str:
 async def suspension(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
     if not await has_table(conn, "keys.suspensions"):
         return None
-    row = await conn.fetchrow("SELECT * FROM keys.suspensions WHERE account_id = $1", account_id)
+    row = await key_queries.suspension(conn, account_id)
     return plain(row) if row else None
 
 
@@ -152,11 +186,7 @@ async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, d
     last = today or datetime.now(UTC).date()
     first = last - timedelta(days=days - 1)
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    rows = await conn.fetch(
-        """SELECT (date_trunc('day', hour, 'UTC') AT TIME ZONE 'UTC')::date AS day, api, sum(jobs)::bigint AS jobs
-           FROM ledger.hourly WHERE account_id = $1 AND hour >= $2 GROUP BY 1, 2""",
-        account_id, start,
-    )
+    rows = await ledger_queries.daily_jobs(conn, account_id, start)
     counts = {(r["day"], r["api"]): int(r["jobs"]) for r in rows}
     known = list(apis) + sorted({api for _, api in counts} - set(apis))  # a retired surface still shows
     first_used = min((day for day, _ in counts), default=last)
@@ -167,93 +197,80 @@ async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, d
 async def meter_reports(conn: asyncpg.Connection, account_id: str | None = None, limit: int = 200) -> Table:
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
-    rows = await conn.fetch(
-        """SELECT account_id, customer_id, window_start, seq, value, state, attempts, last_error, sent_at, identifier
-           FROM meter.reports WHERE $1::text IS NULL OR account_id = $1
-           ORDER BY window_start DESC, customer_id, seq LIMIT $2""",
-        account_id, limit,
-    )
-    return Table(True, [plain(r) for r in rows])
+    return Table(True, [plain(r) for r in await meter_queries.latest_reports(conn, account_id, limit)])
 
 
 async def meter_totals(conn: asyncpg.Connection) -> Table:
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
-    rows = await conn.fetch(
-        "SELECT state, count(*)::bigint AS reports, sum(value)::bigint AS jobs FROM meter.reports GROUP BY 1 ORDER BY 1"
-    )
-    return Table(True, [plain(r) for r in rows])
+    return Table(True, [plain(r) for r in await meter_queries.totals_by_state(conn)])
 
 
 async def webhook_log(conn: asyncpg.Connection, limit: int = 100, account_id: str | None = None) -> Table:
     if not await has_table(conn, "webhooks.log"):
         return Table.missing("the webhook log")
-    rows = await conn.fetch(
-        """SELECT stripe_event_id, type, customer_id, account_id, created, received_at, deliveries,
-                  starts_with(stripe_event_id, $3) AS simulated
-           FROM webhooks.log WHERE $2::text IS NULL OR account_id = $2 ORDER BY received_at DESC LIMIT $1""",
-        limit, account_id, SIMULATED_PREFIX,
-    )
+    rows = await webhook_store.latest(conn, limit, account_id, simulated_prefix=SIMULATED_PREFIX)
     return Table(True, [plain(r) for r in rows])
 
 
 async def payg_balances(conn: asyncpg.Connection) -> Table:
     if not await has_table(conn, "payg.balances"):
         return Table.missing("pay-as-you-go")
-    rows = await conn.fetch(
-        """SELECT a.account_id, b.balance_minor, b.currency, b.threshold_minor, b.recharge_minor, b.auto_recharge,
-                  b.failures, b.backoff_until, b.keys_suspended, b.updated_at,
-                  EXISTS (SELECT 1 FROM payg.recharges r WHERE r.account_id = a.account_id
-                          AND r.state = 'requested') AS recharge_in_flight
-           FROM accounts.accounts a LEFT JOIN payg.balances b USING (account_id)
-           WHERE a.model = 'payg' ORDER BY b.balance_minor NULLS FIRST, a.account_id"""
-    )
-    return Table(True, [plain(r) for r in rows])
+    return Table(True, [plain(r) for r in await payg_queries.balances_overview(conn)])
 
 
 async def payg_balance(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
+    """None when PAYG is not deployed here; {} before the account's balance row exists."""
     if not await has_table(conn, "payg.balances"):
         return None
-    row = await conn.fetchrow("SELECT * FROM payg.balances WHERE account_id = $1", account_id)
+    row = await payg_queries.balance(conn, account_id)
     return plain(row) if row else {}
 
 
 async def payg_recharges(conn: asyncpg.Connection, account_id: str | None = None, limit: int = 100) -> Table:
     if not await has_table(conn, "payg.recharges"):
         return Table.missing("pay-as-you-go")
-    rows = await conn.fetch(
-        """SELECT account_id, seq, amount_minor, currency, state, payment_intent_id, attempts, failure_code,
-                  requested_at, settled_at
-           FROM payg.recharges WHERE $1::text IS NULL OR account_id = $1 ORDER BY requested_at DESC LIMIT $2""",
-        account_id, limit,
-    )
-    return Table(True, [plain(r) for r in rows])
+    return Table(True, [plain(r) for r in await payg_queries.recharges(conn, account_id, limit)])
+
+
+async def rapidapi_month(
+    conn: asyncpg.Connection, period: str, billing_object: str, tolerance: str
+) -> tuple[list[dict[str, Any]] | None, bool]:
+    """Each RapidAPI user's three numbers for the month with what reconciling them flags, and whether the
+    month's export was imported; None for the users when the RapidAPI tables do not exist here."""
+    if not await has_table(conn, "rapidapi.reported"):
+        return None, False
+    users = await rapidapi_queries.figures(conn, period, billing_object)
+    imported = await rapidapi_queries.export_imported(conn, period)
+    flagged = {(d.rapidapi_user, d.kind)
+               for d in reconcile(period, users, Tolerance.parse(tolerance), export_imported=imported)}
+    found = [
+        {**u.__dict__, "flags": sorted(k for user, k in flagged if user == u.rapidapi_user)}
+        for u in users
+    ]
+    return found, imported
 
 
 async def positions(conn: asyncpg.Connection, schemas: list[str]) -> dict[str, int]:
     """How many records each projection has folded (the sum of its next offsets)."""
     found: dict[str, int] = {}
     for schema in schemas:
-        quoted = '"' + schema.replace('"', '""') + '"'
-        if await has_table(conn, f"{quoted}.positions"):
-            found[schema] = int(await conn.fetchval(f"SELECT coalesce(sum(next_offset), 0) FROM {quoted}.positions"))  # noqa: S608
+        count = await folded(conn, schema)
+        if count is not None:
+            found[schema] = count
     return found
 
 
 async def live(conn: asyncpg.Connection, schemas: list[str]) -> dict[str, Any]:
     """The numbers the live page polls: small, cheap queries only."""
     now = datetime.now(UTC)
-    jobs = await conn.fetchval("SELECT coalesce(sum(jobs), 0)::bigint FROM ledger.hourly")
-    recent = await conn.fetchval(
-        "SELECT count(*)::bigint FROM ledger.jobs WHERE logged_at > $1", now - timedelta(minutes=5)
-    )
     log = await webhook_log(conn, limit=50)
     meter = await meter_totals(conn)
     return {
         "at": now.isoformat(timespec="seconds"),
-        "jobs_total": int(jobs),
-        "jobs_last_5_minutes": int(recent),
-        "accounts": int(await conn.fetchval("SELECT count(*) FROM accounts.accounts")),
+        "jobs_total": await ledger_queries.total_jobs(conn),
+        "jobs_last_5_minutes": await ledger_queries.job_count(conn, logged_after=now - timedelta(minutes=5)),
+        "accounts": await account_queries.count(conn),
         "webhooks": [
             {"id": r["stripe_event_id"], "type": r["type"], "account": r["account_id"],
              "received_at": r["received_at"].isoformat(timespec="seconds"), "simulated": r["simulated"]}

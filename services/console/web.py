@@ -66,11 +66,11 @@ def show(value: Any) -> str:
 env.filters["show"] = show
 
 
-class NeedsLogin(Exception):  # noqa: N818 - a signal, not a failure
+class NeedsLogin(Exception):  # a signal, not a failure
     """No valid session: pages go to the login form, scripts get 401."""
 
 
-class Refused(Exception):  # noqa: N818
+class Refused(Exception):
     """A request the console will not act on (cross-origin, bad CSRF token, bad form): 403 or 400."""
 
     def __init__(self, status: int, reason: str, title: str = "Refused") -> None:
@@ -100,7 +100,7 @@ def unreachable(error: BaseException) -> tuple[str, str]:
     if isinstance(error, KafkaError):
         return "Kafka", f"the event log could not be reached: {text}"
     if isinstance(error, stripe.StripeError):
-        said = getattr(error, "user_message", None) or text
+        said = error.user_message or text
         return "Stripe", f"Stripe could not be reached or refused the call: {said}"
     if isinstance(error, ConnectionError | OSError | TimeoutError):
         return "a backing service", f"a connection failed: {text}"
@@ -131,7 +131,7 @@ class ConsoleRoute(APIRoute):
                 response = error_page(request, 503, f"{error.service} is unavailable", str(error))
             except StarletteHTTPException:
                 raise
-            except Exception as error:  # noqa: BLE001 - the operator gets the reason, the log gets the trace
+            except Exception as error:  # the operator gets the reason, the log gets the trace
                 service, reason = unreachable(error)
                 log.warning("console request failed", path=request.url.path, service=service, exc_info=True)
                 response = error_page(request, 503, f"{service} is unavailable", reason)
@@ -210,7 +210,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         key = key_of(request)
         session = read_session(key, request.cookies.get(COOKIE))
         csrf = csrf_token(key, session) if session else ""
-    except Exception:  # noqa: BLE001 - the error page must render even when reading the session failed
+    except Exception:  # the error page must render even when reading the session failed
         session, csrf = None, ""
     notice = NOTICES.get(request.query_params.get("notice", ""))
     default_token = Settings.model_fields["jobmeter_admin_token"].default
@@ -236,7 +236,7 @@ def rebuilds(request: Request) -> Rebuilds:
     return found
 
 
-class Unavailable(Exception):  # noqa: N818
+class Unavailable(Exception):
     """A backing service did not answer; `service` names it for the error panel."""
 
     def __init__(self, service: str, reason: str) -> None:

@@ -22,6 +22,7 @@ from jobmeter.memory import tune_for_batches
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.fold import Folder
+from services.engine.stores import STORES
 from services.keys.grace_clock import run_key_lifecycle_workers
 from services.meter.sender import run_meter_sender
 from services.payg.reconciler import run_payg_workers
@@ -35,7 +36,7 @@ log = structlog.get_logger(__name__)
 
 # Workers that run beside a projection's consumer, by projection name: they send what its fold recorded.
 PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, None]]] = {
-    "stripe-meter": run_meter_sender,
+    "meter": run_meter_sender,
     "key-lifecycle": run_key_lifecycle_workers,
     "payg": run_payg_workers,
     "rapidapi": run_rapidapi_reconciler,
@@ -43,9 +44,9 @@ PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, Non
 
 # Which projection each consumer service folds; `jobmeter run NAME` and docker-compose use these names.
 PROJECTION_SERVICES: dict[str, str] = {
-    "ledger": "usage-ledger",
+    "ledger": "ledger",
     "accounts": "accounts",
-    "meter": "stripe-meter",
+    "meter": "meter",
     "subscriptions": "subscriptions",
     "normalizer": "normalizer",
     "rapidapi": "rapidapi",
@@ -117,7 +118,9 @@ class Runtime:
     async def running(self, *, producer: str) -> AsyncIterator[Runtime]:
         """Open the resources, start the consumers; stop and close everything on the way out."""
         async with AsyncExitStack() as stack:
-            self.resources = await stack.enter_async_context(open_resources(self.settings, producer=producer))
+            self.resources = await stack.enter_async_context(
+                open_resources(self.settings, producer=producer, stores=STORES)
+            )
             tune_for_batches()
             for hook in self._on_open:
                 hook(self.resources)

@@ -198,7 +198,7 @@ def _sync_surface(app: FastAPI, api: str, completed: Callable[..., Any]) -> None
         result = toy_work(api, work.text)
         try:
             await completed(request, api, job_id, "sync")
-        except Exception as error:  # noqa: BLE001 - an unbilled result is not handed out; the caller retries
+        except Exception as error:  # an unbilled result is not handed out; the caller retries
             log.warning("job not recorded", api=api, job_id=job_id, error=str(error))
             return JSONResponse({"detail": "the job could not be recorded; retry with the same Idempotency-Key",
                                  "job_id": job_id}, status_code=503)
@@ -218,7 +218,7 @@ def _async_surface(app: FastAPI, api: str, jobs: dict[tuple[str, str], AsyncJob]
             try:
                 await publisher.publish(event)
                 break
-            except Exception as error:  # noqa: BLE001 - retried until Kafka takes it; same event id each time
+            except Exception as error:  # retried until Kafka takes it; same event id each time
                 log.warning("job not recorded yet", api=api, job_id=job.job_id, error=str(error))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)

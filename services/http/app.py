@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from jobmeter.settings import Settings
 from services.engine.runtime import build_runtime
+from services.engine.stores import retained
 from services.http import accounts, console, ingest, keys, ops, webhooks
 from services.http import billing as billing_http
 from services.http import payg as payg_http
@@ -30,7 +32,7 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.key_index = mount_key_index(runtime)
-    runtime.workers.append(("retention", keep_for_their_days))
+    runtime.workers.append(("retention", partial(keep_for_their_days, kept=retained(settings))))
     for module in (ingest, accounts, ops, webhooks, keys, console, payg_http, billing_http):
         app.include_router(module.router)
 

@@ -14,9 +14,8 @@ async def healthz(request: Request) -> JSONResponse:
     """200 when Postgres answers and the process is running; 503 with the reason otherwise."""
     runtime = request.app.state.runtime
     try:
-        async with runtime.res.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
-    except Exception as error:  # noqa: BLE001 - any failure is "not healthy", reported with its reason
+        await runtime.res.ping(timeout=2)
+    except Exception as error:  # any failure is "not healthy", reported with its reason
         return JSONResponse({"status": "unhealthy", "reason": f"postgres: {error}"}, status_code=503)
     return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders)})
 

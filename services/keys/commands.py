@@ -11,10 +11,12 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from events.keys import KeyIssued, KeyRevoked
+from projections.accounts import queries as accounts
+from projections.keys import queries as keys
 from services.platform.resources import Resources
 
 SECRET_PREFIX = "jm_live_"  # noqa: S105 - the marker every key starts with, not a secret
@@ -48,8 +50,8 @@ def new_secret() -> str:
 
 async def create_key(res: Resources, account_id: str, *, wait_seconds: float = 5.0) -> NewKey:
     async with res.pool.acquire() as conn:
-        exists = await conn.fetchval("SELECT 1 FROM accounts.accounts WHERE account_id = $1", account_id)
-    if not exists:
+        found = await accounts.account(conn, account_id)
+    if found is None:
         raise KeyCommandError(f"no account {account_id!r}")
     secret = new_secret()
     event = KeyIssued(
@@ -89,30 +91,21 @@ async def rotate_key(res: Resources, key_id: str) -> tuple[NewKey, dict[str, Any
 
 async def get_key(res: Resources, key_id: str) -> dict[str, Any] | None:
     async with res.pool.acquire() as conn:
-        row = await conn.fetchrow(f"{LIST_KEYS} WHERE k.key_id = $1", key_id)
+        row = await keys.key(conn, key_id)
     return _plain(dict(row)) if row else None
 
 
 async def list_keys(res: Resources, account_id: str | None = None) -> list[dict[str, Any]]:
     async with res.pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"{LIST_KEYS} WHERE $1::text IS NULL OR k.account_id = $1 ORDER BY k.account_id, k.issued_at", account_id
-        )
+        rows = await keys.keys(conn, account_id)
     return [_plain(dict(r)) for r in rows]
-
-
-LIST_KEYS = """
-SELECT k.key_id, k.account_id, k.prefix, k.state, coalesce(s.suspended, false) AS suspended,
-       CASE WHEN s.suspended THEN s.reason END AS suspended_reason, k.issued_at, k.revoked_at, k.revoke_reason
-FROM keys.keys AS k LEFT JOIN keys.suspensions AS s USING (account_id)
-"""
 
 
 async def _wait_for(res: Resources, key_id: str, state: str, wait_seconds: float) -> bool:
     deadline = time.monotonic() + wait_seconds
     while True:
         async with res.pool.acquire() as conn:
-            found = await conn.fetchval("SELECT state FROM keys.keys WHERE key_id = $1", key_id)
+            found = await keys.key_state(conn, key_id)
         if found == state:
             return True
         if time.monotonic() > deadline:
@@ -121,4 +114,4 @@ async def _wait_for(res: Resources, key_id: str, state: str, wait_seconds: float
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    return {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import asyncpg
 import structlog
-from aiokafka.errors import KafkaError
 
 from events.stripe import PastDueGraceExpired
 from projections.catalog import PROJECTIONS
 from projections.db import transaction
-from projections.keys.dunning import DEFAULT_POLICY, DunningPolicy
-from projections.keys.lifecycle import KeyLifecycle
+from projections.key_lifecycle import queries
+from projections.key_lifecycle.dunning import DEFAULT_POLICY, DunningPolicy
+from projections.key_lifecycle.projection import KeyLifecycle
 from services.keys.notify import run_notifier
+from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -40,10 +40,7 @@ async def publish_due_ticks(
     policy = policy_in_use()
     now = now or datetime.now(UTC)
     async with transaction(res.pool, schema) as conn:
-        rows = await conn.fetch(
-            "SELECT customer_id, past_due_since FROM customers WHERE standing = 'past_due' AND past_due_since <= $1",
-            now - policy.past_due_grace,
-        )
+        rows = await queries.past_due_since_before(conn, now - policy.past_due_grace)
     seen = already if already is not None else set()
     ticks = [
         PastDueGraceExpired(customer_id=r["customer_id"], past_due_since=r["past_due_since"],
@@ -59,13 +56,14 @@ async def publish_due_ticks(
 
 
 async def run_grace_clock(res: Resources, schema: str, *, every_seconds: float = CLOCK_SECONDS) -> None:
+    """Publish due ticks every `every_seconds` until cancelled; a tick is published once per process."""
     published: set[tuple[str, datetime]] = set()
-    while True:
-        try:
-            await publish_due_ticks(res, schema, already=published)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as error:
-            log.warning("dunning clock failed, retrying", error=str(error))
-        await asyncio.sleep(every_seconds)
+
+    async def one_pass() -> bool:
+        await publish_due_ticks(res, schema, already=published)
+        return False  # what is due now was published; the next is due no sooner than the next look
+
+    await poll("dunning clock", one_pass, PollPolicy(idle=every_seconds))
 
 
 async def run_key_lifecycle_workers(res: Resources, schema: str) -> None:

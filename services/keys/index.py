@@ -24,6 +24,8 @@ from events.envelope import Event
 from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended
 from events.registry import REGISTRY
 from events.topics import Topics
+from projections.accounts import queries as accounts
+from projections.keys import queries as keys
 from services.platform.resources import Resources
 
 if TYPE_CHECKING:
@@ -105,19 +107,19 @@ class KeyIndex:
     async def load(self, res: Resources) -> None:
         """Fill the index from the key store and the account registry."""
         async with res.pool.acquire() as conn:
-            keys = await conn.fetch("SELECT key_id, account_id, key_hash, state FROM keys.keys")
-            suspensions = await conn.fetch("SELECT account_id, sequence, suspended, reason FROM keys.suspensions")
-            models = await conn.fetch("SELECT account_id, model FROM accounts.accounts")
-        for k in keys:
+            known = await keys.key_hashes(conn)
+            suspensions = await keys.suspensions(conn)
+            models = await accounts.models(conn)
+        for k in known:
             self.by_hash.setdefault(k["key_hash"], KeyEntry(k["key_id"], k["account_id"], k["key_hash"]))
             if k["state"] == "revoked":
                 self.revoked.add(k["key_id"])
         for s in suspensions:
             self.suspend(s["account_id"], s["sequence"], s["suspended"], s["reason"])
-        for m in models:
-            self.models.setdefault(m["account_id"], m["model"])
+        for account_id, model in models.items():
+            self.models.setdefault(account_id, model)
         self.ready = True
-        log.info("key index loaded", keys=len(keys), suspended=sum(s["suspended"] for s in suspensions))
+        log.info("key index loaded", keys=len(known), suspended=sum(s["suspended"] for s in suspensions))
 
 
 async def _records_of(message: Any) -> Any:

@@ -9,7 +9,6 @@ JOBMETER_SMTP_URL the messages go to the log instead.
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 from email.message import EmailMessage
 
@@ -17,7 +16,9 @@ import asyncpg
 import structlog
 
 from projections.db import transaction
+from projections.key_lifecycle import store
 from services.platform.mail import Mailer, mailer_for
+from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -44,31 +45,27 @@ def compose(row: asyncpg.Record, sender: str) -> EmailMessage:
     return message
 
 
+class NotSent(OSError):
+    """Some notifications of a pass could not be sent (mail out of reach): the notifier backs off, as for any
+    server out of reach, and retries them."""
+
+
 async def notify_once(
     pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, *, limit: int = 20
 ) -> tuple[int, int]:
     """Send up to `limit` unsent notifications, oldest first; returns how many were sent and how many failed."""
     sent = failed = 0
     async with transaction(pool, schema) as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM notifications WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit
-        )
-        for row in rows:
+        for row in await store.claim_unsent(conn, limit):
             try:
                 await mailer.send(compose(row, sender))
             except (OSError, smtplib.SMTPException) as error:
                 log.warning("notification not sent, will retry", notification_id=str(row["notification_id"]),
                             error=str(error))
-                await conn.execute(
-                    "UPDATE notifications SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                    row["id"], str(error)[:500],
-                )
+                await store.mark_failed(conn, row["id"], str(error))
                 failed += 1
                 continue
-            await conn.execute(
-                "UPDATE notifications SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
-                row["id"],
-            )
+            await store.mark_sent(conn, row["id"])
             sent += 1
     return sent, failed
 
@@ -76,13 +73,11 @@ async def notify_once(
 async def run_notifier(res: Resources, schema: str, *, idle_seconds: float = 0.2) -> None:
     """Send notifications until cancelled; back off while mail or Postgres is unreachable."""
     mailer = mailer_for(res.settings)
-    delay = idle_seconds
-    while True:
-        try:
-            sent, failed = await notify_once(res.pool, schema, mailer, res.settings.jobmeter_notify_from)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("notifier failed, retrying", error=str(error))
-            sent, failed = 0, 1
-        delay = min(delay * 2, 30.0) if failed else idle_seconds
-        if failed or not sent:
-            await asyncio.sleep(delay)
+
+    async def one_pass() -> bool:
+        sent, failed = await notify_once(res.pool, schema, mailer, res.settings.jobmeter_notify_from)
+        if failed:
+            raise NotSent(f"{failed} notification(s) not sent")
+        return sent > 0
+
+    await poll("key notifier", one_pass, PollPolicy(idle=idle_seconds))

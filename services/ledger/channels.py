@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
-from projections.rapidapi.queries import per_account
+from projections.accounts import queries as account_queries
+from projections.ledger import queries as ledger_queries
+from projections.meter import queries as meter_queries
+from projections.payg import queries as payg_queries
+from projections.rapidapi import queries as rapidapi_queries
 from services.platform.resources import Resources
 
 
@@ -62,34 +64,15 @@ def differences(a: AccountChannels) -> list[str]:
     return found
 
 
-async def _exists(conn: asyncpg.Connection, table: str) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
-
-
 async def channel_report(res: Resources, period: str) -> list[AccountChannels]:
     start, end = month_bounds(period)
     async with res.pool.acquire() as conn:
-        registered = await conn.fetch("SELECT account_id, model FROM accounts.accounts")
-        models = {r["account_id"]: r["model"] for r in registered}
-        ledger = await conn.fetch(
-            """SELECT account_id, channel, sum(jobs)::bigint AS jobs FROM ledger.hourly
-               WHERE hour >= $1 AND hour < $2 GROUP BY 1, 2""",
-            start, end,
-        )
-        stripe = (
-            await _sums(conn, """SELECT account_id, sum(value)::bigint FROM meter.reports
-                                 WHERE state = 'sent' AND window_start >= $1 AND window_start < $2 GROUP BY 1""",
-                        start, end)
-            if await _exists(conn, "meter.reports") else None
-        )
-        payg = (
-            await _sums(conn, """SELECT account_id, count(*)::bigint FROM payg.movements
-                                 WHERE kind = 'debit' AND at >= $1 AND at < $2 GROUP BY 1""", start, end)
-            if await _exists(conn, "payg.movements") else None
-        )
-        rapidapi = await per_account(conn, period, res.settings.rapidapi_billing_object)
-        export_in = bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rapidapi.reported_rows WHERE period = $1)",
-                                             period))
+        models = await account_queries.models(conn)
+        ledger = await ledger_queries.jobs_per_channel(conn, start, end)
+        stripe = await meter_queries.sent_per_account(conn, start, end)
+        payg = await payg_queries.debits_per_account(conn, start, end)
+        rapidapi = await rapidapi_queries.per_account(conn, period, res.settings.rapidapi_billing_object)
+        export_in = await rapidapi_queries.export_imported(conn, period)
     accounts: dict[str, AccountChannels] = {}
 
     def of(account_id: str) -> AccountChannels:
@@ -117,6 +100,3 @@ async def channel_report(res: Resources, period: str) -> list[AccountChannels]:
         a.differences = differences(a)
     return sorted(accounts.values(), key=lambda a: a.account_id)
 
-
-async def _sums(conn: asyncpg.Connection, sql: str, *args: Any) -> dict[str, int]:
-    return {r[0]: r[1] for r in await conn.fetch(sql, *args)}

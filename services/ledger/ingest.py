@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from events.jobs import JobCompleted
 from jobmeter import metrics
+from projections.accounts.queries import known
 from projections.db import transaction
+from services.ledger import store
 from services.platform.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -112,32 +114,15 @@ async def ingest(items: list[Any], res: Resources, *, path: str = "http") -> Ing
 
 async def _already_received(res: Resources, jobs: list[JobCompleted]) -> set[tuple[str, str]]:
     async with res.pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT api, job_id FROM ingest.receipts
-               WHERE (api, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
-            [j.api for j in jobs],
-            [j.job_id for j in jobs],
-        )
-    return {(r["api"], r["job_id"]) for r in rows}
+        return await store.received(conn, jobs)
 
 
 async def _record_receipts(res: Resources, jobs: list[JobCompleted]) -> int:
     """Mark jobs as received; returns how many were new (a racing copy may have claimed some first)."""
     async with transaction(res.pool) as conn:
-        rows = await conn.fetch(
-            """INSERT INTO ingest.receipts (api, job_id, account_id)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-               ON CONFLICT DO NOTHING RETURNING 1""",
-            [j.api for j in jobs],
-            [j.job_id for j in jobs],
-            [j.account_id for j in jobs],
-        )
-    return len(rows)
+        return await store.record(conn, jobs)
 
 
 async def _unknown_accounts(res: Resources, account_ids: set[str]) -> list[str]:
     async with res.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT account_id FROM accounts.accounts WHERE account_id = ANY($1::text[])", list(account_ids)
-        )
-    return sorted(account_ids - {r["account_id"] for r in rows})
+        return sorted(account_ids - await known(conn, account_ids))

@@ -26,6 +26,7 @@ from projections.db import transaction
 from projections.meter import reports
 from projections.meter.reports import Report
 from projections.meter.windows import Verdict, send_verdict
+from services.platform.poll import PollPolicy, poll
 from services.platform.rate_limit import TokenBucket
 from services.platform.resources import Resources
 from services.stripe_adapter.client import MeterEvent, MeterEventSink, is_retryable, make_client, meter_events_for
@@ -83,7 +84,7 @@ class MeterSender:
         expired = [r for r in claimed if verdicts[r.key()] is Verdict.EXPIRED]
         # WAIT cannot happen for a window the claim found closed; such a report simply stays leased.
         ready = [r for r in claimed if verdicts[r.key()] is Verdict.SEND]
-        size = getattr(self.sink, "batch_size", 1) if hasattr(self.sink, "send_batch") else 1
+        size = self.sink.batch_size
         batches = [ready[i:i + size] for i in range(0, len(ready), size)]
         results: list[str] = [await self._expire(r) for r in expired]
         for outcome in await asyncio.gather(*(self._deliver(b) for b in batches)):
@@ -112,7 +113,7 @@ class MeterSender:
             if len(events) == 1:
                 await self.sink.send(events[0])
             else:
-                await self.sink.send_batch(events)  # type: ignore[attr-defined]
+                await self.sink.send_batch(events)
         except stripe.StripeError as error:
             if is_retryable(error) or not isinstance(error, stripe.InvalidRequestError | stripe.IdempotencyError):
                 # Outages, exhausted retries, a bad key: nothing wrong with the reports themselves.
@@ -166,12 +167,9 @@ def sender_for(res: Resources, schema: str = "meter", *, sink: MeterEventSink | 
 async def run_meter_sender(res: Resources, schema: str = "meter") -> None:
     """Send forever (until cancelled); a failure of one pass is logged and the next pass retries."""
     sender = sender_for(res, schema)
-    idle = res.settings.jobmeter_meter_poll_seconds
-    while True:
-        try:
-            outcome = await sender.send_due()
-        except Exception as error:  # noqa: BLE001 — claimed rows stay leased and are retried; keep the loop alive
-            log.error("meter sender pass failed", error=str(error), error_type=type(error).__name__)
-            outcome = SendOutcome()
-        if not outcome.claimed:
-            await asyncio.sleep(idle)
+
+    async def one_pass() -> bool:
+        # Claimed rows of a failed pass stay leased and are retried once the lease runs out.
+        return (await sender.send_due()).claimed > 0
+
+    await poll("meter sender", one_pass, PollPolicy(idle=res.settings.jobmeter_meter_poll_seconds))

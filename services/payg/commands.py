@@ -6,6 +6,7 @@ Checkout Session (or the configured Payment Link) whose completion, arriving as 
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from events.codec import describe
 from events.envelope import utcnow
 from events.payg import PaygConfigured
+from projections.accounts import queries as accounts
+from projections.payg import queries
 from projections.payg.store import Defaults
 from services.payg.recharger import checkout_params
 from services.platform.resources import Resources
@@ -36,7 +39,7 @@ def defaults(res: Resources) -> Defaults:
 async def payg_account(res: Resources, account_id: str) -> dict[str, Any]:
     """The registry's row of a PAYG account; PaygError (404/409) if there is none or it is billed otherwise."""
     async with res.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM accounts.accounts WHERE account_id = $1", account_id)
+        row = await accounts.account(conn, account_id)
     if row is None:
         raise PaygError(f"no account {account_id!r}", 404)
     if row["model"] != "payg":
@@ -46,7 +49,7 @@ async def payg_account(res: Resources, account_id: str) -> dict[str, Any]:
 
 async def _balance_row(res: Resources, account_id: str) -> dict[str, Any] | None:
     async with res.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM payg.balances WHERE account_id = $1", account_id)
+        row = await queries.balance(conn, account_id)
     return dict(row) if row else None
 
 
@@ -107,22 +110,13 @@ async def open_topup(res: Resources, account_id: str, amount_minor: int | None) 
             "amount_minor": amount_minor, "currency": res.settings.jobmeter_payg_currency}
 
 
-RECHARGE_COLUMNS = (
-    "recharge_id, seq, amount_minor, currency, state, idempotency_key, payment_intent_id, attempts, failure_code, "
-    "requested_at, sent_at, settled_at"
-)
-
-
 async def balance(res: Resources, account_id: str, *, recharges: int = 20) -> dict[str, Any]:
     """The account's balance, recharge settings and latest recharges (newest first)."""
     account = await payg_account(res, account_id)
     row = await _balance_row(res, account_id)
     d = defaults(res)
     async with res.pool.acquire() as conn:
-        history = await conn.fetch(
-            f"SELECT {RECHARGE_COLUMNS} FROM payg.recharges WHERE account_id = $1 ORDER BY seq DESC LIMIT $2",  # noqa: S608
-            account_id, recharges,
-        )
+        history = await queries.recharge_history(conn, account_id, recharges)
     b = row or {}
     return {
         "account_id": account_id,
@@ -145,20 +139,9 @@ async def balances(res: Resources) -> list[dict[str, Any]]:
     """Every PAYG account's balance, lowest first: the ones about to run out on top."""
     d = defaults(res)
     async with res.pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT a.account_id, coalesce(b.balance_minor, 0) AS balance_minor,
-                      coalesce(b.currency, $1) AS currency, coalesce(b.threshold_minor, $2) AS threshold_minor,
-                      coalesce(b.recharge_minor, $3) AS recharge_minor,
-                      coalesce(b.auto_recharge, false) AS auto_recharge,
-                      EXISTS (SELECT 1 FROM payg.recharges r WHERE r.account_id = a.account_id
-                              AND r.state = 'requested') AS recharge_in_flight,
-                      coalesce(b.keys_suspended, false) AS keys_suspended
-               FROM accounts.accounts a LEFT JOIN payg.balances b USING (account_id)
-               WHERE a.model = 'payg' ORDER BY 2, 1""",
-            d.currency, d.threshold_minor, d.recharge_minor,
-        )
+        rows = await queries.balances(conn, d)
     return [dict(r) for r in rows]
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    return value.isoformat() if isinstance(value, date | datetime) else value

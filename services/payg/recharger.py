@@ -33,8 +33,10 @@ from events.payg import RechargeFailed
 from jobmeter.settings import Settings
 from projections.db import transaction
 from projections.outbox import emit
+from projections.payg import queries, recharge_store
 from projections.payg.projection import PRODUCER
 from services.platform.mail import Mailer, mailer_for
+from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
 from services.stripe_adapter.client import is_retryable, make_client
 
@@ -42,18 +44,6 @@ log = structlog.get_logger(__name__)
 
 # How long a claimed recharge is left to its claimer before another pass may send it again (same key).
 LEASE = timedelta(minutes=2)
-
-CLAIM_DUE = """
-UPDATE recharges SET claimed_until = $2, attempts = attempts + 1
-WHERE recharge_id IN (
-    SELECT recharge_id FROM recharges
-    WHERE state = 'requested' AND sent_at IS NULL AND requested_at >= $3
-      AND (claimed_until IS NULL OR claimed_until <= $1)
-    ORDER BY requested_at LIMIT $4 FOR UPDATE SKIP LOCKED
-)
-RETURNING *
-"""
-
 
 @dataclass(frozen=True)
 class ChargeOutcome:
@@ -105,7 +95,7 @@ class Recharger:
     async def charge_due(self, *, limit: int = 50) -> ChargeOutcome:
         now = self.clock()
         async with transaction(self.pool, self.schema) as conn:
-            claimed = await conn.fetch(CLAIM_DUE, now, now + self.lease, now - self.max_age, limit)
+            claimed = await recharge_store.claim_due_recharges(conn, now, now + self.lease, now - self.max_age, limit)
         results = await asyncio.gather(*(self._charge(row) for row in claimed))
         return ChargeOutcome(results.count("sent"), results.count("failed"), results.count("postponed"))
 
@@ -131,10 +121,7 @@ class Recharger:
 
     async def record_sent(self, row: asyncpg.Record, payment_intent_id: str) -> None:
         async with transaction(self.pool, self.schema) as conn:
-            await conn.execute(
-                "UPDATE recharges SET payment_intent_id = $2, sent_at = $3, last_error = NULL WHERE recharge_id = $1",
-                row["recharge_id"], payment_intent_id, self.clock(),
-            )
+            await recharge_store.recharge_sent(conn, row["recharge_id"], payment_intent_id, self.clock())
 
     async def _failed(self, row: asyncpg.Record, error: stripe.StripeError) -> str:
         detail = error.error
@@ -148,11 +135,7 @@ class Recharger:
             failed_at=now,
         )
         async with transaction(self.pool, self.schema) as conn:
-            await conn.execute(
-                """UPDATE recharges SET sent_at = $2, failure_code = $3, last_error = $4,
-                          payment_intent_id = coalesce($5, payment_intent_id) WHERE recharge_id = $1""",
-                row["recharge_id"], now, error.code, fact.message, fact.payment_intent_id,
-            )
+            await recharge_store.recharge_declined(conn, fact)
             await emit(conn, [fact], producer=PRODUCER)
         log.warning("recharge declined", account_id=row["account_id"], recharge_id=row["recharge_id"],
                     code=error.code)
@@ -161,10 +144,8 @@ class Recharger:
     async def _postpone(self, row: asyncpg.Record, error: BaseException) -> str:
         log.warning("recharge not sent, will retry", recharge_id=row["recharge_id"], error=str(error))
         async with transaction(self.pool, self.schema) as conn:
-            await conn.execute(
-                "UPDATE recharges SET claimed_until = $2, last_error = $3 WHERE recharge_id = $1",
-                row["recharge_id"], self.clock() + self.retry_after, f"{type(error).__name__}: {error}"[:1000],
-            )
+            await recharge_store.postpone_recharge(conn, row["recharge_id"], self.clock() + self.retry_after,
+                                         f"{type(error).__name__}: {error}"[:1000])
         return "postponed"
 
     async def pay_link(self, row: asyncpg.Record) -> str:
@@ -182,19 +163,13 @@ class Recharger:
 
     async def _customer(self, account_id: str) -> str | None:
         async with transaction(self.pool, self.schema) as conn:
-            customer: str | None = await conn.fetchval(
-                "SELECT customer_id FROM balances WHERE account_id = $1", account_id
-            )
-        return customer
+            return await queries.customer_of(conn, account_id)
 
     async def send_notifications(self, *, limit: int = 20) -> int:
         """Send what the fold decided to tell customers; marked sent only after the send succeeded."""
         sent = 0
         async with transaction(self.pool, self.schema) as conn:
-            rows = await conn.fetch(
-                "SELECT * FROM notifications WHERE sent_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-                limit,
-            )
+            rows = await recharge_store.claim_unsent_notifications(conn, limit)
             for row in rows:
                 try:
                     url = row["pay_url"] or await self.pay_link(row)
@@ -204,10 +179,7 @@ class Recharger:
                     log.warning("payg notification not sent, will retry", notification_id=row["notification_id"],
                                 error=str(error))
                     continue
-                await conn.execute(
-                    "UPDATE notifications SET pay_url = $2, sent_at = $3 WHERE notification_id = $1",
-                    row["notification_id"], url, self.clock(),
-                )
+                await recharge_store.notification_sent(conn, row["notification_id"], url, self.clock())
                 sent += 1
         return sent
 
@@ -263,13 +235,9 @@ def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
 async def run_payg_recharger(res: Resources, schema: str = "payg") -> None:
     """Charge and notify until cancelled; a failed pass is logged and the next pass retries."""
     recharger = recharger_for(res, schema)
-    idle = res.settings.jobmeter_payg_poll_seconds
-    while True:
-        busy = False
-        try:
-            busy = (await recharger.charge_due()).claimed > 0
-            busy = await recharger.send_notifications() > 0 or busy
-        except Exception as error:  # noqa: BLE001 — leases and unsent rows are retried; keep the loop alive
-            log.error("payg recharger pass failed", error=str(error), error_type=type(error).__name__)
-        if not busy:
-            await asyncio.sleep(idle)
+
+    async def one_pass() -> bool:
+        charged = (await recharger.charge_due()).claimed > 0
+        return await recharger.send_notifications() > 0 or charged
+
+    await poll("payg recharger", one_pass, PollPolicy(idle=res.settings.jobmeter_payg_poll_seconds))

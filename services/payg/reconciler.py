@@ -27,9 +27,11 @@ from events.envelope import Event, utcnow
 from events.payg import PaygCardSaved, RechargeConfirmed, RechargeFailed
 from projections.db import transaction
 from projections.outbox import emit
+from projections.payg import recharge_store
 from projections.payg.projection import PRODUCER
 from projections.payg.rules import intent_settlement
 from services.payg.recharger import run_payg_recharger
+from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
 from services.stripe_adapter.client import is_retryable, make_client
 
@@ -37,29 +39,6 @@ log = structlog.get_logger(__name__)
 
 # How long a claimed card lookup is left to its claimer before another pass may make it again.
 LEASE = timedelta(minutes=2)
-
-CLAIM_CAPTURES = """
-UPDATE card_captures SET claimed_until = $2, attempts = attempts + 1
-WHERE payment_intent_id IN (
-    SELECT payment_intent_id FROM card_captures
-    WHERE sent_at IS NULL AND saved_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)
-    ORDER BY requested_at LIMIT $3 FOR UPDATE SKIP LOCKED
-)
-RETURNING *
-"""
-
-# `checked_at` is both the lease and the pace: a recharge is asked about at most once per `settle_after`.
-CLAIM_UNSETTLED = """
-UPDATE recharges SET checked_at = $1
-WHERE recharge_id IN (
-    SELECT recharge_id FROM recharges
-    WHERE state = 'requested' AND payment_intent_id IS NOT NULL AND failure_code IS NULL AND sent_at <= $2
-      AND (checked_at IS NULL OR checked_at <= $2)
-    ORDER BY sent_at LIMIT $3 FOR UPDATE SKIP LOCKED
-)
-RETURNING *
-"""
-
 
 def _id_of(value: Any) -> str | None:
     """An expandable field: the id whether Stripe sent the id or the object."""
@@ -94,7 +73,7 @@ class PaygReconciler:
         """Look up the cards top-ups saved; returns how many captures were claimed."""
         now = self.clock()
         async with transaction(self.pool, self.schema) as conn:
-            claimed = await conn.fetch(CLAIM_CAPTURES, now, now + self.lease, limit)
+            claimed = await recharge_store.claim_card_captures(conn, now, now + self.lease, limit)
         await asyncio.gather(*(self._capture(row) for row in claimed))
         return len(claimed)
 
@@ -124,25 +103,21 @@ class PaygReconciler:
                         payment_intent=row["payment_intent_id"], error=error)
         async with transaction(self.pool, self.schema) as conn:
             await emit(conn, facts, producer=PRODUCER)
-            await conn.execute(
-                "UPDATE card_captures SET sent_at = $2, payment_method_id = $3, last_error = $4 "
-                "WHERE payment_intent_id = $1",
-                row["payment_intent_id"], self.clock(), card, error and error[:1000],
+            await recharge_store.card_capture_done(
+                conn, row["payment_intent_id"], self.clock(), card, error and error[:1000]
             )
 
     async def _capture_later(self, row: asyncpg.Record, error: BaseException) -> None:
         log.warning("payg card lookup failed, will retry", payment_intent=row["payment_intent_id"], error=str(error))
         async with transaction(self.pool, self.schema) as conn:
-            await conn.execute(
-                "UPDATE card_captures SET claimed_until = $2, last_error = $3 WHERE payment_intent_id = $1",
-                row["payment_intent_id"], self.clock() + self.retry_after, f"{type(error).__name__}: {error}"[:1000],
-            )
+            await recharge_store.postpone_card_capture(conn, row["payment_intent_id"], self.clock() + self.retry_after,
+                                             f"{type(error).__name__}: {error}"[:1000])
 
     async def settle_overdue(self, *, limit: int = 50) -> int:
         """Ask Stripe about recharges no webhook settled within `settle_after`; returns how many were asked."""
         now = self.clock()
         async with transaction(self.pool, self.schema) as conn:
-            claimed = await conn.fetch(CLAIM_UNSETTLED, now, now - self.settle_after, limit)
+            claimed = await recharge_store.claim_unsettled(conn, now, now - self.settle_after, limit)
         await asyncio.gather(*(self._settle(row) for row in claimed))
         return len(claimed)
 
@@ -185,16 +160,12 @@ def reconciler_for(res: Resources, schema: str = "payg") -> PaygReconciler:
 async def run_payg_reconciler(res: Resources, schema: str = "payg") -> None:
     """Capture saved cards and settle overdue recharges until cancelled; a failed pass is logged and retried."""
     reconciler = reconciler_for(res, schema)
-    idle = res.settings.jobmeter_payg_poll_seconds
-    while True:
-        busy = False
-        try:
-            busy = await reconciler.capture_cards() > 0
-            busy = await reconciler.settle_overdue() > 0 or busy
-        except Exception as error:  # noqa: BLE001 — leases and unsent rows are retried; keep the loop alive
-            log.error("payg reconciler pass failed", error=str(error), error_type=type(error).__name__)
-        if not busy:
-            await asyncio.sleep(idle)
+
+    async def one_pass() -> bool:
+        captured = await reconciler.capture_cards() > 0
+        return await reconciler.settle_overdue() > 0 or captured
+
+    await poll("payg reconciler", one_pass, PollPolicy(idle=res.settings.jobmeter_payg_poll_seconds))
 
 
 async def run_payg_workers(res: Resources, schema: str) -> None:

@@ -34,8 +34,9 @@ class PollPolicy:
         """Seconds to wait before the next pass, after `failures` failed passes in a row (0: it just went fine)."""
         if failures <= 0:
             return self.idle
+        # Bounded by max_backoff even when idle is longer: an hourly worker whose pass failed tries again soon.
         backoff: float = max(self.idle, 0.05) * 2.0**failures
-        return min(backoff, max(self.max_backoff, self.idle))
+        return min(backoff, self.max_backoff)
 
 
 async def poll(name: str, one_pass: Pass, policy: PollPolicy, *, sleep: Sleep = asyncio.sleep) -> None:
@@ -54,7 +55,7 @@ async def poll(name: str, one_pass: Pass, policy: PollPolicy, *, sleep: Sleep = 
             failures += 1
             busy = False
             log.warning("worker pass failed, retrying", worker=name, error=str(error), failures=failures)
-        except Exception as error:  # noqa: BLE001 — a bug in one pass must not stop the worker for good
+        except Exception as error:  # a bug in one pass must not stop the worker for good
             failures += 1
             busy = False
             log.error("worker pass failed", worker=name, error=str(error), error_type=type(error).__name__,

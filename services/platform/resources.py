@@ -1,6 +1,8 @@
 """What every process needs, opened once and closed once: the Postgres pool and the publisher.
 
-This is the one place services are wired; handlers receive what they need as arguments.
+This is the one place services are wired; handlers receive what they need as arguments. Schemas that are not
+a projection's (an area's own records, such as ingest receipts) are named by the composition root, which
+passes them in as `Store`s: platform knows no billing area.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from events.publisher import Publisher
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
-from projections.db import create_pool
+from projections.db import create_pool, ping
 from projections.migrate import migrate
 
-INGEST_MIGRATIONS = Path(__file__).parent / "ingest_store"
-WEBHOOK_MIGRATIONS = Path(__file__).parent / "webhook_store"
+
+@dataclass(frozen=True)
+class Store:
+    """A schema an area keeps for itself (not a projection, so never replayed) and the folder of its migrations."""
+
+    schema: str
+    migrations: Path
 
 
 @dataclass
@@ -34,20 +41,27 @@ class Resources:
     async def dead_letter(self, letters: Sequence[DeadLettered]) -> None:
         await self.publisher.publish_many(list(letters))
 
+    async def ping(self, timeout: float) -> None:
+        """Return once Postgres answers a query, or raise why it did not within `timeout` seconds."""
+        await ping(self.pool, timeout)
 
-async def prepare(settings: Settings) -> None:
-    """Topics and schemas: idempotent, safe for every process to run at start."""
+
+async def prepare(settings: Settings, stores: Sequence[Store] = ()) -> None:
+    """Topics, the projections' schemas and the given stores': idempotent, safe for every process to run at start."""
     topics = Topics(settings.jobmeter_topic_prefix)
     await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
     for projection in PROJECTIONS.values():
         await migrate(settings.database_url, projection.schema, projection.migrations)
-    await migrate(settings.database_url, "ingest", INGEST_MIGRATIONS)
-    await migrate(settings.database_url, "webhooks", WEBHOOK_MIGRATIONS)
+    for store in stores:
+        await migrate(settings.database_url, store.schema, store.migrations)
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings, *, producer: str) -> AsyncIterator[Resources]:
-    await prepare(settings)
+async def open_resources(
+    settings: Settings, *, producer: str, stores: Sequence[Store] = ()
+) -> AsyncIterator[Resources]:
+    """The pool and the publisher for one process, after `prepare` (with `stores`, the composition root's)."""
+    await prepare(settings, stores)
     topics = Topics(settings.jobmeter_topic_prefix)
     pool = await create_pool(settings.database_url)
     publisher = Publisher(settings.kafka_bootstrap_servers, producer=producer, topics=topics)

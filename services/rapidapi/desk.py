@@ -16,7 +16,6 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import asyncpg
 import structlog
@@ -34,11 +33,11 @@ from events.rapidapi import (
 )
 from jobmeter.settings import Settings
 from projections.migrate import migrate
+from projections.rapidapi.queries import user as user_of
+from services.rapidapi import store
 
 log = structlog.get_logger(__name__)
 
-STORE_SCHEMA = "rapidapi_gateway"
-STORE_MIGRATIONS = Path(__file__).parent / "rapidapi_store"
 DECLARED_CACHE_SIZE = 100_000
 
 
@@ -73,7 +72,7 @@ class RapidApiDesk:
 
     async def open(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         """Attach the pool and publisher (the app's lifespan opens them) and create the claims table."""
-        await migrate(self.settings.database_url, STORE_SCHEMA, STORE_MIGRATIONS)
+        await migrate(self.settings.database_url, store.SCHEMA, store.MIGRATIONS)
         self._pool, self._publisher = pool, publisher
 
     @property
@@ -106,7 +105,7 @@ class RapidApiDesk:
     async def _first_sight(self, user: str) -> Known:
         async with self.pool.acquire() as conn:
             try:
-                row = await conn.fetchrow("SELECT account_id, plan FROM rapidapi.users WHERE rapidapi_user = $1", user)
+                row = await user_of(conn, user)
             except asyncpg.UndefinedTableError:
                 row = None  # the projection is not migrated here: publishing the (idempotent) facts is safe
         if row is not None:
@@ -127,14 +126,7 @@ class RapidApiDesk:
             return 0
         pending = list(fresh.values())
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                f"""INSERT INTO {STORE_SCHEMA}.claims (api, job_id, rapidapi_user, account_id, units, claimed_at)
-                    SELECT a, j, $3, $4, u, $5 FROM unnest($1::text[], $2::text[], $6::int[]) AS x(a, j, u)
-                    ON CONFLICT (api, job_id) DO NOTHING RETURNING api, job_id""",  # noqa: S608
-                [j.api for j in pending], [j.job_id for j in pending], user, account_id, now,
-                [j.count for j in pending],
-            )
-        claimed = [fresh[(r["api"], r["job_id"])] for r in rows]
+            claimed = [fresh[key] for key in await store.claim(conn, user, account_id, pending, now)]
         for key in fresh.keys() - {(j.api, j.job_id) for j in claimed}:
             self._remember(key)  # declared already, by another request or process
         if not claimed:
@@ -158,11 +150,7 @@ class RapidApiDesk:
     async def _release(self, jobs: list[PendingJob]) -> None:
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(
-                    f"""DELETE FROM {STORE_SCHEMA}.claims
-                        WHERE (api, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",  # noqa: S608
-                    [j.api for j in jobs], [j.job_id for j in jobs],
-                )
+                await store.release(conn, jobs)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             # The job stays claimed but undeclared: the reconciliation shows it as ledger_vs_declared.
             log.error("could not release declaration claims", jobs=[(j.api, j.job_id) for j in jobs], error=str(error))

@@ -14,7 +14,6 @@ twice by two relays).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -22,9 +21,10 @@ import structlog
 from events.rapidapi import ReconciliationDiscrepancy
 from projections.db import transaction
 from projections.outbox import emit
-from projections.rapidapi.queries import export_imported, figures
+from projections.rapidapi.queries import export_imported, figures, settled_months
 from projections.rapidapi.reconcile import Tolerance, UserFigures, reconcile
 from services.ledger.channels import month_bounds
+from services.platform.poll import PollPolicy, poll
 from services.platform.relay import relay_once
 from services.platform.resources import Resources
 
@@ -58,27 +58,20 @@ async def reconcile_month(
     return MonthReconciled(period, users, found, imported, new)
 
 
-async def settled_months(res: Resources, settle_seconds: float) -> list[str]:
-    """Months with an export whose last row was logged at least `settle_seconds` ago."""
-    async with res.pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT period FROM rapidapi.reported_rows GROUP BY period
-               HAVING max(logged_at) <= now() - make_interval(secs => $1) ORDER BY period""",
-            settle_seconds,
-        )
-    return [r["period"] for r in rows]
-
-
 async def run_rapidapi_reconciler(res: Resources, schema: str = "rapidapi") -> None:
-    """Reconcile settled months forever (until cancelled); a failed pass is logged and the next one retries."""
+    """Reconcile settled months forever (until cancelled); a failed pass is logged and the next one retries.
+    The first pass waits an interval too: a process that just started lets the month settle first."""
     s = res.settings
-    while True:
-        await asyncio.sleep(s.rapidapi_reconcile_interval_seconds)
-        try:
-            for period in await settled_months(res, s.rapidapi_reconcile_settle_seconds):
-                month = await reconcile_month(res, period)
-                if month.newly_recorded:
-                    log.warning("rapidapi discrepancies", period=period, new=month.newly_recorded,
-                                users=sorted({d.rapidapi_user for d in month.discrepancies}))
-        except Exception as error:  # noqa: BLE001 — outbox and natural ids make the next pass safe to repeat
-            log.error("rapidapi reconciliation pass failed", error=str(error), error_type=type(error).__name__)
+
+    async def one_pass() -> bool:
+        async with res.pool.acquire() as conn:
+            periods = await settled_months(conn, s.rapidapi_reconcile_settle_seconds)
+        for period in periods:
+            month = await reconcile_month(res, period)
+            if month.newly_recorded:
+                log.warning("rapidapi discrepancies", period=period, new=month.newly_recorded,
+                            users=sorted({d.rapidapi_user for d in month.discrepancies}))
+        return False  # each month is reconciled whole in one pass: nothing is left for an immediate next one
+
+    interval = s.rapidapi_reconcile_interval_seconds
+    await poll("rapidapi reconciler", one_pass, PollPolicy(idle=interval, first_delay=interval))

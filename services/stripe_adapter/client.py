@@ -9,6 +9,7 @@ process's request budget first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -65,12 +66,23 @@ class MeterEvent:
 
 
 class MeterEventSink(Protocol):
+    """Where the meter sender delivers events: one at a time, or up to `batch_size` in one request."""
+
+    @property
+    def batch_size(self) -> int:
+        """The most events `send_batch` takes at once; 1 for a sink that sends one event a request."""
+
     async def send(self, event: MeterEvent) -> None:
         """Deliver the event, or raise: a retryable error (is_retryable) or a permanent one."""
+
+    async def send_batch(self, events: Sequence[MeterEvent]) -> None:
+        """Deliver the events (at most `batch_size`) together, or raise as `send` does."""
 
 
 class StripeMeterEvents:
     """Meter events to Stripe's v1 API: budgeted, retried, idempotent by the event's own identifier."""
+
+    batch_size = 1  # the v1 API takes one event a request
 
     def __init__(self, client: stripe.StripeClient, bucket: TokenBucket, *, attempts: int = 6,
                  max_backoff: float = 10.0) -> None:
@@ -101,6 +113,11 @@ class StripeMeterEvents:
                     params,  # type: ignore[arg-type]
                     {"idempotency_key": event.identifier},
                 )
+
+
+    async def send_batch(self, events: Sequence[MeterEvent]) -> None:
+        for event in events:
+            await self.send(event)
 
 
 def meter_events_for(settings: Settings, *, api_base: str | None = None, attempts: int = 6) -> StripeMeterEvents:

@@ -61,7 +61,7 @@ def _retry_stream(error: BaseException) -> bool:
 
 
 class StripeMeterEventStream:
-    """A MeterEventSink that also sends batches (`send_batch`); the sender uses batches when a sink has them."""
+    """A MeterEventSink that sends up to `batch_size` events a request; the sender fills its batches."""
 
     batch_size = MAX_EVENTS_PER_REQUEST
 

@@ -23,8 +23,10 @@ from pydantic import ValidationError
 
 from events.codec import describe
 from events.stripe import StripeEventReceived
+from projections.accounts.queries import account_of_customer
 from projections.db import transaction
 from services.platform.resources import Resources
+from services.stripe_adapter import store
 
 SIGNATURE_SCHEME = "v1"
 
@@ -111,26 +113,15 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
     settings = res.settings
     verify(body, header, settings.stripe_webhook_secret.get_secret_value(), settings.stripe_webhook_tolerance_seconds)
     event = parse(body)
-    async with transaction(res.pool, "webhooks") as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('stripe-webhook:' || $1))", event.stripe_event_id)
-        seen = await conn.fetchval("SELECT 1 FROM log WHERE stripe_event_id = $1", event.stripe_event_id)
-        if seen:
-            await conn.execute(
-                "UPDATE log SET deliveries = deliveries + 1 WHERE stripe_event_id = $1", event.stripe_event_id
-            )
+    async with transaction(res.pool) as conn:
+        await store.lock_event(conn, event.stripe_event_id)
+        if await store.count_redelivery(conn, event.stripe_event_id):
             return Receipt(event.stripe_event_id, duplicate=True)
         if event.customer_id is not None:
-            account = await conn.fetchval(
-                "SELECT account_id FROM accounts.accounts WHERE stripe_customer_id = $1", event.customer_id
-            )
+            account = await account_of_customer(conn, event.customer_id)
             event = event.model_copy(update={"account_id": account})
         # Past the timeout, answer 503 and let Stripe retry rather than hold a connection (and the event's lock);
         # a send that completes late is published again on the retry: same event id, folded once.
         await asyncio.wait_for(res.publisher.publish(event), settings.stripe_webhook_publish_timeout_seconds)
-        await conn.execute(
-            """INSERT INTO log (stripe_event_id, type, customer_id, account_id, created, livemode, body)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            event.stripe_event_id, event.type, event.customer_id, event.account_id, event.created,
-            event.livemode, body.decode(),
-        )
+        await store.log_event(conn, event, body)
     return Receipt(event.stripe_event_id, duplicate=False)

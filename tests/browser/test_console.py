@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from jobmeter.settings import Settings
 from services.http.app import create_app
 from services.platform.serving import serving
 from tests.integration.helpers import INGEST, eventually, fetchval, job, register
+
+if TYPE_CHECKING:  # for annotations only: at run time the module comes from importorskip, which skips without it
+    from playwright.async_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -119,7 +123,7 @@ async def page(console: Console) -> AsyncIterator[tuple[object, BrowserLog]]:
             await browser.close()
 
 
-async def log_in(tab: playwright_api.Page) -> None:
+async def log_in(tab: Page) -> None:
     await tab.goto("/console/accounts")
     assert tab.url.endswith("/console/login")  # no session: the login form
     await tab.get_by_label("Admin token (JOBMETER_ADMIN_TOKEN)").fill(ADMIN_TOKEN)
@@ -127,7 +131,7 @@ async def log_in(tab: playwright_api.Page) -> None:
     await tab.wait_for_url("**/console/accounts")
 
 
-async def test_operator_journey(console: Console, page: tuple[playwright_api.Page, BrowserLog]) -> None:
+async def test_operator_journey(console: Console, page: tuple[Page, BrowserLog]) -> None:
     tab, log = page
     await log_in(tab)
     assert await tab.locator("h1").inner_text() == "Accounts"
@@ -180,7 +184,7 @@ async def test_operator_journey(console: Console, page: tuple[playwright_api.Pag
 
 
 async def test_every_page_is_accessible_and_error_free(
-    console: Console, page: tuple[playwright_api.Page, BrowserLog]
+    console: Console, page: tuple[Page, BrowserLog]
 ) -> None:
     tab, log = page
     problems: dict[str, list[str]] = {}

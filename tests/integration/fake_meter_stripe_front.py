@@ -45,7 +45,7 @@ class FakeMeterStripeFront(ScriptedServer):
         front = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — keep test output quiet
+            def log_message(self, format: str, *args: Any) -> None:  # keeps test output quiet
                 return None
 
             def _handle(self) -> None:

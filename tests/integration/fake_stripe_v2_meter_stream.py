@@ -19,6 +19,8 @@ from typing import Any
 
 from tests.integration.scripted_server import ScriptedServer
 
+Answer = tuple[int, dict[str, Any]]  # an HTTP status and its JSON body
+
 
 class FakeStripeV2MeterStream(ScriptedServer):
     def __init__(self, *, session_minutes: float = 15) -> None:
@@ -33,60 +35,54 @@ class FakeStripeV2MeterStream(ScriptedServer):
         with self._lock:
             self.sessions = {token: datetime.now(UTC) - timedelta(seconds=1) for token in self.sessions}
 
+    def answer(self, path: str, bearer: str, body: bytes, idempotency_key: str | None) -> Answer:
+        """What Stripe would answer this POST: the status and its JSON body."""
+        if path == "/v2/billing/meter_event_session":
+            return self._session(bearer)
+        if path == "/v2/billing/meter_event_stream":
+            return self._stream(bearer, json.loads(body or b"{}"), idempotency_key)
+        return _error(404, "invalid_request_error", f"the fake has no {path}")
+
+    def _session(self, key: str) -> Answer:
+        if not key.startswith("sk_test_"):
+            return _error(401, "invalid_request_error", "a secret key is needed")
+        token = "mes_" + secrets.token_hex(12)
+        expires = datetime.now(UTC) + timedelta(minutes=self.session_minutes)
+        with self._lock:
+            self.sessions[token] = expires
+        return 200, {"id": "mes_session_" + token[4:], "object": "v2.billing.meter_event_session",
+                     "authentication_token": token, "created": datetime.now(UTC).isoformat(),
+                     "expires_at": expires.isoformat().replace("+00:00", "Z"), "livemode": False}
+
+    def _stream(self, token: str, body: dict[str, Any], idempotency_key: str | None) -> Answer:
+        with self._lock:
+            expires = self.sessions.get(token)
+            action = self.script.popleft() if self.script else "pass"
+        if expires is None or expires <= datetime.now(UTC):
+            return _error(401, "temporary_session_expired", "the meter event session has expired")
+        if action == "429":
+            return _error(429, "rate_limit", "fake: too many requests")
+        events = body.get("events") or []
+        if not 1 <= len(events) <= 100:
+            return _error(400, "invalid_request_error", "between 1 and 100 events a request")
+        with self._lock:
+            self.requests.append(events)
+            self.keys.append(idempotency_key)
+            for event in events:
+                self.counted.setdefault(event["identifier"], event)
+        return 200, {}
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — keep test output quiet
+            def log_message(self, format: str, *args: Any) -> None:  # keeps test output quiet
                 return None
 
-            def do_POST(self) -> None:  # noqa: N802 — the name http.server calls
+            def do_POST(self) -> None:  # the name http.server calls
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                if self.path == "/v2/billing/meter_event_session":
-                    self._session(token)
-                elif self.path == "/v2/billing/meter_event_stream":
-                    self._stream(token, json.loads(body or b"{}"))
-                else:
-                    self._error(404, "invalid_request_error", f"the fake has no {self.path}")
-
-            def _session(self, key: str) -> None:
-                if not key.startswith("sk_test_"):
-                    self._error(401, "invalid_request_error", "a secret key is needed")
-                    return
-                token = "mes_" + secrets.token_hex(12)
-                expires = datetime.now(UTC) + timedelta(minutes=fake.session_minutes)
-                with fake._lock:
-                    fake.sessions[token] = expires
-                self._answer(200, {"id": "mes_session_" + token[4:], "object": "v2.billing.meter_event_session",
-                                   "authentication_token": token, "created": datetime.now(UTC).isoformat(),
-                                   "expires_at": expires.isoformat().replace("+00:00", "Z"), "livemode": False})
-
-            def _stream(self, token: str, body: dict[str, Any]) -> None:
-                with fake._lock:
-                    expires = fake.sessions.get(token)
-                    action = fake.script.popleft() if fake.script else "pass"
-                if expires is None or expires <= datetime.now(UTC):
-                    self._error(401, "temporary_session_expired", "the meter event session has expired")
-                    return
-                if action == "429":
-                    self._error(429, "rate_limit", "fake: too many requests")
-                    return
-                events = body.get("events") or []
-                if not 1 <= len(events) <= 100:
-                    self._error(400, "invalid_request_error", "between 1 and 100 events a request")
-                    return
-                with fake._lock:
-                    fake.requests.append(events)
-                    fake.keys.append(self.headers.get("Idempotency-Key"))
-                    for event in events:
-                        fake.counted.setdefault(event["identifier"], event)
-                self._answer(200, {})
-
-            def _error(self, status: int, kind: str, message: str) -> None:
-                self._answer(status, {"error": {"type": kind, "code": kind, "message": message}})
-
-            def _answer(self, status: int, payload: dict[str, Any]) -> None:
+                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                status, payload = fake.answer(self.path, bearer, body, self.headers.get("Idempotency-Key"))
                 raw = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -95,3 +91,7 @@ class FakeStripeV2MeterStream(ScriptedServer):
                 self.wfile.write(raw)
 
         return Handler
+
+
+def _error(status: int, kind: str, message: str) -> Answer:
+    return status, {"error": {"type": kind, "code": kind, "message": message}}

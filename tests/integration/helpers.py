@@ -14,7 +14,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
+from events.topics import Topics
 from jobmeter.settings import Settings
+from projections.db import quote_schema
+from projections.log import LogReader, Offsets
+from projections.records import RawRecord
 
 T = TypeVar("T")
 
@@ -60,6 +64,35 @@ async def read_topic(settings: Settings, topic: str, *, expect: int, timeout: fl
     finally:
         await consumer.stop()
     return records
+
+
+async def read_to_end(settings: Settings, logical: str) -> list[RawRecord]:
+    """Every record of a topic (logical name) up to its end as of this call: no waiting for more. After a call
+    that returns once Kafka has what it publishes (the ingest, a webhook, a sync job), this is all it published."""
+    async with LogReader(settings.kafka_bootstrap_servers) as log:
+        return [record async for batch in log.read_to_end([Topics(settings.jobmeter_topic_prefix).name(logical)])
+                for record in batch]
+
+
+async def applied_to_end(settings: Settings, schema: str, *logical: str, timeout: float = 30) -> Offsets:
+    """Wait until the projection in `schema` has applied every record its topics (logical names) held when this was
+    called; returns those ends. A projection moves its positions in the transaction that writes what a record
+    caused (its rows, its outbox), so past this a test may assert that something did NOT happen."""
+    topics = [Topics(settings.jobmeter_topic_prefix).name(name) for name in logical]
+    async with LogReader(settings.kafka_bootstrap_servers) as log:
+        ends = await log.high_watermarks(await log.partitions(topics))
+    table = f"{quote_schema(schema)}.positions"
+
+    async def positions() -> Offsets:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch(f"SELECT topic, partition, next_offset FROM {table}")
+        finally:
+            await conn.close()
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    await eventually(positions, lambda at: all(at.get(p, 0) >= end for p, end in ends.items()), timeout)
+    return ends
 
 
 @asynccontextmanager

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
 
 from jobmeter.settings import Settings
@@ -68,5 +70,6 @@ async def test_usage_groups_by_api_channel_and_day(settings: Settings) -> None:
         assert (await client.get(url, params=params)).status_code == 401
 
 
-async def _json(client, url, params):  # type: ignore[no-untyped-def]
-    return (await client.get(url, params=params, headers=ADMIN)).json()
+async def _json(client: httpx.AsyncClient, url: str, params: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = (await client.get(url, params=params, headers=ADMIN)).json()
+    return body

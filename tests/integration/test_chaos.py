@@ -15,6 +15,7 @@ from services.devtools.chaos.runner import Scenario
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)
 async def test_invariants_hold_through_every_fault(settings: Settings) -> None:
     report = await Scenario(settings, seconds=30, accounts=20, lag_bound=60, billing_bound=45).run_scenario()
     print(json.dumps(report.as_json(), indent=2))

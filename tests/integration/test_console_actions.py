@@ -38,7 +38,7 @@ async def test_rebuild_a_projection_from_the_console(settings: Settings) -> None
         assert started.headers["location"] == "/console/projections?notice=rebuild-started"
 
         async def state() -> str:
-            return str((await live())["rebuilds"]["usage-ledger"])  # type: ignore[index]
+            return str((await live())["rebuilds"]["ledger"])  # type: ignore[index]
 
         assert await eventually(state, lambda s: s != "running", timeout=60) == "swapped"
         page = (await client.get("/console/projections")).text

@@ -11,6 +11,7 @@ from services.devtools.demo import demo_engine, overrides, run_workload
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)
 async def test_every_scenario_of_the_demo_passes(settings: Settings) -> None:
     async with demo_engine(settings.model_copy(update=overrides())) as engine:
         result = await run_workload(engine, accounts=12)

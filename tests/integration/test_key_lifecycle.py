@@ -22,7 +22,7 @@ from services.gateway.keycheck import KeyCheckMiddleware
 from services.http.app import create_app
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
-from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_topic
+from tests.integration.helpers import ADMIN, applied_to_end, client_for, eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,10 @@ async def test_payment_failure_suspends_keys_and_payment_restores_them(settings:
 
         retry = build_event("invoice.payment_failed", "cus_DUNNED", created=int(time.time()) - 60)
         await signed_post(client, retry)
-        await asyncio.sleep(0.5)
+        # Decided on (the lifecycle's positions are past it), and nothing to publish: a suspension would be queued
+        # in its outbox by the same transaction.
+        await applied_to_end(settings, "key_lifecycle", "stripe")
+        assert await fetchval(settings, "SELECT count(*) FROM key_lifecycle.outbox") == 0
         assert (await check(client, key)).status_code == 200  # Stripe will retry: keys keep working
 
         failed = build_event("invoice.payment_failed", "cus_DUNNED", final=True, created=int(time.time()) - 30)
@@ -144,7 +147,8 @@ async def test_payment_failure_suspends_keys_and_payment_restores_them(settings:
         # A late copy of the failure, older than the payment, changes nothing.
         late = build_event("invoice.payment_failed", "cus_DUNNED", final=True, created=int(time.time()) - 20)
         await signed_post(client, late)
-        await asyncio.sleep(1.0)
+        await applied_to_end(settings, "key_lifecycle", "stripe")
+        assert await fetchval(settings, "SELECT count(*) FROM key_lifecycle.outbox") == 2  # suspended, restored
         assert (await check(client, key)).status_code == 200
 
         sent = await eventually(

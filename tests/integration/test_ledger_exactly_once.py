@@ -401,8 +401,8 @@ async def test_every_job_counts_once_through_repeated_sigkills(
     assert sum((await end_offsets(settings, topics.deadletters)).values()) == 0
 
     # And a rebuild from the log, after all of that, is row for row the live ledger.
-    await replay.rebuild(settings, "usage-ledger")
-    assert await replay.verify(settings, "usage-ledger") == []
+    await replay.rebuild(settings, "ledger")
+    assert await replay.verify(settings, "ledger") == []
 
 
 async def stale_migration_locks(db: asyncpg.Connection) -> dict[str, int]:

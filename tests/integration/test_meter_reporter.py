@@ -112,6 +112,8 @@ async def test_crash_between_sent_and_recorded_resends_the_same_identifier_and_k
     await h.publish(*jobs(5, minutes_ago(h, 10)))
 
     class DiesAfterSending:
+        batch_size = 1
+
         def __init__(self, real: StripeMeterEvents) -> None:
             self.real = real
 
@@ -142,6 +144,8 @@ async def test_crash_between_recorded_and_sent_sends_once_after_restart(harness:
     await h.publish(*jobs(4, minutes_ago(h, 10)))
 
     class DiesBeforeSending:
+        batch_size = 1
+
         async def send(self, event: MeterEvent) -> None:
             raise ProcessDied
 

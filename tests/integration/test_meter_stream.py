@@ -3,7 +3,7 @@ v2 endpoints (stripe-mock has none), with real Postgres: batching, session renew
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 
 import pytest
@@ -31,7 +31,7 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
-def fake() -> AsyncIterator[FakeStripeV2MeterStream]:
+def fake() -> Iterator[FakeStripeV2MeterStream]:
     with FakeStripeV2MeterStream() as running:
         yield running
 

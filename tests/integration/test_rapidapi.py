@@ -19,7 +19,13 @@ from typer.testing import CliRunner, Result
 from events.accounts import AccountRegistered
 from events.envelope import Event
 from events.jobs import JobCompleted
-from events.rapidapi import BillingUnitsDeclared, MarketplaceUserLinked, rapidapi_account_id
+from events.rapidapi import (
+    BillingUnitsDeclared,
+    MarketplacePlanChanged,
+    MarketplaceUserLinked,
+    ReconciliationDiscrepancy,
+    rapidapi_account_id,
+)
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings, get_settings
@@ -62,7 +68,7 @@ def upstream_app(settings: Settings, consumers: list[str]) -> FastAPI:
 
     async def complete(request: Request, api: str, job_id: str, mode: str) -> None:
         job = JobCompleted(account_id=request.state.account_id, api=api, job_id=job_id, channel=request.state.channel,
-                           mode=mode, completed_at=datetime.now(UTC))  # type: ignore[arg-type]
+                           mode=mode, completed_at=datetime.now(UTC))
         await runtime.res.publisher.publish(job)
         declare_job_completed(request, api, job_id)
 
@@ -94,7 +100,8 @@ def upstream_app(settings: Settings, consumers: list[str]) -> FastAPI:
 
 
 def billed(response: httpx.Response) -> str | None:
-    return response.headers.get("x-rapidapi-billing")
+    billing: str | None = response.headers.get("x-rapidapi-billing")  # httpx types Headers.get as Any
+    return billing
 
 
 async def decoded(settings: Settings, logical: str, expect: int, timeout: float = 10) -> list[tuple[Any, Event]]:
@@ -148,7 +155,7 @@ async def test_identity_is_stable_under_concurrent_first_requests(settings: Sett
         assert again.json()["account_id"] == "rapidapi:newbie"
     facts = await decoded(settings, "rapidapi", 20, timeout=3)
     assert sum(isinstance(e, MarketplaceUserLinked) for _, e in facts) == 1
-    assert [e.plan for _, e in facts if type(e).__name__ == "MarketplacePlanChanged"] == ["BASIC", "PRO"]
+    assert [e.plan for _, e in facts if isinstance(e, MarketplacePlanChanged)] == ["BASIC", "PRO"]
 
 
 async def test_the_billing_header_is_declared_once_per_job(settings: Settings) -> None:
@@ -367,7 +374,7 @@ async def test_the_reconciler_beside_the_consumer_flags_a_settled_export(setting
             lambda: decoded(settings, "rapidapi", 10, timeout=1),
             lambda found: sum(type(e).__name__ == "ReconciliationDiscrepancy" for _, e in found) >= 3,
         )
-    kinds = sorted((e.rapidapi_user, e.kind) for _, e in published if type(e).__name__ == "ReconciliationDiscrepancy")
+    kinds = sorted((e.rapidapi_user, e.kind) for _, e in published if isinstance(e, ReconciliationDiscrepancy))
     assert kinds == [("bob", "declared_vs_reported"), ("bob", "ledger_vs_reported"), ("zed", "unknown_user")]
 
 

@@ -14,14 +14,15 @@ from events.jobs import JobCompleted, LegacyOperation
 from events.publisher import Publisher
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings, get_settings
-from projections import replay
+from projections import catalog, replay
+from projections.replay.shadow import ReplayError
 from services.cli.main import app
 from services.engine.runtime import build_runtime
 from tests.integration.helpers import eventually, fetchval, read_topic
 
 pytestmark = pytest.mark.integration
 
-LEDGER = "usage-ledger"
+LEDGER = "ledger"
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 TOTAL = "SELECT coalesce(sum(jobs), 0) FROM ledger.hourly"
 
@@ -161,9 +162,9 @@ async def test_since_rebuilds_part_of_the_log_and_cannot_be_swapped(settings: Se
     assert (result.partial, result.records) == (True, 7)
     assert await fetchval(settings, "SELECT count(*) FROM ledger__rebuild.jobs WHERE job_id LIKE 'late-%'") == 7
     assert await fetchval(settings, "SELECT count(*) FROM ledger__rebuild.jobs") == 7
-    with pytest.raises(replay.ReplayError, match="partial rebuild"):
+    with pytest.raises(ReplayError, match="partial rebuild"):
         await replay.swap(settings, LEDGER)
-    with pytest.raises(replay.ReplayError, match="partial rebuild"):
+    with pytest.raises(ReplayError, match="partial rebuild"):
         await replay.verify(settings, LEDGER)
 
     cli = await jobmeter(settings, "replay", LEDGER, "--since", middle.isoformat(), "--swap")
@@ -207,8 +208,19 @@ async def test_swapping_an_emitting_projection_does_not_publish_its_history_agai
 
 
 async def test_projections_with_their_own_sent_state_cannot_be_swapped(settings: Settings) -> None:
+    cli = await jobmeter(settings, "replay", "meter", "--swap")
+    assert cli.exit_code == 2, cli.output
+    assert "meter cannot be swapped" in cli.stderr
+    with pytest.raises(ReplayError, match="cannot be swapped"):
+        await replay.swap(settings, "key-lifecycle")
+
+
+async def test_the_former_names_of_the_ledger_and_the_meter_still_name_them(settings: Settings) -> None:
+    assert catalog.get("usage-ledger") is catalog.PROJECTIONS["ledger"]
+    assert catalog.get("stripe-meter") is catalog.PROJECTIONS["meter"]
+    with pytest.raises(KeyError, match="no projection 'usage'"):
+        catalog.get("usage")
+    # Where an operator types one: the command resolves it before refusing a swap it cannot make.
     cli = await jobmeter(settings, "replay", "stripe-meter", "--swap")
     assert cli.exit_code == 2, cli.output
-    assert "stripe-meter cannot be swapped" in cli.stderr
-    with pytest.raises(replay.ReplayError, match="cannot be swapped"):
-        await replay.swap(settings, "key-lifecycle")
+    assert "meter cannot be swapped" in cli.stderr

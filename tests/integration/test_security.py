@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from jobmeter.logs import configure_logging
 from jobmeter.settings import Settings
@@ -27,16 +28,34 @@ PUBLIC = {
 }
 
 
-def routes(app: FastAPI) -> Iterator[tuple[str, str]]:
-    def walk(items: list[Any]) -> Iterator[tuple[str, str]]:
-        for route in items:
-            if isinstance(route, APIRoute):
-                for method in sorted(route.methods):
-                    yield method, route.path
-            elif hasattr(route, "original_router"):  # FastAPI's lazily included routers
-                yield from walk(route.original_router.routes)
+class ServedRoute(Protocol):
+    """One route as FastAPI serves it from an included router: the prefixes of every include applied."""
 
-    yield from walk(app.routes)
+    @property
+    def original_route(self) -> BaseRoute: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def methods(self) -> set[str]: ...
+
+
+@runtime_checkable
+class IncludedRouter(Protocol):
+    """FastAPI's lazily included router (a private class), nested includes and all."""
+
+    def effective_route_contexts(self) -> Iterator[ServedRoute]: ...
+
+
+def routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods or ()):
+                yield method, route.path
+        elif isinstance(route, IncludedRouter):
+            for served in route.effective_route_contexts():
+                if isinstance(served.original_route, APIRoute):
+                    for method in sorted(served.methods):
+                        yield method, served.path
 
 
 def concrete(path: str) -> str:

@@ -1,10 +1,14 @@
-"""The files users deploy from must stay true to the code: every setting documented, every service deployed."""
+"""The files users deploy from must stay true to the code: every setting documented, every service deployed, the
+image built from packages that exist."""
 
 from __future__ import annotations
 
+import importlib
 import re
+import tomllib
 from pathlib import Path
 
+import typer
 import yaml
 
 from jobmeter.settings import Settings
@@ -30,3 +34,25 @@ def test_compose_runs_every_consumer_and_only_known_services() -> None:
     run_targets = {cmd[1] for cmd in commands.values() if cmd[:1] == ["run"]}
     assert run_targets <= set(SERVICES)
     assert set(SERVICES) - {"all"} <= run_targets, "every service needs a container in docker-compose.yml"
+
+
+def test_dockerfile_copies_what_exists_and_installs_the_entry_point() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M) for src in line.split()[:-1]]
+    assert sources and [s for s in sources if not (ROOT / s).exists()] == [], "the Dockerfile copies a missing path"
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() and p.name != "tests"}
+    assert packages <= set(sources), "the image needs every package"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, _, attribute = pyproject["project"]["scripts"]["jobmeter"].partition(":")
+    assert isinstance(getattr(importlib.import_module(module), attribute), typer.Typer)
+    assert re.search(r'^ENTRYPOINT \["jobmeter"\]$', dockerfile, re.M)
+
+
+def test_package_data_points_at_packages_that_hold_it() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for package, patterns in pyproject["tool"]["setuptools"]["package-data"].items():
+        if package == "*":
+            continue
+        folder = ROOT.joinpath(*package.split("."))
+        assert (folder / "__init__.py").exists(), f"package-data names {package}, which is no package"
+        assert all(list(folder.glob(pattern)) for pattern in patterns), (package, patterns)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.stripe import PastDueGraceExpired, StripeEventReceived
-from projections.keys.dunning import (
+from projections.key_lifecycle.dunning import (
     DunningPolicy,
     DunningState,
     Restore,

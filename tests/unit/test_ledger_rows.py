@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from events.envelope import Envelope
+from events.envelope import Envelope, Event
 from events.jobs import JobCompleted
 from projections.ledger.projection import job_rows
 from projections.records import Recorded
@@ -41,7 +41,9 @@ jobs = st.lists(
 @given(jobs)
 def test_each_text_column_splits_back_into_the_batch(batch: list[JobCompleted]) -> None:
     logged = datetime(2026, 11, 2, tzinfo=UTC)
-    items = [Recorded("t", 0, i, logged, Envelope.wrap(job, producer="test"), job) for i, job in enumerate(batch)]
+    items: list[Recorded[Event]] = [
+        Recorded("t", 0, i, logged, Envelope.wrap(job, producer="test"), job) for i, job in enumerate(batch)
+    ]
     columns = job_rows(items)
     for position, field in zip(range(5), ("api", "job_id", "account_id", "channel", "mode"), strict=True):
         assert columns[position].split(" ") == [getattr(job, field) for job in batch]

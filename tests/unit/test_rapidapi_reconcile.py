@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypedDict
 
 import pytest
 
@@ -136,7 +137,18 @@ def test_a_job_is_declared_once_as_a_fact() -> None:
 
 # --- one metric across channels: which accounts are flagged -----------------------------------------------------
 
-CHANNEL_CASES = [
+class ChannelFigures(TypedDict, total=False):
+    """The figures of AccountChannels a case sets (the rest keep their defaults)."""
+
+    ledger_direct: int
+    ledger_rapidapi: int
+    stripe_sent: int
+    rapidapi_declared: int
+    rapidapi_reported: int
+    payg_debits: int
+
+
+CHANNEL_CASES: list[tuple[str, ChannelFigures, list[str]]] = [
     # (name, figures, expected differences)
     ("direct, Stripe agrees", dict(ledger_direct=5, stripe_sent=5), []),
     ("direct, Stripe short", dict(ledger_direct=5, stripe_sent=4), ["stripe sent 4 ≠ ledger 5"]),
@@ -152,7 +164,7 @@ CHANNEL_CASES = [
 
 
 @pytest.mark.parametrize(("name", "figures", "expected"), CHANNEL_CASES, ids=[c[0] for c in CHANNEL_CASES])
-def test_channel_differences(name: str, figures: dict[str, int], expected: list[str]) -> None:
+def test_channel_differences(name: str, figures: ChannelFigures, expected: list[str]) -> None:
     from services.ledger.channels import AccountChannels, differences
 
     account = AccountChannels("acct", None, **figures)

@@ -23,7 +23,7 @@ TARGET = 0.8
 def bodies(good: int, apis: tuple[str, ...], *, label: str, batch: int, bad_ratio: float, seed: int) -> list[bytes]:
     """`good` distinct good jobs in batches of `batch` good items each, with bad items mixed in so that they
     are `bad_ratio` of all items."""
-    rng = random.Random(seed)  # noqa: S311 - a workload, not a secret
+    rng = random.Random(seed)  # a workload, not a secret
     items = [j.model_dump(mode="json") for j in jobs(good, apis, label=label, seed=seed)]
     out: list[bytes] = []
     for i in range(0, good, batch):

@@ -17,7 +17,10 @@ from events.billing import MeterUsageReported
 from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
+from projections.ledger import queries as ledger_queries
 from projections.log import LogReader
+from projections.meter import queries as meter_queries
+from projections.payg import queries as payg_queries
 from services.devtools.chaos.invariants import (
     Invariant,
     Recharge,
@@ -27,6 +30,7 @@ from services.devtools.chaos.invariants import (
     recharges_charged_once,
 )
 from services.devtools.demo.stripe_events import recharge_succeeded
+from services.platform.poll import PollPolicy, poll
 from services.stripe_adapter.fixtures import encode_event
 from services.stripe_adapter.webhooks import sign
 
@@ -104,20 +108,21 @@ class StripeForRecharges:
     deliveries: int = 0
 
     async def run(self, client: httpx.AsyncClient) -> None:
-        while True:
+        """Until cancelled. While Postgres is being restarted a pass fails; `poll` looks again shortly (the
+        back-off stays well inside the run's billing bound)."""
+
+        async def one_pass() -> bool:
+            conn = await asyncpg.connect(self.settings.database_url, timeout=5)
             try:
-                conn = await asyncpg.connect(self.settings.database_url, timeout=5)
-                try:
-                    rows = await conn.fetch("SELECT * FROM payg.recharges WHERE state = 'requested' "
-                                            "AND payment_intent_id IS NOT NULL")
-                finally:
-                    await conn.close()
-            except (OSError, asyncpg.PostgresError, TimeoutError):
-                rows = []  # Postgres is being restarted: look again shortly
+                rows = await payg_queries.recharges_awaiting_payment(conn)
+            finally:
+                await conn.close()
             for row in rows:
                 if row["payment_intent_id"] not in self.delivered:
                     await self._settle(client, dict(row))
-            await asyncio.sleep(0.5)
+            return False
+
+        await poll("chaos-stripe-recharges", one_pass, PollPolicy(idle=0.5, max_backoff=2.0))
 
     async def _settle(self, client: httpx.AsyncClient, recharge: dict[str, Any]) -> None:
         first = recharge_succeeded(recharge, recharge["customer_id"])
@@ -148,7 +153,7 @@ async def meter_outbox_unsent(settings: Settings) -> int:
     """`MeterUsageReported` events recorded but not yet relayed to the bus."""
     conn = await asyncpg.connect(settings.database_url)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM meter.outbox WHERE sent_at IS NULL"))
+        return await meter_queries.outbox_unsent(conn)
     finally:
         await conn.close()
 
@@ -175,26 +180,15 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
     snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
     await snapshot.start()
     try:
-        accounts = [*people.customers, *people.payg]
-        ledger = await conn.fetch(
-            "SELECT account_id, api, sum(jobs)::bigint AS jobs FROM ledger.hourly WHERE channel = 'direct' "
-            "AND account_id = ANY($1) GROUP BY 1, 2", accounts)
-        reports = await conn.fetch("SELECT customer_id, state, sum(value)::bigint AS value FROM meter.reports "
-                                   "GROUP BY 1, 2")
-        sent = await conn.fetch("SELECT identifier, customer_id, window_start, seq, value FROM meter.reports "
-                                "WHERE state = 'sent'")
-        debits = await conn.fetch("SELECT account_id, count(*) AS n, coalesce(sum(-amount_minor), 0)::bigint AS m "
-                                  "FROM payg.movements WHERE kind = 'debit' GROUP BY 1")
-        recharges = await conn.fetch("SELECT recharge_id, account_id, idempotency_key, payment_intent_id, state, "
-                                     "amount_minor FROM payg.recharges")
-        credits = await conn.fetch("SELECT reference, account_id, amount_minor FROM payg.movements "
-                                   "WHERE kind = 'recharge'")
+        jobs = await ledger_queries.direct_jobs(conn, [*people.customers, *people.payg])
+        reports = await meter_queries.value_per_customer_and_state(conn)
+        sent = await meter_queries.sent_reports(conn)
+        debits = await payg_queries.debits(conn)
+        recharges = await payg_queries.all_recharges(conn)
+        credits = await payg_queries.recharge_credits(conn)
     finally:
         await snapshot.rollback()
         await conn.close()
-    jobs: dict[str, dict[str, int]] = {}
-    for r in ledger:
-        jobs.setdefault(r["account_id"], {})[r["api"]] = int(r["jobs"])
     ledger_by_customer = {c: sum(jobs.get(a, {}).values()) for a, c in people.customers.items()}
     sent_value = {r["customer_id"]: int(r["value"]) for r in reports if r["state"] == "sent"}
     unsent: dict[str, dict[str, int]] = {}
@@ -205,8 +199,6 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
         meter_sent_equals_ledger(ledger_by_customer, sent_value, unsent),
         meter_identifiers_distinct([(r["identifier"], r["customer_id"], r["window_start"].isoformat(), r["seq"],
                                      int(r["value"])) for r in sent] + (announced or [])),
-        payg_debits_equal_jobs_times_price({a: jobs.get(a, {}) for a in people.payg}, prices,
-                                           {r["account_id"]: (int(r["n"]), int(r["m"])) for r in debits}),
-        recharges_charged_once([Recharge(**dict(r)) for r in recharges],
-                               [(r["reference"], r["account_id"], int(r["amount_minor"])) for r in credits]),
+        payg_debits_equal_jobs_times_price({a: jobs.get(a, {}) for a in people.payg}, prices, debits),
+        recharges_charged_once([Recharge(**dict(r)) for r in recharges], credits),
     ]

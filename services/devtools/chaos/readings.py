@@ -13,7 +13,7 @@ from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.log import LogReader
-from projections.replay import read_positions
+from projections.replay.shadow import read_positions
 from services.engine.runtime import PROJECTION_SERVICES
 
 

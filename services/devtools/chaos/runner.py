@@ -17,6 +17,7 @@ import httpx
 from events.publisher import Publisher
 from events.topics import Topics
 from jobmeter.settings import Settings, state_dir
+from projections.ledger import queries as ledger_queries
 from projections.payg.rules import parse_prices
 from services.devtools import stack
 from services.devtools.chaos.billing import (
@@ -39,6 +40,7 @@ from services.devtools.chaos.readings import count_dead_letters, records_behind
 from services.devtools.chaos.workload import ClientBook, make_batch, post_until_answered
 from services.devtools.sandbox import service_env
 from services.engine.runtime import PROJECTION_SERVICES
+from services.platform.poll import PollPolicy, poll
 from services.platform.serving import free_port
 
 Log = Callable[[str], None]
@@ -69,7 +71,7 @@ class Scenario:
         self.bad_ratio = bad_ratio
         self.lag_bound = lag_bound
         self.billing_bound = billing_bound
-        self.rng = random.Random(seed)  # noqa: S311 - a workload, not a secret
+        self.rng = random.Random(seed)  # a workload, not a secret
         self.log = log
         self.run = uuid.uuid4().hex[:6]
         self.accounts = [f"chaos-{self.run}-{i}" for i in range(accounts)]
@@ -118,11 +120,14 @@ class Scenario:
     async def _supervise(self) -> None:
         """Like docker-compose's `restart: unless-stopped`: a service that exits on its own (e.g. Postgres was
         restarting while it started) is started again; how often is in the figures (`exits`)."""
-        while True:
-            await asyncio.sleep(1)
+
+        async def one_pass() -> bool:
             for process in self._all():
                 if process.revive():
                     self.log(f"{process.name} exited on its own; started again")
+            return False
+
+        await poll("chaos-supervisor", one_pass, PollPolicy(idle=1.0, first_delay=1.0))
 
     def _figures(self, settled: float) -> dict[str, Any]:
         people = self.people
@@ -230,13 +235,13 @@ class Scenario:
         topics = Topics(self.settings.jobmeter_topic_prefix)
         conn = await asyncpg.connect(self.settings.database_url)
         try:
-            distinct = await conn.fetchval("SELECT count(*) FROM ledger.jobs")
-            total = await conn.fetchval("SELECT coalesce(sum(jobs), 0) FROM ledger.hourly")
+            distinct = await ledger_queries.job_count(conn)
+            total = await ledger_queries.total_jobs(conn)
         finally:
             await conn.close()
-        dead = await count_dead_letters(self.settings, topics.deadletters, "usage-ledger")
+        dead = await count_dead_letters(self.settings, topics.deadletters, "ledger")
         return [
-            ledger_counts_each_acknowledged_job_once(len(self.book.acknowledged), distinct, int(total)),
+            ledger_counts_each_acknowledged_job_once(len(self.book.acknowledged), distinct, total),
             refusals_accounted(self.book.bad_sent, self.book.refused, self.garbage, dead),
             lag_recovered(lag, self.lag_bound, [p.name for p in self._all() if not p.alive]),
         ]

@@ -3,6 +3,7 @@ surface and channel, and the channel report (the ledger beside what Stripe, Rapi
 
 from __future__ import annotations
 
+from projections.ledger import queries as ledger_queries
 from services.devtools.demo.engine import DemoEngine, eventually
 from services.devtools.demo.results import DemoResult
 from services.devtools.demo.workload import Population
@@ -11,7 +12,7 @@ from services.ledger.channels import AccountChannels, channel_report
 
 async def ledger_total(engine: DemoEngine) -> int:
     async with engine.res.pool.acquire() as conn:
-        return int(await conn.fetchval("SELECT coalesce(sum(jobs), 0) FROM ledger.hourly"))
+        return await ledger_queries.total_jobs(conn)
 
 
 async def read_ledger(engine: DemoEngine, result: DemoResult, *, timeout: float = 30) -> None:
@@ -19,9 +20,7 @@ async def read_ledger(engine: DemoEngine, result: DemoResult, *, timeout: float 
     expected = len(result.completed)
     result.ledger_total, _ = await eventually(lambda: ledger_total(engine), lambda n: n >= expected, timeout=timeout)
     async with engine.res.pool.acquire() as conn:
-        rows = await conn.fetch("""SELECT api, channel, sum(jobs)::bigint AS jobs FROM ledger.hourly
-                                   GROUP BY 1, 2 ORDER BY 1, 2""")
-    result.ledger_rows = [dict(r) for r in rows]
+        result.ledger_rows = await ledger_queries.jobs_by_api_and_channel(conn)
     direct = sum(r["jobs"] for r in result.ledger_rows if r["channel"] == "direct")
     result.check(
         "ledger exactly once", result.ledger_total == expected,

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from projections.payg import queries as payg_queries
+from projections.subscriptions import queries as subscription_queries
 from services.console.reads import SIMULATED_PREFIX
 from services.devtools.demo.engine import DemoEngine, eventually
 from services.devtools.demo.population import CROSSER_THRESHOLD_MINOR, balance
@@ -45,9 +47,7 @@ async def upgrade(engine: DemoEngine, admin: httpx.AsyncClient, people: Populati
 
     async def plan() -> str | None:
         async with engine.res.pool.acquire() as conn:
-            found: str | None = await conn.fetchval(
-                "SELECT base_price_id FROM subscriptions.subscriptions WHERE subscription_id = $1", made.id)
-        return found
+            return await subscription_queries.base_price(conn, made.id)
 
     on, folded = await eventually(plan, lambda p: p == annual, timeout=15)
     currency = str(seen["currency"])
@@ -67,8 +67,7 @@ async def payg_recharge(engine: DemoEngine, admin: httpx.AsyncClient, people: Po
 
     async def debits() -> int:
         async with engine.res.pool.acquire() as conn:
-            return int(await conn.fetchval(
-                "SELECT count(*) FROM payg.movements WHERE account_id = $1 AND kind = 'debit'", m.account_id))
+            return await payg_queries.debit_count(conn, m.account_id)
 
     await eventually(debits, lambda n: n >= jobs, timeout=20)
     low, sent = await eventually(lambda: balance(admin, m.account_id),

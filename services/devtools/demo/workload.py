@@ -76,7 +76,7 @@ def generate(sync_apis: list[str], async_apis: list[str], *, accounts: int = 50,
     every surface; the PAYG scenario account runs only sync jobs of the first surface."""
     if accounts < 6:
         raise ValueError("the demo needs at least 6 accounts (two of each kind)")
-    rng = random.Random(seed)  # noqa: S311 - a workload, not a secret
+    rng = random.Random(seed)  # a workload, not a secret
     run = uuid.uuid4().hex[:6]
     surfaces = [Job(a, False) for a in sync_apis] + [Job(a, True) for a in async_apis]
     population = Population(run)

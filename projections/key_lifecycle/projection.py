@@ -3,6 +3,11 @@
 What it decides leaves through its outbox (KeySuspended / KeyRestored on the `keys` topic) and its
 notifications table, both written in the transaction that moves its positions: a change is published and
 told to the customer once, and never without the state change that caused it.
+
+Which account a Stripe customer bills comes from the lifecycle's own view of the registry (folded from the
+accounts topic, `projections.account_view`), never from the registry's tables. The two topics are read in no
+fixed order, so a customer may be decided on before its account is known: its row keeps no account, and the
+account's link, when it arrives, sets it, and suspends the account's keys if the customer is suspended by then.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import structlog
 from events.envelope import Event, natural_event_id
 from events.keys import KeyRestored, KeySuspended
 from events.stripe import PastDueGraceExpired, StripeEventReceived
-from projections.keys.dunning import (
+from projections.account_view import ACCOUNT_EVENTS, AccountEvent, fold_accounts
+from projections.key_lifecycle import store
+from projections.key_lifecycle.dunning import (
     DEFAULT_POLICY,
     Action,
     DunningPolicy,
@@ -36,18 +43,6 @@ log = structlog.get_logger(__name__)
 
 PRODUCER = "jobmeter-key-lifecycle"
 
-SAVE_CUSTOMER = """
-INSERT INTO customers (customer_id, account_id, standing, reason, past_due_since, decided_at, decided_ids, suspends,
-                       decided_reason, signals, clock, paid_invoices, decisions, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT (customer_id) DO UPDATE SET
-    account_id = EXCLUDED.account_id, standing = EXCLUDED.standing, reason = EXCLUDED.reason,
-    past_due_since = EXCLUDED.past_due_since, decided_at = EXCLUDED.decided_at, decided_ids = EXCLUDED.decided_ids,
-    suspends = EXCLUDED.suspends, decided_reason = EXCLUDED.decided_reason, signals = EXCLUDED.signals,
-    clock = EXCLUDED.clock, paid_invoices = EXCLUDED.paid_invoices, decisions = EXCLUDED.decisions,
-    updated_at = EXCLUDED.updated_at
-"""
-
 @dataclass(frozen=True)
 class Cause:
     """What a decision rests on: an id for the record and the notification, and when it happened."""
@@ -57,24 +52,6 @@ class Cause:
     recipient: str | None = None
 
 
-def state_of(row: asyncpg.Record | None) -> DunningState:
-    if row is None:
-        return DunningState()
-    return DunningState(
-        standing=row["standing"], reason=row["reason"], decided_at=row["decided_at"],
-        decided_ids=frozenset(row["decided_ids"]), suspends=row["suspends"], decided_reason=row["decided_reason"],
-        signals=tuple(row["signals"]), clock=row["clock"], paid_invoices=tuple(row["paid_invoices"]),
-    )
-
-
-def save_args(customer_id: str, account: str | None, state: DunningState, decisions: int, at: datetime) -> list[Any]:
-    return [
-        customer_id, account, state.standing, state.reason, state.past_due_since, state.decided_at,
-        sorted(state.decided_ids), state.suspends, state.decided_reason, list(state.signals), state.clock,
-        list(state.paid_invoices), decisions, at,
-    ]
-
-
 class KeyLifecycle(Projection):
     name = "key-lifecycle"
     not_swappable = (
@@ -82,18 +59,22 @@ class KeyLifecycle(Projection):
         "every suspension and restoration notice would be emailed again"
     )
     schema = "key_lifecycle"
-    topics = ("stripe",)
-    migrations = Path(__file__).parent / "lifecycle_migrations"
-    tables = ("customers",)  # notifications and the outbox carry send times, not comparable across replays
+    topics = ("accounts", "stripe")
+    migrations = Path(__file__).parent / "migrations"
+    tables = ("customers", "accounts")  # notifications and the outbox carry send times, not comparable across replays
     emits = True
 
     def __init__(self, policy: DunningPolicy = DEFAULT_POLICY) -> None:
         self.policy = policy
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
+        await store.lock_customers(conn, [c for item in events if (c := customer_in(item.event)) is not None])
         for item in events:
             event = item.event
-            if isinstance(event, StripeEventReceived) and event.customer_id is not None:
+            if isinstance(event, ACCOUNT_EVENTS):
+                await fold_accounts(conn, [event])
+                await self.link(conn, event, item.envelope.occurred_at)
+            elif isinstance(event, StripeEventReceived) and event.customer_id is not None:
                 cause = Cause(event.stripe_event_id, event.created, recipient_of(event.data_object))
                 await self.apply_one(conn, event.customer_id, event.account_id, cause, event)
             elif isinstance(event, PastDueGraceExpired):
@@ -104,25 +85,37 @@ class KeyLifecycle(Projection):
         self, conn: asyncpg.Connection, customer_id: str, account_id: str | None, cause: Cause,
         event: StripeEventReceived | PastDueGraceExpired,
     ) -> None:
-        row = await conn.fetchrow("SELECT * FROM customers WHERE customer_id = $1 FOR UPDATE", customer_id)
-        before = state_of(row)
+        row = await store.customer(conn, customer_id)
+        before = row.state if row is not None else DunningState()
         if isinstance(event, StripeEventReceived):
             after, actions = decide(before, event, self.policy)
         else:
             after, actions = expire(before, event, self.policy)
-        account = account_id or (row["account_id"] if row else None) or await conn.fetchval(
-            "SELECT account_id FROM accounts.accounts WHERE stripe_customer_id = $1", customer_id
+        account = account_id or (row.account_id if row else None) or await store.account_of_customer(
+            conn, customer_id
         )
-        decisions = (row["decisions"] if row else 0) + len(actions)
-        if after != before or row is None or account != row["account_id"]:
-            await conn.execute(SAVE_CUSTOMER, *save_args(customer_id, account, after, decisions, cause.at))
+        decisions = (row.decisions if row else 0) + len(actions)
+        if after != before or row is None or account != row.account_id:
+            await store.save_customer(conn, customer_id, account, after, decisions, cause.at)
         if actions and account is None:
-            log.warning("dunning decision for a customer with no account; no keys to change",
+            log.warning("dunning decision for a customer with no account yet; its keys change when it is linked",
                         customer_id=customer_id, cause=cause.id)
             return
         for action in actions:
             assert account is not None
             await self.record(conn, account, customer_id, cause, action, decisions)
+
+    async def link(self, conn: asyncpg.Connection, event: AccountEvent, at: datetime) -> None:
+        """The account's customer, decided on before the link arrived, now bills it: if that customer is
+        suspended, so are the account's keys (the decision number is the customer's, as for any decision)."""
+        if event.stripe_customer_id is None:
+            return
+        row = await store.attach_account(conn, event.account_id, event.stripe_customer_id)
+        if row is None or row.state.standing != "suspended":
+            return
+        cause = Cause(f"linked:{event.stripe_customer_id}", at)
+        action = Suspend(row.state.reason or "payment failed")
+        await self.record(conn, event.account_id, event.stripe_customer_id, cause, action, row.decisions)
 
     async def record(
         self, conn: asyncpg.Connection, account: str, customer_id: str, cause: Cause, action: Action, sequence: int
@@ -133,13 +126,20 @@ class KeyLifecycle(Projection):
         key_event = model(account_id=account, reason=action.reason, cause=cause.id, effective_at=cause.at,
                           sequence=sequence)
         await emit(conn, [key_event], producer=PRODUCER, occurred_at=cause.at)
-        await conn.execute(
-            """INSERT INTO notifications (notification_id, account_id, customer_id, kind, reason, recipient)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id) DO NOTHING""",
-            natural_event_id("key-notice", account, kind, cause.id), account, customer_id, kind, action.reason,
-            cause.recipient,
+        await store.add_notification(
+            conn, natural_event_id("key-notice", account, kind, cause.id), account, customer_id, kind,
+            action.reason, cause.recipient,
         )
         log.info("keys " + kind, account_id=account, customer_id=customer_id, reason=action.reason, cause=cause.id)
+
+
+def customer_in(event: Event) -> str | None:
+    """The Stripe customer whose row the fold may touch for this event, if any."""
+    if isinstance(event, ACCOUNT_EVENTS):
+        return event.stripe_customer_id
+    if isinstance(event, StripeEventReceived | PastDueGraceExpired):
+        return event.customer_id
+    return None
 
 
 def recipient_of(obj: dict[str, Any]) -> str | None:

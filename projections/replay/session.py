@@ -1,57 +1,47 @@
-"""Replay: rebuild a projection from the event log into a shadow schema, compare it, and swap it in.
+"""One replay session: rebuild a projection into its shadow schema, verify it against live, swap it in.
 
 The rebuild is folded by the same `Folder` as the live consumer, into `<schema>__rebuild`, reading fixed
 offset ranges with a plain consumer (no group: it commits nothing and disturbs no one). Because a
 projection's positions live in its own schema, "how far the rebuild has read" is always exact, so every
 later step (verify, swap) just catches the shadow up to some target offsets and compares or renames.
-
-Python entry points, each opening and closing what it needs:
-- `rebuild(settings, name, since=None, progress=None)`: drop, migrate and fold `<schema>__rebuild`.
-- `verify(settings, name)`: the differences between the rebuild and the live tables ([] when equal).
-- `swap(settings, name)`: make the rebuild live without losing what arrives meanwhile.
-`replaying(settings, name)` opens one `Replay` for several steps (the CLI runs rebuild, verify, swap).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
-from events.deadletters import DeadLettered
-from events.publisher import Publisher
 from events.topics import Topics
 from jobmeter.settings import Settings
-from projections import catalog
-from projections.db import create_pool, quote_schema
+from projections.db import quote_schema
 from projections.fold import Folder
-from projections.log import LogError, LogReader, Offsets
+from projections.log import LogReader, Offsets
 from projections.migrate import migrate
+from projections.outbox import hand_over
 from projections.projection import Projection
+from projections.replay.compare import Difference, compare
+from projections.replay.dead_letters import DeadLetterPublisher
+from projections.replay.shadow import (
+    FULL,
+    PARTIAL,
+    ReplayError,
+    mark,
+    read_positions,
+    schema_comment,
+    shadow_schema,
+)
 
 Progress = Callable[[int, int], None]  # (records done, records in total)
 
-REBUILD_SUFFIX = "__rebuild"
-FULL = "jobmeter replay: full, from offset zero"
-PARTIAL = "jobmeter replay: partial, since "
-SAMPLE_ROWS = 5
 # Long enough for in-flight live folds to finish; short enough that a reader holding the old tables cannot
 # keep the live consumer blocked behind the swap for long (the swap then rolls back and changes nothing).
 SWAP_LOCK_TIMEOUT = "15s"
-
-# Projections whose schema records what was already done to the outside world beyond the shared outbox (which
-# swap hands over): a swapped-in rebuild would have forgotten it and do it all again. They can be rebuilt and
-# verified, not swapped. (Better declared on the Projection itself; kept here until it is.)
-
-
-class ReplayError(LogError):
-    """The replay cannot go on; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -70,65 +60,6 @@ class RebuildResult:
     def partial(self) -> bool:
         """A rebuild from `since` lacks everything logged before it: it is not a copy of the projection."""
         return self.since is not None
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One table (or the positions) that differs between the live projection and the rebuild."""
-
-    table: str
-    live_rows: int = 0
-    rebuild_rows: int = 0
-    only_live: int = 0
-    only_rebuild: int = 0
-    live_sample: list[dict[str, Any]] = field(default_factory=list)
-    rebuild_sample: list[dict[str, Any]] = field(default_factory=list)
-    note: str = ""
-
-
-def shadow_schema(projection: Projection) -> str:
-    return f"{projection.schema}{REBUILD_SUFFIX}"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class DeadLetterPublisher:
-    """The rebuild's dead-letter sink. Its letters share their event ids with the live consumer's (same
-    consumer, topic, partition and offset), so a record the live consumer already refused is not a new fact."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.sent = 0
-        self._publisher: Publisher | None = None
-
-    async def __call__(self, letters: Sequence[DeadLettered]) -> None:
-        if self._publisher is None:  # most replays have none: connect only when one is needed
-            s = self.settings
-            topics = Topics(s.jobmeter_topic_prefix)
-            self._publisher = Publisher(s.kafka_bootstrap_servers, producer="jobmeter-replay", topics=topics)
-            await self._publisher.start()
-        await self._publisher.publish_many(list(letters))
-        self.sent += len(letters)
-
-    async def close(self) -> None:
-        if self._publisher is not None:
-            await self._publisher.stop()
-
-
-async def read_positions(conn: asyncpg.Connection, schema: str) -> Offsets:
-    rows = await conn.fetch(f"SELECT topic, partition, next_offset FROM {quote_schema(schema)}.positions")  # noqa: S608
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-
-
-async def schema_comment(conn: asyncpg.Connection, schema: str) -> str | None:
-    """The schema's comment ('' when it has none), or None when the schema does not exist."""
-    row = await conn.fetchrow(
-        "SELECT coalesce(obj_description(oid, 'pg_namespace'), '') AS c FROM pg_namespace WHERE nspname = $1",
-        schema,
-    )
-    return None if row is None else str(row["c"])
 
 
 class Replay:
@@ -175,7 +106,7 @@ class Replay:
             await conn.execute(f"DROP SCHEMA IF EXISTS {quote_schema(self.shadow)} CASCADE")
         await migrate(self.settings.database_url, self.shadow, self.projection.migrations)
         async with self.pool.acquire() as conn:
-            await conn.execute(f"COMMENT ON SCHEMA {quote_schema(self.shadow)} IS {_literal(marker)}")
+            await mark(conn, self.shadow, marker)
 
     async def _fold(self, start: Offsets, stop: Offsets, progress: Progress | None = None) -> tuple[int, int]:
         """Fold [start, stop) of every partition into the shadow; returns (records read, records applied)."""
@@ -246,7 +177,9 @@ class Replay:
                 await stack.enter_async_context(snapshot.transaction(isolation="repeatable_read", readonly=True))
                 live_at = await read_positions(snapshot, self.live)  # the first read fixes the snapshot
                 shadow_at = await read_positions(snapshot, self.shadow)
-            differences = [d for t in self.projection.tables if (d := await self._compare(snapshot, t))]
+            differences = [
+                d for t in self.projection.tables if (d := await compare(snapshot, self.live, self.shadow, t))
+            ]
         if _nonzero(live_at) != _nonzero(shadow_at):  # cannot happen unless a second writer touched the shadow
             differences.append(Difference("positions", note=f"live at {live_at}, rebuild at {shadow_at}"))
         return differences
@@ -266,26 +199,6 @@ class Replay:
                     f"{wait_seconds:.0f}s; is its consumer running? A fair comparison needs it at least as far."
                 )
             await asyncio.sleep(0.5)
-
-    async def _compare(self, conn: asyncpg.Connection, table: str) -> Difference | None:
-        live, shadow = f"{quote_schema(self.live)}.{_ident(table)}", f"{quote_schema(self.shadow)}.{_ident(table)}"
-        live_cols, shadow_cols = await _columns(conn, self.live, table), await _columns(conn, self.shadow, table)
-        if live_cols != shadow_cols:
-            return Difference(table, note=f"columns differ: live {live_cols}, rebuild {shadow_cols}")
-        cols = ", ".join(_ident(c) for c in shadow_cols)
-        live_rows = await conn.fetchval(f"SELECT count(*) FROM {live}")  # noqa: S608
-        rebuild_rows = await conn.fetchval(f"SELECT count(*) FROM {shadow}")  # noqa: S608
-        # EXCEPT ALL compares multisets: a row twice on one side and once on the other is a difference.
-        only_live = f"SELECT {cols} FROM {live} EXCEPT ALL SELECT {cols} FROM {shadow}"  # noqa: S608
-        only_rebuild = f"SELECT {cols} FROM {shadow} EXCEPT ALL SELECT {cols} FROM {live}"  # noqa: S608
-        n_live = await conn.fetchval(f"SELECT count(*) FROM ({only_live}) d")  # noqa: S608
-        n_rebuild = await conn.fetchval(f"SELECT count(*) FROM ({only_rebuild}) d")  # noqa: S608
-        if not n_live and not n_rebuild:
-            return None
-        return Difference(
-            table, live_rows, rebuild_rows, n_live, n_rebuild,
-            await _sample(conn, only_live, cols), await _sample(conn, only_rebuild, cols),
-        )
 
     # -- swap ------------------------------------------------------------------------------------------------
 
@@ -317,88 +230,12 @@ class Replay:
             await self.catch_up(await self._log_end())
             had_live = await schema_comment(conn, self.live) is not None
             if had_live:
-                await self._hand_over_outbox(conn)
+                await hand_over(conn, self.live, self.shadow)
                 await conn.execute(f"ALTER SCHEMA {quote_schema(self.live)} RENAME TO {quote_schema(old)}")
             await conn.execute(f"ALTER SCHEMA {quote_schema(self.shadow)} RENAME TO {quote_schema(self.live)}")
             if had_live:
                 await conn.execute(f"DROP SCHEMA {quote_schema(old)} CASCADE")
 
-    async def _hand_over_outbox(self, conn: asyncpg.Connection) -> None:
-        """Mark sent in the rebuild's outbox what live already published, so the relay does not publish the
-        whole history again after the swap. Matching is by event id, so this relies on emitted events having
-        natural ids (as jobs do); what only the rebuild emitted (a fixed projection) stays unsent and goes out."""
-        live, shadow = quote_schema(self.live), quote_schema(self.shadow)
-        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{live}.outbox"):
-            return
-        # Wait for a relay batch in flight to be marked, and keep the relay off the old rows from now on
-        # (it skips locked rows): no event is published twice because of the swap.
-        await conn.execute(f"SELECT 1 FROM {live}.outbox WHERE sent_at IS NULL FOR UPDATE")  # noqa: S608
-        await conn.execute(
-            f"""UPDATE {shadow}.outbox AS s SET sent_at = l.sent_at FROM {live}.outbox AS l
-                WHERE s.event_id = l.event_id AND l.sent_at IS NOT NULL AND s.sent_at IS NULL"""  # noqa: S608
-        )
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
 
 def _nonzero(offsets: Offsets) -> Offsets:
     return {p: o for p, o in offsets.items() if o}
-
-
-async def _sample(conn: asyncpg.Connection, rows: str, order_by: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(f"SELECT * FROM ({rows}) d ORDER BY {order_by} LIMIT {SAMPLE_ROWS}")]  # noqa: S608
-
-
-async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> list[str]:
-    rows = await conn.fetch(
-        """SELECT column_name FROM information_schema.columns
-           WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position""",
-        schema, table,
-    )
-    if not rows:
-        raise ReplayError(f"table {schema}.{table} does not exist")
-    return [r["column_name"] for r in rows]
-
-
-@asynccontextmanager
-async def replaying(settings: Settings, name: str) -> AsyncIterator[Replay]:
-    """One replay of `name` at a time: a second one (another operator, another host) is refused, not raced."""
-    projection = catalog.get(name).configured(settings)
-    guard = await asyncpg.connect(settings.database_url)
-    try:
-        # Two-key advisory locks are a separate key space from the one-key swap lock live folds share.
-        if not await guard.fetchval("SELECT pg_try_advisory_lock(hashtext('jobmeter.replay'), hashtext($1))", name):
-            raise ReplayError(f"another replay of {name} is running")
-        async with AsyncExitStack() as stack:
-            pool = await create_pool(settings.database_url)
-            stack.push_async_callback(pool.close)
-            reader = await stack.enter_async_context(
-                LogReader(settings.kafka_bootstrap_servers, max_records=settings.jobmeter_batch_max_records)
-            )
-            dead_letters = DeadLetterPublisher(settings)
-            stack.push_async_callback(dead_letters.close)
-            yield Replay(settings, projection, pool, reader, dead_letters)
-    finally:
-        await guard.close()  # ends the session, and the guard lock with it
-
-
-async def rebuild(
-    settings: Settings, name: str, *, since: datetime | None = None, progress: Progress | None = None
-) -> RebuildResult:
-    """Rebuild projection `name` into `<schema>__rebuild` (see `Replay.rebuild`)."""
-    async with replaying(settings, name) as replay:
-        return await replay.rebuild(since=since, progress=progress)
-
-
-async def verify(settings: Settings, name: str, *, wait_seconds: float = 60) -> list[Difference]:
-    """Differences between the existing rebuild of `name` and its live tables (see `Replay.verify`)."""
-    async with replaying(settings, name) as replay:
-        return await replay.verify(wait_seconds=wait_seconds)
-
-
-async def swap(settings: Settings, name: str) -> str:
-    """Make the existing rebuild of `name` live (see `Replay.swap`); returns the old schema's last name."""
-    async with replaying(settings, name) as replay:
-        return await replay.swap()

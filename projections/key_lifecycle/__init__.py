@@ -1,0 +1,1 @@
+"""The key lifecycle: Stripe's dunning events, through the dunning policy, into key suspensions and notices."""

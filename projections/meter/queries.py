@@ -1,0 +1,68 @@
+"""Reading the meter reporter's reports: what Stripe was sent, per account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from projections.db import has_table
+
+
+async def sent_per_account(conn: asyncpg.Connection, start: datetime, end: datetime) -> dict[str, int] | None:
+    """The value sent to Stripe per account, for windows starting in [start, end); None where the meter reporter
+    does not run (its table does not exist)."""
+    if not await has_table(conn, "meter.reports"):
+        return None
+    rows = await conn.fetch(
+        """SELECT account_id, sum(value)::bigint AS sent FROM meter.reports
+           WHERE state = 'sent' AND window_start >= $1 AND window_start < $2 GROUP BY 1""",
+        start, end,
+    )
+    return {r["account_id"]: r["sent"] for r in rows}
+
+
+# What the console shows
+
+
+async def latest_reports(conn: asyncpg.Connection, account_id: str | None, limit: int) -> list[asyncpg.Record]:
+    """The latest reports (of one account, when given), newest window first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT account_id, customer_id, window_start, seq, value, state, attempts, last_error, sent_at, identifier
+           FROM meter.reports WHERE $1::text IS NULL OR account_id = $1
+           ORDER BY window_start DESC, customer_id, seq LIMIT $2""",
+        account_id, limit,
+    )
+    return rows
+
+
+async def totals_by_state(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """How many reports, and how many jobs in them, per state (state, reports, jobs)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT state, count(*)::bigint AS reports, sum(value)::bigint AS jobs FROM meter.reports GROUP BY 1 ORDER BY 1"
+    )
+    return rows
+
+
+# What the developer tools read (the chaos run's invariants)
+
+
+async def value_per_customer_and_state(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The value of every report per Stripe customer and state (customer_id, state, value)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT customer_id, state, sum(value)::bigint AS value FROM meter.reports GROUP BY 1, 2"
+    )
+    return rows
+
+
+async def sent_reports(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every report sent to Stripe: identifier, customer_id, window_start, seq, value."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT identifier, customer_id, window_start, seq, value FROM meter.reports WHERE state = 'sent'"
+    )
+    return rows
+
+
+async def outbox_unsent(conn: asyncpg.Connection) -> int:
+    """`MeterUsageReported` events recorded but not yet relayed to the bus."""
+    return int(await conn.fetchval("SELECT count(*) FROM meter.outbox WHERE sent_at IS NULL"))

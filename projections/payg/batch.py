@@ -1,0 +1,89 @@
+"""What a batch of records means for PAYG: jobs to debit, registrations, configurations, top-ups, settlements,
+failures and saved cards, each in log order. Pure: sorting only, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.envelope import Envelope, Event
+from events.jobs import JobCompleted
+from events.payg import PaygCardSaved, PaygConfigured, RechargeConfirmed, RechargeFailed
+from events.registry import REGISTRY
+from events.stripe import StripeEventReceived
+from projections.account_view import ACCOUNT_EVENTS, AccountEvent
+from projections.payg.store import Charge
+from projections.payg.stripe_events import (
+    RechargeSettled,
+    TopUp,
+    confirmed_settlement,
+    recharge_settled,
+    topup_of,
+)
+from projections.records import Recorded
+
+
+@dataclass
+class Batch:
+    """A batch sorted by what it means for PAYG; `at` is its latest log time, the rules' "now"."""
+
+    at: datetime
+    jobs: list[Charge] = field(default_factory=list)
+    registrations: list[AccountEvent] = field(default_factory=list)
+    configs: list[PaygConfigured] = field(default_factory=list)
+    topups: list[tuple[TopUp, Envelope]] = field(default_factory=list)
+    settlements: list[RechargeSettled] = field(default_factory=list)
+    failures: list[RechargeFailed] = field(default_factory=list)
+    cards: list[PaygCardSaved] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, events: Sequence[Recorded[Event]]) -> Batch:
+        batch = cls(max(i.logged_at for i in events))
+        for item in events:
+            batch._add(item.event, item.envelope)
+        return batch
+
+    def _add(self, event: Event, envelope: Envelope) -> None:
+        if isinstance(event, JobCompleted):
+            if event.channel == "direct":  # RapidAPI bills its own traffic
+                self.jobs.append(Charge(event.account_id, event.api, event.job_id, event.completed_at,
+                                        envelope.event_id))
+        elif isinstance(event, ACCOUNT_EVENTS):
+            self.registrations.append(event)
+        elif isinstance(event, PaygConfigured):
+            self.configs.append(event)
+        elif isinstance(event, RechargeFailed):
+            self.failures.append(event)
+        elif isinstance(event, RechargeConfirmed):  # the reconciler found the success the webhook did not bring
+            self.settlements.append(confirmed_settlement(event))
+        elif isinstance(event, PaygCardSaved):
+            self.cards.append(event)
+        elif isinstance(event, StripeEventReceived):
+            self._add_stripe(event, envelope)
+
+    def _add_stripe(self, event: StripeEventReceived, envelope: Envelope) -> None:
+        topup = topup_of(event)
+        if topup is not None:
+            self.topups.append((topup, envelope))
+            return
+        settled = recharge_settled(event)
+        if settled is not None:
+            self.settlements.append(settled)
+
+    def accounts(self) -> set[str]:
+        return (
+            {j.account_id for j in self.jobs} | {c.account_id for c in self.configs}
+            | {r.account_id for r in self.registrations}
+            | {t.account_id for t, _ in self.topups} | {f.account_id for f in self.failures}
+            | {c.account_id for c in self.cards}
+        )
+
+
+def parked_topup(envelope_json: str) -> tuple[TopUp, Envelope]:
+    """A parked top-up as it was logged: it was one when parked, so it still reads as one."""
+    envelope, event = REGISTRY.decode(envelope_json.encode())
+    topup = topup_of(event) if isinstance(event, StripeEventReceived) else None
+    if topup is None:
+        raise RuntimeError(f"parked top-up {envelope.event_id} no longer reads as a top-up")
+    return topup, envelope

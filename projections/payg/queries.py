@@ -1,0 +1,131 @@
+"""Reads of the PAYG tables: the one place outside the fold and its workers' writes that queries `payg.*`.
+
+Every function takes a connection, so a caller can read inside a transaction of its own. Functions named for
+the console and the commands read the live `payg` schema by name; the ones the workers call read the schema
+their transaction's search_path points at (`payg`, or its replay shadow).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from projections.db import has_table
+from projections.payg.store import Defaults
+
+
+async def balances_overview(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every PAYG account of the registry with its balance row (NULLs before it has one), lowest balance first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT a.account_id, b.balance_minor, b.currency, b.threshold_minor, b.recharge_minor, b.auto_recharge,
+                  b.failures, b.backoff_until, b.keys_suspended, b.updated_at,
+                  EXISTS (SELECT 1 FROM payg.recharges r WHERE r.account_id = a.account_id
+                          AND r.state = 'requested') AS recharge_in_flight
+           FROM accounts.accounts a LEFT JOIN payg.balances b USING (account_id)
+           WHERE a.model = 'payg' ORDER BY b.balance_minor NULLS FIRST, a.account_id"""
+    )
+    return rows
+
+
+async def balances(conn: asyncpg.Connection, defaults: Defaults) -> list[asyncpg.Record]:
+    """Every PAYG account's balance, lowest first; an account without a balance row reads as `defaults`."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT a.account_id, coalesce(b.balance_minor, 0) AS balance_minor,
+                  coalesce(b.currency, $1) AS currency, coalesce(b.threshold_minor, $2) AS threshold_minor,
+                  coalesce(b.recharge_minor, $3) AS recharge_minor,
+                  coalesce(b.auto_recharge, false) AS auto_recharge,
+                  EXISTS (SELECT 1 FROM payg.recharges r WHERE r.account_id = a.account_id
+                          AND r.state = 'requested') AS recharge_in_flight,
+                  coalesce(b.keys_suspended, false) AS keys_suspended
+           FROM accounts.accounts a LEFT JOIN payg.balances b USING (account_id)
+           WHERE a.model = 'payg' ORDER BY 2, 1""",
+        defaults.currency, defaults.threshold_minor, defaults.recharge_minor,
+    )
+    return rows
+
+
+async def balance(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record | None:
+    """The account's balance row, None before the fold opened one."""
+    return await conn.fetchrow("SELECT * FROM payg.balances WHERE account_id = $1", account_id)
+
+
+async def recharges(conn: asyncpg.Connection, account_id: str | None, limit: int) -> list[asyncpg.Record]:
+    """The latest recharges (of one account, when given), newest request first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT account_id, seq, amount_minor, currency, state, payment_intent_id, attempts, failure_code,
+                  requested_at, settled_at
+           FROM payg.recharges WHERE $1::text IS NULL OR account_id = $1 ORDER BY requested_at DESC LIMIT $2""",
+        account_id, limit,
+    )
+    return rows
+
+
+async def recharge_history(conn: asyncpg.Connection, account_id: str, limit: int) -> list[asyncpg.Record]:
+    """One account's latest recharges, newest first, with their idempotency keys and when each was sent."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT recharge_id, seq, amount_minor, currency, state, idempotency_key, payment_intent_id, attempts,
+                  failure_code, requested_at, sent_at, settled_at
+           FROM payg.recharges WHERE account_id = $1 ORDER BY seq DESC LIMIT $2""",
+        account_id, limit,
+    )
+    return rows
+
+
+async def customer_of(conn: asyncpg.Connection, account_id: str) -> str | None:
+    """The Stripe customer on file for the account's balance (search_path schema)."""
+    customer: str | None = await conn.fetchval("SELECT customer_id FROM balances WHERE account_id = $1", account_id)
+    return customer
+
+
+# What the developer tools read (the demo's scenarios, the chaos run's invariants)
+
+
+async def debit_count(conn: asyncpg.Connection, account_id: str) -> int:
+    """How many jobs the account has been debited for."""
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM payg.movements WHERE account_id = $1 AND kind = 'debit'", account_id
+    ))
+
+
+async def debits(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
+    """Per account: how many debits, and their total in minor units (as a positive amount)."""
+    rows = await conn.fetch(
+        """SELECT account_id, count(*) AS n, coalesce(sum(-amount_minor), 0)::bigint AS m
+           FROM payg.movements WHERE kind = 'debit' GROUP BY 1"""
+    )
+    return {r["account_id"]: (int(r["n"]), int(r["m"])) for r in rows}
+
+
+async def recharge_credits(conn: asyncpg.Connection) -> list[tuple[str, str, int]]:
+    """Every recharge credited to a balance: (reference, account_id, amount_minor)."""
+    rows = await conn.fetch("SELECT reference, account_id, amount_minor FROM payg.movements WHERE kind = 'recharge'")
+    return [(r["reference"], r["account_id"], int(r["amount_minor"])) for r in rows]
+
+
+async def all_recharges(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every recharge: recharge_id, account_id, idempotency_key, payment_intent_id, state, amount_minor."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT recharge_id, account_id, idempotency_key, payment_intent_id, state, amount_minor FROM payg.recharges"
+    )
+    return rows
+
+
+async def recharges_awaiting_payment(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Recharges sent to Stripe (a PaymentIntent made) whose payment has not been folded yet: whole rows."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM payg.recharges WHERE state = 'requested' AND payment_intent_id IS NOT NULL"
+    )
+    return rows
+
+
+async def debits_per_account(conn: asyncpg.Connection, start: datetime, end: datetime) -> dict[str, int] | None:
+    """Jobs debited per account in [start, end) (one debit a job); None where PAYG does not run (no table)."""
+    if not await has_table(conn, "payg.movements"):
+        return None
+    rows = await conn.fetch(
+        """SELECT account_id, count(*)::bigint AS debits FROM payg.movements
+           WHERE kind = 'debit' AND at >= $1 AND at < $2 GROUP BY 1""",
+        start, end,
+    )
+    return {r["account_id"]: r["debits"] for r in rows}

@@ -1,0 +1,143 @@
+"""The fold's side of recharging: the rules once per account and batch (request a recharge, suspend or restore
+keys), and how a recharge ends (credited when paid, counted and notified when it failed).
+
+Runs inside the fold's transaction; returns the events to emit in it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from events.envelope import Event, natural_event_id
+from events.keys import KeyRestored, KeySuspended
+from events.payg import (
+    AutoRechargeDisabled,
+    BalanceCredited,
+    RechargeFailed,
+    RechargeRequested,
+    RechargeSucceeded,
+    recharge_id,
+)
+from projections.payg import recharge_store, store
+from projections.payg.config import PaygConfig
+from projections.payg.rules import (
+    PaygPolicy,
+    RechargeState,
+    after_failure,
+    failure_message,
+    key_action,
+    should_recharge,
+)
+from projections.payg.store import Movement
+from projections.payg.stripe_events import RechargeSettled
+
+log = structlog.get_logger(__name__)
+
+
+async def settle(conn: asyncpg.Connection, settled: RechargeSettled, config: PaygConfig,
+                 now: datetime) -> list[Event]:
+    """A recharge's outcome from Stripe (its webhook, or the reconciler's lookup): credited once when it paid."""
+    row = await recharge_store.recharge(conn, settled.recharge_id)
+    if row is None:
+        log.warning("payment for an unknown recharge ignored", recharge_id=settled.recharge_id,
+                    payment_intent=settled.payment_intent_id)
+        return []
+    account = row["account_id"]
+    if not settled.succeeded:
+        return await fail(conn, RechargeFailed(
+            account_id=account, recharge_id=settled.recharge_id, code=settled.code, message=settled.message[:1000],
+            payment_intent_id=settled.payment_intent_id, failed_at=settled.at,
+        ), config.policy)
+    config.check_currency(settled.currency, f"payment intent {settled.payment_intent_id}")
+    movement = Movement(f"recharge:{settled.payment_intent_id}", account, "recharge", settled.amount_minor,
+                        settled.payment_intent_id, settled.at, recharge_event_id(settled))
+    if not await store.add_movements(conn, [movement], now):
+        return []
+    # Money arrived, whatever we thought of this recharge before: it is settled and the failures are over.
+    await recharge_store.recharge_succeeded(conn, settled.recharge_id, settled.payment_intent_id, settled.at)
+    await store.clear_failures(conn, account)
+    return [
+        BalanceCredited(account_id=account, amount_minor=settled.amount_minor, currency=settled.currency,
+                        source="recharge", reference=settled.payment_intent_id),
+        RechargeSucceeded(account_id=account, recharge_id=settled.recharge_id,
+                          payment_intent_id=settled.payment_intent_id, amount_minor=settled.amount_minor),
+    ]
+
+
+async def fail(conn: asyncpg.Connection, failed: RechargeFailed, policy: PaygPolicy) -> list[Event]:
+    """A recharge failed (noticed by the recharger, or by Stripe's webhook, whichever first): once."""
+    row = await recharge_store.recharge(conn, failed.recharge_id)
+    if row is None or row["state"] != "requested":
+        return []
+    await recharge_store.recharge_failed(conn, failed)
+    account = row["account_id"]
+    balance = await store.failure_state(conn, account)
+    outcome = after_failure(balance["failures"], failed.failed_at, policy)
+    turn_off = outcome.disable_auto and balance["auto_recharge"]
+    await store.record_failure(conn, account, outcome.failures, outcome.backoff_until, outcome.disable_auto)
+    detail = f"{failure_message(failed.code)} (recharge {failed.recharge_id}, attempt {outcome.failures})"
+    if turn_off:
+        detail += "; automatic recharge is now off until you pay or update your card"
+    await recharge_store.notify_failure(conn, failed, row, detail)
+    log.warning("recharge failed", account_id=account, recharge_id=failed.recharge_id, code=failed.code,
+                failures=outcome.failures, auto_off=turn_off)
+    out: list[Event] = [failed.model_copy(update={"account_id": account})]
+    if turn_off:
+        out.append(AutoRechargeDisabled(account_id=account, failures=outcome.failures, cause=failed.recharge_id))
+    return out
+
+
+async def decide(conn: asyncpg.Connection, accounts: dict[str, str | None], policy: PaygPolicy,
+                 now: datetime) -> list[Event]:
+    """The rules, once per account and batch: at most one recharge requested, keys suspended or restored."""
+    out: list[Event] = []
+    for b in await store.balances_for_rules(conn, accounts):
+        if should_recharge(recharge_state(b), now):
+            out.append(await request(conn, b, now))
+        key_event = await decide_keys(conn, b, policy, now)
+        if key_event is not None:
+            out.append(key_event)
+    return out
+
+
+def recharge_state(b: asyncpg.Record) -> RechargeState:
+    return RechargeState(
+        balance_minor=b["balance_minor"], threshold_minor=b["threshold_minor"],
+        recharge_minor=b["recharge_minor"], auto_recharge=b["auto_recharge"],
+        has_card=bool(b["customer_id"] and b["payment_method_id"]), in_flight=b["in_flight"],
+        failures=b["failures"], backoff_until=b["backoff_until"],
+    )
+
+
+async def decide_keys(conn: asyncpg.Connection, b: asyncpg.Record, policy: PaygPolicy,
+                      now: datetime) -> KeySuspended | KeyRestored | None:
+    """Suspend the keys of an exhausted balance, restore them once it is in credit again."""
+    action = key_action(b["balance_minor"], b["keys_suspended"], policy)
+    if action is None:
+        return None
+    seq = b["key_decisions"] + 1
+    await store.decide_keys(conn, b["account_id"], action == "suspend", seq)
+    kind = KeySuspended if action == "suspend" else KeyRestored
+    reason = "payg_exhausted" if action == "suspend" else "payg_credit"
+    return kind(account_id=b["account_id"], reason=reason, cause=f"payg:{seq}", effective_at=now, sequence=seq)
+
+
+async def request(conn: asyncpg.Connection, b: asyncpg.Record, now: datetime) -> RechargeRequested:
+    seq = b["recharge_seq"] + 1
+    event = RechargeRequested(
+        account_id=b["account_id"], recharge_id=recharge_id(b["account_id"], seq), seq=seq,
+        amount_minor=b["recharge_minor"], currency=b["currency"], customer_id=b["customer_id"],
+        payment_method_id=b["payment_method_id"], requested_at=now,
+    )
+    await recharge_store.request_recharge(conn, event)
+    log.info("recharge requested", account_id=event.account_id, recharge_id=event.recharge_id,
+             amount_minor=event.amount_minor, balance_minor=b["balance_minor"])
+    return event
+
+
+def recharge_event_id(settled: RechargeSettled) -> uuid.UUID:
+    return natural_event_id("payg-credit", settled.payment_intent_id)

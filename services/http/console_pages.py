@@ -1,0 +1,144 @@
+"""The console's pages (GET): what each shows, read through `services/console/reads.py`.
+
+Mounted under `/console` by `services/http/console.py`; every page needs a session.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from projections.catalog import PROJECTIONS
+from services.console import integrations, reads
+from services.console.web import ConsoleRoute, Refused, database, rebuilds, render, session_of, settings_of
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+@router.get("/accounts")
+async def accounts_page(request: Request) -> Response:
+    session_of(request)
+    async with database(request) as conn:
+        rows, have = await reads.accounts(conn)
+    settings = settings_of(request)
+    plan_names = {price: name for price, name in ((settings.stripe_pro_price_id, "pro monthly"),
+                                                  (settings.stripe_pro_annual_price_id, "pro annual")) if price}
+    for row in rows:
+        row["key_state"] = reads.key_state(row, have["keys"])
+        row["plan_status"] = reads.plan_status(row, have, plan_names)
+    return render(request, "accounts.html", section="accounts", accounts=rows, have=have)
+
+
+@router.get("/accounts/{account_id:path}")
+async def account_page(account_id: str, request: Request) -> Response:
+    session_of(request)
+    settings = settings_of(request)
+    async with database(request) as conn:
+        account = await reads.account(conn, account_id)
+        if account is None:
+            return render(request, "error.html", status=404, section="accounts", title="No such account",
+                          reason=f"There is no account {account_id!r}.")
+        chart = await reads.usage(conn, account_id, list(settings.jobmeter_apis))
+        keys = await reads.account_keys(conn, account_id)
+        suspension = await reads.suspension(conn, account_id)
+        reports = await reads.meter_reports(conn, account_id, limit=20)
+        hooks = await reads.webhook_log(conn, limit=20, account_id=account_id)
+        try:
+            billing = await integrations.subscription_summary(conn, request.app.state.runtime.res, account_id) \
+                if account["model"] == "subscription" else None
+            has_billing = True
+        except integrations.NotAvailable:
+            billing, has_billing = None, False
+        payg = await reads.payg_recharges(conn, account_id) if account["model"] == "payg" else None
+        balance = await reads.payg_balance(conn, account_id) if account["model"] == "payg" else None
+    return render(
+        request, "account.html", section="accounts", account=account, chart=chart, keys=keys,
+        key_state=reads.account_key_state(keys, suspension), reports=reports, hooks=hooks, payg=payg,
+        balance=balance, billing=billing, has_billing=has_billing, default_topup=settings.jobmeter_payg_recharge_minor,
+        can_checkout=integrations.subscriptions_available(), can_topup=integrations.topups_available(),
+        plans=integrations.PLANS,
+    )
+
+
+@router.get("/stripe")
+async def stripe_page(request: Request) -> Response:
+    session_of(request)
+    async with database(request) as conn:
+        totals = await reads.meter_totals(conn)
+        reports = await reads.meter_reports(conn)
+    return render(request, "stripe.html", section="stripe", totals=totals, reports=reports)
+
+
+@router.get("/payg")
+async def payg_page(request: Request) -> Response:
+    session_of(request)
+    async with database(request) as conn:
+        balances = await reads.payg_balances(conn)
+        recharges = await reads.payg_recharges(conn)
+    return render(request, "payg.html", section="payg", balances=balances, recharges=recharges)
+
+
+@router.get("/webhooks")
+async def webhooks_page(request: Request) -> Response:
+    session_of(request)
+    async with database(request) as conn:
+        hooks = await reads.webhook_log(conn, limit=50)
+    return render(request, "webhooks.html", section="webhooks", hooks=hooks)
+
+
+@router.get("/live")
+async def live_page(request: Request) -> Response:
+    session_of(request)
+    return render(request, "live.html", section="live")
+
+
+@router.get("/api/live")
+async def live_data(request: Request) -> Response:
+    session_of(request)
+    schemas = sorted({p.schema for p in PROJECTIONS.values()})
+    async with database(request) as conn:
+        data = await reads.live(conn, schemas)
+    data["rebuilds"] = {name: job.state for name, job in rebuilds(request).by_projection.items()}
+    return JSONResponse(data)
+
+
+@router.get("/api/accounts/{account_id:path}")
+async def account_data(account_id: str, request: Request) -> Response:
+    """What the account page keeps fresh without a reload: the key state."""
+    session_of(request)
+    async with database(request) as conn:
+        if await reads.account(conn, account_id) is None:
+            return JSONResponse({"detail": f"no account {account_id!r}"}, status_code=404)
+        state = reads.account_key_state(await reads.account_keys(conn, account_id),
+                                        await reads.suspension(conn, account_id))
+    return JSONResponse({"account_id": account_id, "key_state": state})
+
+
+@router.get("/rapidapi")
+async def rapidapi_page(request: Request) -> Response:
+    session_of(request)
+    settings = settings_of(request)
+    period = request.query_params.get("period") or datetime.now(UTC).strftime("%Y-%m")
+    if len(period) != 7 or not period[:4].isdigit() or period[4] != "-" or not period[5:].isdigit():
+        raise Refused(400, "period must look like 2026-11")
+    async with database(request) as conn:
+        found, imported = await reads.rapidapi_month(conn, period, settings.rapidapi_billing_object,
+                                                     settings.rapidapi_reconcile_tolerance)
+    return render(request, "rapidapi.html", section="rapidapi", period=period, users=found, imported=imported)
+
+
+@router.get("/projections")
+async def projections_page(request: Request) -> Response:
+    session_of(request)
+    schemas = sorted({p.schema for p in PROJECTIONS.values()})
+    async with database(request) as conn:
+        folded = await reads.positions(conn, schemas)
+    items = [
+        {"name": p.name, "schema": p.schema, "topics": ", ".join(p.topics), "folded": folded.get(p.schema),
+         "rebuild": rebuilds(request).by_projection.get(p.name)}
+        for p in sorted(PROJECTIONS.values(), key=lambda p: p.name)
+    ]
+    return render(request, "projections.html", section="projections", projections=items)
+
+
