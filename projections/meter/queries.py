@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
@@ -20,6 +21,59 @@ async def sent_per_account(conn: asyncpg.Connection, start: datetime, end: datet
         start, end,
     )
     return {r["account_id"]: r["sent"] for r in rows}
+
+
+class Recorded(NamedTuple):
+    recorded: int  # jobs the meter reporter recorded for Stripe, in any state
+    sent: int  # of those, what Stripe acknowledged
+
+
+NOTHING_RECORDED = Recorded(0, 0)
+
+
+async def recorded_in_period(conn: asyncpg.Connection, account_id: str, start: datetime, end: datetime) -> Recorded:
+    """The account's jobs recorded for Stripe in windows starting in [start, end), as Stripe's meter sees them."""
+    row = await conn.fetchrow(
+        """SELECT coalesce(sum(value), 0)::bigint AS recorded,
+                  coalesce(sum(value) FILTER (WHERE state = 'sent'), 0)::bigint AS sent
+           FROM meter.reports WHERE account_id = $1 AND window_start >= $2 AND window_start < $3""",
+        account_id, start, end,
+    )
+    return Recorded(int(row["recorded"]), int(row["sent"]))
+
+
+# Per subscription customer the meter knows (its own view of the registry): what it recorded, sent, still holds
+# or could not report in windows starting in [$1, $2), and the jobs it parked while the customer was unknown.
+FIGURES_PER_CUSTOMER = """
+WITH customers AS (
+    SELECT account_id, customer_id FROM meter.accounts
+    WHERE model = 'subscription' AND customer_id IS NOT NULL AND ($3::text IS NULL OR account_id = $3)
+),
+reported AS (
+    SELECT account_id,
+           coalesce(sum(value), 0)::bigint AS recorded,
+           coalesce(sum(value) FILTER (WHERE state = 'sent'), 0)::bigint AS sent,
+           coalesce(sum(value) FILTER (WHERE state IN ('pending', 'sending')), 0)::bigint AS unsent,
+           coalesce(sum(value) FILTER (WHERE state IN ('expired', 'failed')), 0)::bigint AS unreportable
+    FROM meter.reports WHERE window_start >= $1 AND window_start < $2 GROUP BY 1
+),
+parked AS (
+    SELECT account_id, count(*)::bigint AS jobs FROM meter.parked
+    WHERE completed_at >= $1 AND completed_at < $2 GROUP BY 1
+)
+SELECT c.account_id, c.customer_id, coalesce(m.recorded, 0) AS recorded,
+       coalesce(m.sent, 0) AS sent, coalesce(m.unsent, 0) AS unsent, coalesce(m.unreportable, 0) AS unreportable,
+       coalesce(p.jobs, 0) AS parked
+FROM customers c LEFT JOIN reported m USING (account_id) LEFT JOIN parked p USING (account_id)
+ORDER BY c.account_id
+"""
+
+
+async def figures_per_customer(
+    conn: asyncpg.Connection, start: datetime, end: datetime, account_id: str | None = None
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(FIGURES_PER_CUSTOMER, start, end, account_id)
+    return rows
 
 
 # What the console shows

@@ -1,8 +1,9 @@
 """Reconciliation: the ledger, the meter outbox and Stripe's meter summaries, per customer, for one period.
 
-`differences` is the pure rule; `our_figures` reads the two sides we hold. Periods are whole hours (the ledger
-counts per hour) and a window belongs to the period its start falls in, as its meter event's timestamp does,
-so the window width must divide an hour for the two to line up (60 s by default does).
+`differences` is the pure rule; `our_figures` puts the two sides we hold side by side (the ledger's count and the
+meter's reports, each read from its owner). Periods are whole hours (the ledger counts per hour) and a window
+belongs to the period its start falls in, as its meter event's timestamp does, so the window width must divide an
+hour for the two to line up (60 s by default does).
 """
 
 from __future__ import annotations
@@ -13,34 +14,8 @@ from typing import Any
 
 import asyncpg
 
-OUR_FIGURES = """
-WITH customers AS (
-    SELECT account_id, stripe_customer_id AS customer_id FROM accounts.accounts
-    WHERE model = 'subscription' AND stripe_customer_id IS NOT NULL AND ($3::text IS NULL OR account_id = $3)
-),
-ledger AS (
-    SELECT account_id, sum(jobs)::bigint AS jobs FROM ledger.hourly
-    WHERE channel = 'direct' AND hour >= $1 AND hour < $2 GROUP BY 1
-),
-meter AS (
-    SELECT account_id,
-           coalesce(sum(value), 0)::bigint AS recorded,
-           coalesce(sum(value) FILTER (WHERE state = 'sent'), 0)::bigint AS sent,
-           coalesce(sum(value) FILTER (WHERE state IN ('pending', 'sending')), 0)::bigint AS unsent,
-           coalesce(sum(value) FILTER (WHERE state IN ('expired', 'failed')), 0)::bigint AS unreportable
-    FROM meter.reports WHERE window_start >= $1 AND window_start < $2 GROUP BY 1
-),
-parked AS (
-    SELECT account_id, count(*)::bigint AS jobs FROM meter.parked
-    WHERE completed_at >= $1 AND completed_at < $2 GROUP BY 1
-)
-SELECT c.account_id, c.customer_id, coalesce(l.jobs, 0) AS ledger, coalesce(m.recorded, 0) AS recorded,
-       coalesce(m.sent, 0) AS sent, coalesce(m.unsent, 0) AS unsent, coalesce(m.unreportable, 0) AS unreportable,
-       coalesce(p.jobs, 0) AS parked
-FROM customers c LEFT JOIN ledger l USING (account_id) LEFT JOIN meter m USING (account_id)
-     LEFT JOIN parked p USING (account_id)
-ORDER BY c.account_id
-"""
+from projections.ledger import queries as ledger
+from projections.meter import queries as meter
 
 
 @dataclass(frozen=True)
@@ -96,8 +71,14 @@ def reconcile(figures: list[CustomerUsage]) -> list[Reconciled]:
 async def our_figures(
     conn: asyncpg.Connection, start: datetime, end: datetime, account_id: str | None = None
 ) -> list[CustomerUsage]:
-    rows = await conn.fetch(OUR_FIGURES, start, end, account_id)
-    return [CustomerUsage(**dict(r)) for r in rows]
+    """Per subscription customer: the direct-channel jobs the ledger counted beside what the meter recorded."""
+    counted = {
+        r["account_id"]: int(r["jobs"])
+        for r in await ledger.jobs_per_channel(conn, start, end)
+        if r["channel"] == "direct"
+    }
+    rows = await meter.figures_per_customer(conn, start, end, account_id)
+    return [CustomerUsage(ledger=counted.get(r["account_id"], 0), **dict(r)) for r in rows]
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:

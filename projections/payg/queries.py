@@ -16,13 +16,14 @@ from projections.payg.store import Defaults
 
 
 async def balances_overview(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every PAYG account of the registry with its balance row (NULLs before it has one), lowest balance first."""
+    """Every PAYG account (in PAYG's own view of the registry) with its balance row (NULLs before it has one),
+    lowest balance first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT a.account_id, b.balance_minor, b.currency, b.threshold_minor, b.recharge_minor, b.auto_recharge,
                   b.failures, b.backoff_until, b.keys_suspended, b.updated_at,
                   EXISTS (SELECT 1 FROM payg.recharges r WHERE r.account_id = a.account_id
                           AND r.state = 'requested') AS recharge_in_flight
-           FROM accounts.accounts a LEFT JOIN payg.balances b USING (account_id)
+           FROM payg.accounts a LEFT JOIN payg.balances b USING (account_id)
            WHERE a.model = 'payg' ORDER BY b.balance_minor NULLS FIRST, a.account_id"""
     )
     return rows
@@ -38,7 +39,7 @@ async def balances(conn: asyncpg.Connection, defaults: Defaults) -> list[asyncpg
                   EXISTS (SELECT 1 FROM payg.recharges r WHERE r.account_id = a.account_id
                           AND r.state = 'requested') AS recharge_in_flight,
                   coalesce(b.keys_suspended, false) AS keys_suspended
-           FROM accounts.accounts a LEFT JOIN payg.balances b USING (account_id)
+           FROM payg.accounts a LEFT JOIN payg.balances b USING (account_id)
            WHERE a.model = 'payg' ORDER BY 2, 1""",
         defaults.currency, defaults.threshold_minor, defaults.recharge_minor,
     )

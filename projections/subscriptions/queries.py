@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from projections.accounts import queries as accounts
+from projections.meter import queries as meter
 from projections.subscriptions.state import included_jobs, overage
 
 
@@ -20,21 +22,11 @@ SELECT * FROM subscriptions.subscriptions WHERE customer_id = $1
 ORDER BY status NOT IN ('canceled', 'incomplete_expired') DESC, last_event_created DESC LIMIT 1
 """
 
-# Jobs the meter reporter recorded for the account in the period (by window start, as Stripe's meter sees them).
-USED = """
-SELECT coalesce(sum(value), 0)::bigint AS used,
-       coalesce(sum(value) FILTER (WHERE state = 'sent'), 0)::bigint AS reported
-FROM meter.reports WHERE account_id = $1 AND window_start >= $2 AND window_start < $3
-"""
-
-
 async def billing_summary(
     conn: asyncpg.Connection, account_id: str, plans: Mapping[str, int], unit_minor: Decimal, currency: str
 ) -> dict[str, Any] | None:
     """None when the account has no subscription on record; raises NoSuchAccount for an unknown account."""
-    account = await conn.fetchrow(
-        "SELECT model, stripe_customer_id FROM accounts.accounts WHERE account_id = $1", account_id
-    )
+    account = await accounts.account(conn, account_id)
     if account is None:
         raise NoSuchAccount(account_id)
     if account["stripe_customer_id"] is None:
@@ -43,9 +35,9 @@ async def billing_summary(
     if sub is None:
         return None
     start, end = sub["current_period_start"], sub["current_period_end"]
-    used = await conn.fetchrow(USED, account_id, start, end) if start and end else {"used": 0, "reported": 0}
+    used = await meter.recorded_in_period(conn, account_id, start, end) if start and end else meter.NOTHING_RECORDED
     included = included_jobs(sub["base_price_id"], sub["status"], plans)
-    bill = overage(included, int(used["used"]), unit_minor, currency)
+    bill = overage(included, used.recorded, unit_minor, currency)
     return {
         "account_id": account_id,
         "stripe_customer_id": account["stripe_customer_id"],
@@ -56,7 +48,7 @@ async def billing_summary(
         "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         "included_jobs": bill.included,
         "used_jobs": bill.used,
-        "reported_to_stripe": int(used["reported"]),
+        "reported_to_stripe": used.sent,
         "overage_jobs": bill.overage,
         "overage_charge": {"amount": bill.charge_minor, "currency": bill.currency},
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +12,7 @@ from events.accounts import AccountRegistered
 from events.codec import describe
 from projections.accounts import queries
 from services.platform.resources import Resources
+from services.platform.rows import plain
 
 
 class AccountError(ValueError):
@@ -22,13 +22,13 @@ class AccountError(ValueError):
 async def get_account(res: Resources, account_id: str) -> dict[str, Any] | None:
     async with res.pool.acquire() as conn:
         row = await queries.account(conn, account_id)
-    return _plain(dict(row)) if row else None
+    return plain(row) if row else None
 
 
 async def list_accounts(res: Resources, model: str | None = None) -> list[dict[str, Any]]:
     async with res.pool.acquire() as conn:
         rows = await queries.accounts(conn, model)
-    return [_plain(dict(r)) for r in rows]
+    return [plain(r) for r in rows]
 
 
 async def register_account(
@@ -59,6 +59,3 @@ async def register_account(
         await asyncio.sleep(0.05)
     return None
 
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}

@@ -11,13 +11,14 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from events.keys import KeyIssued, KeyRevoked
 from projections.accounts import queries as accounts
 from projections.keys import queries as keys
 from services.platform.resources import Resources
+from services.platform.rows import plain
 
 SECRET_PREFIX = "jm_live_"  # noqa: S105 - the marker every key starts with, not a secret
 VISIBLE_CHARS = len(SECRET_PREFIX) + 4
@@ -92,13 +93,13 @@ async def rotate_key(res: Resources, key_id: str) -> tuple[NewKey, dict[str, Any
 async def get_key(res: Resources, key_id: str) -> dict[str, Any] | None:
     async with res.pool.acquire() as conn:
         row = await keys.key(conn, key_id)
-    return _plain(dict(row)) if row else None
+    return plain(row) if row else None
 
 
 async def list_keys(res: Resources, account_id: str | None = None) -> list[dict[str, Any]]:
     async with res.pool.acquire() as conn:
         rows = await keys.keys(conn, account_id)
-    return [_plain(dict(r)) for r in rows]
+    return [plain(r) for r in rows]
 
 
 async def _wait_for(res: Resources, key_id: str, state: str, wait_seconds: float) -> bool:
@@ -112,6 +113,3 @@ async def _wait_for(res: Resources, key_id: str, state: str, wait_seconds: float
             return False
         await asyncio.sleep(0.05)
 
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}

@@ -6,7 +6,6 @@ Checkout Session (or the configured Payment Link) whose completion, arriving as 
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +19,7 @@ from projections.payg import queries
 from projections.payg.store import Defaults
 from services.payg.recharger import checkout_params
 from services.platform.resources import Resources
+from services.platform.rows import iso, plain
 from services.stripe_adapter.client import make_client
 
 
@@ -129,9 +129,9 @@ async def balance(res: Resources, account_id: str, *, recharges: int = 20) -> di
         "customer_id": b.get("customer_id") or account["stripe_customer_id"],
         "payment_method_id": b.get("payment_method_id"),
         "failures": b.get("failures", 0),
-        "backoff_until": _iso(b.get("backoff_until")),
+        "backoff_until": iso(b.get("backoff_until")),
         "keys_suspended": b.get("keys_suspended", False),
-        "recharges": [{k: _iso(v) for k, v in dict(r).items()} for r in history],
+        "recharges": [plain(r) for r in history],
     }
 
 
@@ -142,6 +142,3 @@ async def balances(res: Resources) -> list[dict[str, Any]]:
         rows = await queries.balances(conn, d)
     return [dict(r) for r in rows]
 
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, date | datetime) else value
