@@ -15,14 +15,13 @@ from fastapi import FastAPI, Request
 
 from events.keys import KeyRestored, KeySuspended
 from events.registry import REGISTRY
-from events.topics import Topics
 from jobmeter.settings import Settings
 from services.devtools.sandbox import service_env
 from services.gateway.keycheck import KeyCheckMiddleware
 from services.http.app import create_app
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
-from tests.integration.helpers import ADMIN, applied_to_end, client_for, eventually, fetchval, read_topic
+from tests.integration.helpers import ADMIN, applied_to_end, client_for, eventually, fetchval, read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -159,8 +158,8 @@ async def test_payment_failure_suspends_keys_and_payment_restores_them(settings:
     print(f"suspension reached the check in {denied_after:.3f}s, restoration in {allowed_after:.3f}s")
     assert denied_after < 1.0 and allowed_after < 1.0
 
-    records = await read_topic(settings, Topics(settings.jobmeter_topic_prefix).name("keys"), expect=4, timeout=3)
-    changes = [e for e in (REGISTRY.decode(r.value)[1] for r in records) if isinstance(e, KeySuspended | KeyRestored)]
+    records = await read_to_end(settings, "keys")  # both reached the check, so both are on the topic
+    changes = [e for e in (REGISTRY.decode(r.value or b"")[1] for r in records) if isinstance(e, KeySuspended | KeyRestored)]
     assert [type(e).__name__ for e in changes] == ["KeySuspended", "KeyRestored"]
     assert [e.sequence for e in changes] == [1, 2]
     assert await fetchval(settings, "SELECT standing FROM key_lifecycle.customers") == "good"

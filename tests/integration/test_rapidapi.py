@@ -27,7 +27,6 @@ from events.rapidapi import (
     rapidapi_account_id,
 )
 from events.registry import REGISTRY
-from events.topics import Topics
 from jobmeter.settings import Settings, get_settings
 from projections import replay
 from services.cli.channels import channels
@@ -39,7 +38,7 @@ from services.rapidapi.desk import RapidApiDesk
 from services.rapidapi.importer import import_export
 from services.rapidapi.middleware import RapidApiGateway, declare_job_completed
 from services.rapidapi.reconcile import reconcile_month
-from tests.integration.helpers import client_for, eventually, fetchval, read_topic
+from tests.integration.helpers import client_for, eventually, fetchval, read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -104,10 +103,9 @@ def billed(response: httpx.Response) -> str | None:
     return billing
 
 
-async def decoded(settings: Settings, logical: str, expect: int, timeout: float = 10) -> list[tuple[Any, Event]]:
-    records = await read_topic(settings, Topics(settings.jobmeter_topic_prefix).name(logical), expect=expect,
-                               timeout=timeout)
-    return [REGISTRY.decode(r.value) for r in records]
+async def decoded(settings: Settings, logical: str) -> list[tuple[Any, Event]]:
+    """Every event on the topic so far: the gateway and the reconciler return once Kafka has what they publish."""
+    return [REGISTRY.decode(r.value or b"") for r in await read_to_end(settings, logical)]
 
 
 async def test_a_wrong_or_missing_proxy_secret_is_refused(settings: Settings) -> None:
@@ -137,7 +135,7 @@ async def test_identity_is_stable_under_concurrent_first_requests(settings: Sett
             lambda model: model is not None,
         )
         assert account == "rapidapi"
-        registered = [(env.event_id, e) for env, e in await decoded(settings, "accounts", 20, timeout=3)]
+        registered = [(env.event_id, e) for env, e in await decoded(settings, "accounts")]
         assert len({eid for eid, _ in registered}) == 1 and isinstance(registered[0][1], AccountRegistered)
 
         upgraded = await client.get("/whoami", headers=via_rapidapi("newbie", "pro"))
@@ -153,7 +151,7 @@ async def test_identity_is_stable_under_concurrent_first_requests(settings: Sett
     async with client_for(upstream_app(settings, [])) as other:
         again = await other.get("/whoami", headers=via_rapidapi("newbie", "PRO"))
         assert again.json()["account_id"] == "rapidapi:newbie"
-    facts = await decoded(settings, "rapidapi", 20, timeout=3)
+    facts = await decoded(settings, "rapidapi")
     assert sum(isinstance(e, MarketplaceUserLinked) for _, e in facts) == 1
     assert [e.plan for _, e in facts if isinstance(e, MarketplacePlanChanged)] == ["BASIC", "PRO"]
 
@@ -193,7 +191,7 @@ async def test_the_billing_header_is_declared_once_per_job(settings: Settings) -
         assert billed(await other.post("/v1/extract/s1", headers=ann)) == "jobs=0"
         assert billed(await other.get("/v1/classify/jobs/a1", headers=ann)) == "jobs=0"
 
-    declared = [e for _, e in await decoded(settings, "rapidapi", 20, timeout=3) if isinstance(e, BillingUnitsDeclared)]
+    declared = [e for _, e in await decoded(settings, "rapidapi") if isinstance(e, BillingUnitsDeclared)]
     assert sorted((e.api, e.job_id, e.count, e.billing_object) for e in declared) == [
         ("classify", "a1", 1, "jobs"), ("classify", "a2", 1, "jobs"), ("extract", "s1", 1, "jobs"),
         ("extract", "s2", 1, "jobs"),
@@ -293,7 +291,7 @@ async def test_an_export_with_mismatches_unknown_users_and_bad_rows(settings: Se
         assert rebuilt.dead == 0
         assert await replay.verify(settings, "rapidapi") == []
 
-    published = [e for _, e in await decoded(settings, "rapidapi", 40, timeout=3)
+    published = [e for _, e in await decoded(settings, "rapidapi")
                  if type(e).__name__ == "ReconciliationDiscrepancy"]
     assert len(published) == 6
 
@@ -371,7 +369,7 @@ async def test_the_reconciler_beside_the_consumer_flags_a_settled_export(setting
         export.write_text("subscription_owner_user_name,api_name,quota_object_name,usage\nbob,X,jobs,3\nzed,X,jobs,1\n")
         await import_export(runtime.res, export, "2026-10")
         published = await eventually(
-            lambda: decoded(settings, "rapidapi", 10, timeout=1),
+            lambda: decoded(settings, "rapidapi"),
             lambda found: sum(type(e).__name__ == "ReconciliationDiscrepancy" for _, e in found) >= 3,
         )
     kinds = sorted((e.rapidapi_user, e.kind) for _, e in published if isinstance(e, ReconciliationDiscrepancy))

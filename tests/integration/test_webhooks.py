@@ -20,7 +20,7 @@ from jobmeter.settings import Settings
 from services.http.app import create_app
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
-from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_topic
+from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_to_end, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ async def test_bad_signatures_are_refused_and_nothing_is_published(
         response = await client.post("/webhooks/stripe", content=body, headers=headers)
     assert response.status_code == 400
     assert reason in response.json()["detail"]
-    assert await read_topic(settings, stripe_topic(settings), expect=1, timeout=2) == []
+    assert await read_to_end(settings, "stripe") == []  # the bridge answers only after Kafka has what it sends
     assert await fetchval(settings, "SELECT count(*) FROM webhooks.log") == 0
 
 
@@ -154,7 +154,7 @@ async def test_malformed_bodies_never_500_and_never_publish(settings: Settings) 
             assert response.json()["detail"]
 
         await asyncio.to_thread(check)
-    assert await read_topic(settings, stripe_topic(settings), expect=1, timeout=2) == []
+    assert await read_to_end(settings, "stripe") == []  # the bridge answers only after Kafka has what it sends
     assert await fetchval(settings, "SELECT count(*) FROM webhooks.log") == 0
 
 
@@ -179,7 +179,7 @@ async def test_nothing_is_claimed_when_kafka_does_not_take_the_event(settings: S
             await res.publisher.stop()
             res.publisher = live
     assert retried.status_code == 200 and retried.json()["duplicate"] is False
-    assert len(await read_topic(settings, stripe_topic(settings), expect=2, timeout=3)) == 1
+    assert len(await read_to_end(settings, "stripe")) == 1
 
 
 async def test_the_log_forgets_events_past_their_days_and_a_late_redelivery_keeps_its_identity(
