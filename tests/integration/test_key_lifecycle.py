@@ -159,7 +159,8 @@ async def test_payment_failure_suspends_keys_and_payment_restores_them(settings:
     assert denied_after < 1.0 and allowed_after < 1.0
 
     records = await read_to_end(settings, "keys")  # both reached the check, so both are on the topic
-    changes = [e for e in (REGISTRY.decode(r.value or b"")[1] for r in records) if isinstance(e, KeySuspended | KeyRestored)]
+    decoded = (REGISTRY.decode(r.value or b"")[1] for r in records)
+    changes = [e for e in decoded if isinstance(e, KeySuspended | KeyRestored)]
     assert [type(e).__name__ for e in changes] == ["KeySuspended", "KeyRestored"]
     assert [e.sequence for e in changes] == [1, 2]
     assert await fetchval(settings, "SELECT standing FROM key_lifecycle.customers") == "good"
