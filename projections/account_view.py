@@ -15,6 +15,7 @@ import asyncpg
 
 from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.envelope import Event
+from projections.db import lock_each
 
 AccountEvent = AccountRegistered | StripeCustomerLinked
 ACCOUNT_EVENTS = (AccountRegistered, StripeCustomerLinked)
@@ -28,11 +29,8 @@ class AccountView(NamedTuple):
 async def lock_accounts(conn: asyncpg.Connection, scope: str, account_ids: Sequence[str]) -> None:
     """Jobs and account events of one account may be folded by two consumers at once (they come from different
     topics); holding this lock makes "park a job" and "release the account's parked jobs" happen one after the
-    other, never both missing each other. Taken in one order: no deadlock."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1 || ':account:' || a)) FROM unnest($2::text[]) a ORDER BY a",
-        scope, sorted(set(account_ids)),
-    )
+    other, never both missing each other."""
+    await lock_each(conn, f"{scope}:account:", account_ids)
 
 
 async def fold_accounts(conn: asyncpg.Connection, events: Sequence[Event]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -42,3 +42,12 @@ async def ping(pool: asyncpg.Pool, timeout: float) -> None:
     """Return once Postgres answers a query, or raise why it did not within `timeout` seconds."""
     async with pool.acquire(timeout=timeout) as conn:
         await conn.fetchval("SELECT 1")
+
+
+async def lock_each(conn: asyncpg.Connection, prefix: str, keys: Iterable[str]) -> None:
+    """Hold an advisory lock on `prefix + key` for each key until the transaction ends, so that two folds touching
+    the same key go one after the other. Taken in one order (sorted), so two callers never deadlock."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1 || k)) FROM unnest($2::text[]) k ORDER BY k", prefix,
+        sorted(set(keys)),
+    )

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
+from projections.db import lock_each
 from projections.key_lifecycle.dunning import DunningState
 
 SAVE_CUSTOMER = """
@@ -55,11 +56,8 @@ def customer_of(row: asyncpg.Record) -> Customer:
 async def lock_customers(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> None:
     """A customer's Stripe events and its account's link come on different topics, which two processes of the
     consumer group may fold at once; holding this lock makes "decide with no account" and "attach the account"
-    happen one after the other, never both missing each other. Taken in one order: no deadlock."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('key-lifecycle:customer:' || c)) FROM unnest($1::text[]) c ORDER BY c",
-        sorted(set(customer_ids)),
-    )
+    happen one after the other, never both missing each other."""
+    await lock_each(conn, "key-lifecycle:customer:", customer_ids)
 
 
 async def customer(conn: asyncpg.Connection, customer_id: str) -> Customer | None:

@@ -35,10 +35,6 @@ ACCOUNT_COLUMNS = ("account_id", "model", "stripe_customer_id", "display_name", 
 KEY_COLUMNS = ("key_id", "prefix", "state", "suspended", "suspended_reason", "issued_at")
 
 
-def plain(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return dict(row.items())
-
-
 @dataclass(frozen=True)
 class Table:
     """Rows as the page shows them; `available` is False when the table behind them does not exist."""
@@ -153,7 +149,7 @@ def key_state(row: dict[str, Any], have_keys: bool) -> str:
 
 async def account(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
     row = await account_queries.account(conn, account_id)
-    return plain(row) if row else None
+    return dict(row) if row else None
 
 
 async def account_keys(conn: asyncpg.Connection, account_id: str) -> Table:
@@ -176,7 +172,7 @@ async def suspension(conn: asyncpg.Connection, account_id: str) -> dict[str, Any
     if not await has_table(conn, "keys.suspensions"):
         return None
     row = await key_queries.suspension(conn, account_id)
-    return plain(row) if row else None
+    return dict(row) if row else None
 
 
 async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, days: int = 30, at_least: int = 7,
@@ -197,26 +193,26 @@ async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, d
 async def meter_reports(conn: asyncpg.Connection, account_id: str | None = None, limit: int = 200) -> Table:
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
-    return Table(True, [plain(r) for r in await meter_queries.latest_reports(conn, account_id, limit)])
+    return Table(True, [dict(r) for r in await meter_queries.latest_reports(conn, account_id, limit)])
 
 
 async def meter_totals(conn: asyncpg.Connection) -> Table:
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
-    return Table(True, [plain(r) for r in await meter_queries.totals_by_state(conn)])
+    return Table(True, [dict(r) for r in await meter_queries.totals_by_state(conn)])
 
 
 async def webhook_log(conn: asyncpg.Connection, limit: int = 100, account_id: str | None = None) -> Table:
     if not await has_table(conn, "webhooks.log"):
         return Table.missing("the webhook log")
     rows = await webhook_store.latest(conn, limit, account_id, simulated_prefix=SIMULATED_PREFIX)
-    return Table(True, [plain(r) for r in rows])
+    return Table(True, [dict(r) for r in rows])
 
 
 async def payg_balances(conn: asyncpg.Connection) -> Table:
     if not await has_table(conn, "payg.balances"):
         return Table.missing("pay-as-you-go")
-    return Table(True, [plain(r) for r in await payg_queries.balances_overview(conn)])
+    return Table(True, [dict(r) for r in await payg_queries.balances_overview(conn)])
 
 
 async def payg_balance(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
@@ -224,13 +220,13 @@ async def payg_balance(conn: asyncpg.Connection, account_id: str) -> dict[str, A
     if not await has_table(conn, "payg.balances"):
         return None
     row = await payg_queries.balance(conn, account_id)
-    return plain(row) if row else {}
+    return dict(row) if row else {}
 
 
 async def payg_recharges(conn: asyncpg.Connection, account_id: str | None = None, limit: int = 100) -> Table:
     if not await has_table(conn, "payg.recharges"):
         return Table.missing("pay-as-you-go")
-    return Table(True, [plain(r) for r in await payg_queries.recharges(conn, account_id, limit)])
+    return Table(True, [dict(r) for r in await payg_queries.recharges(conn, account_id, limit)])
 
 
 async def rapidapi_month(
