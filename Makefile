@@ -1,4 +1,5 @@
 # Every target works as the first command on a fresh machine: it installs and starts what it needs.
+# The demo and the tests run in development (published secrets, local servers); see SECURITY.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,17 +21,17 @@ stack: install
 test: stack
 	$(BIN)/ruff check .
 	$(BIN)/mypy events projections jobmeter services tests
-	$(BIN)/pytest -q
+	JOBMETER_ENV=development $(BIN)/pytest -q
 
 unit: install
-	$(BIN)/pytest -q tests/unit
+	JOBMETER_ENV=development $(BIN)/pytest -q tests/unit
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy events projections jobmeter services tests
 
 demo: stack
-	$(BIN)/jobmeter demo
+	JOBMETER_ENV=development $(BIN)/jobmeter demo
 
 down:
 	$(BIN)/jobmeter stack down

@@ -2,19 +2,33 @@
 
 Precedence, lowest first: defaults, `.env`, the stack's connection file (`.jobmeter/stack.env`, written by
 `jobmeter stack up`), then real environment variables. Every variable is listed in `.env.example`.
+
+`JOBMETER_ENV` is `production` unless set: the shared secrets then have no default at all, and
+`jobmeter.settings_check` refuses to start a process without strong ones. Only `development` (the local stack,
+`make demo`, `make test`) fills unset secrets with the published values in `DEVELOPMENT_SECRETS`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_APIS = ("extract", "classify", "translate", "summarize")
+
+# Published in this repository, so known to everyone: used only in development, refused in production.
+DEVELOPMENT_SECRETS = {
+    "jobmeter_ingest_token": "dev-ingest-token",
+    "jobmeter_admin_token": "dev-admin-token",
+    "stripe_webhook_secret": "whsec_dev",
+    "rapidapi_proxy_secret": "dev-rapidapi-proxy-secret",
+}
 
 
 def state_dir() -> Path:
@@ -34,7 +48,11 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        env_ignore_empty=True,  # `STRIPE_METER_ID=` in a .env means unset, as in .env.example
     )
+
+    # production: strong secrets required at start; development: the published ones fill what is unset
+    jobmeter_env: Literal["production", "development"] = "production"
 
     # Connections
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -47,8 +65,9 @@ class Settings(BaseSettings):
     jobmeter_apis: Annotated[tuple[str, ...], NoDecode] = DEFAULT_APIS
 
     # HTTP
-    jobmeter_ingest_token: SecretStr = SecretStr("dev-ingest-token")
-    jobmeter_admin_token: SecretStr = SecretStr("dev-admin-token")
+    # Shared secrets: empty means unset (see DEVELOPMENT_SECRETS and jobmeter.settings_check)
+    jobmeter_ingest_token: SecretStr = SecretStr("")
+    jobmeter_admin_token: SecretStr = SecretStr("")
     jobmeter_ingest_max_batch: int = Field(default=1000, ge=1)
     # How long ingest waits for Kafka before answering 503 (nothing acknowledged, so the client retries).
     jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -62,6 +81,13 @@ class Settings(BaseSettings):
     # The console's public origin (https://billing.example.com) when a proxy in front changes scheme or host;
     # unset = the origin requests arrive with. Actions must come from it; https also marks the cookie Secure.
     jobmeter_console_origin: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
+    # Mixed into the console's session signing key: changing it (`jobmeter init --rotate
+    # JOBMETER_CONSOLE_SESSION_KEY`, then a restart) ends every console session, as changing the admin token does.
+    jobmeter_console_session_key: SecretStr = SecretStr("")
+    # Console login throttle, per client address: this many failed attempts, refilled over the window; once they
+    # are spent, every attempt from that address answers 429 with Retry-After.
+    jobmeter_login_max_failures: int = Field(default=5, ge=1)
+    jobmeter_login_window_seconds: float = Field(default=60.0, gt=0)
 
     # Consumers. Large batches when a consumer is behind (a replay, a backlog): a fold's fixed costs are per
     # batch, and a batch spanning more partitions gives side-by-side folds more to share. Measured by bench ledger.
@@ -70,12 +96,15 @@ class Settings(BaseSettings):
 
     # Stripe
     stripe_secret_key: SecretStr = SecretStr("sk_test_123")
-    stripe_webhook_secret: SecretStr = SecretStr("whsec_dev")
+    stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)  # older signed deliveries are refused
     stripe_webhook_publish_timeout_seconds: float = Field(default=10.0, gt=0)  # then 503, and Stripe retries
 
-    # Key lifecycle notifications: smtp://user:pass@host:port (smtps:// for TLS); unset = a log sink
+    # Key lifecycle notifications: smtp://user:pass@host:port (STARTTLS, required when a password is set) or
+    # smtps://… (TLS from the start); certificates are always verified, against this CA file when set (a private
+    # server's CA) or the system's. Unset URL = a log sink.
     jobmeter_smtp_url: SecretStr | None = None
+    jobmeter_smtp_ca_file: Path | None = None
     jobmeter_notify_from: str = "billing@jobmeter.invalid"
 
     # Stripe catalog (`jobmeter stripe sync` creates what is missing and prints the IDs to put here)
@@ -106,7 +135,7 @@ class Settings(BaseSettings):
     # RapidAPI (provider side): the proxy secret from the provider dashboard, the billing object (custom quota)
     # jobs are declared in, and how far its numbers may differ from ours: "N" jobs, "P%" of the larger, or both
     # ("2,0.5%": within either)
-    rapidapi_proxy_secret: SecretStr = SecretStr("dev-rapidapi-proxy-secret")
+    rapidapi_proxy_secret: SecretStr = SecretStr("")
     rapidapi_billing_object: str = Field(default="jobs", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _.-]+$")
     rapidapi_reconcile_tolerance: str = Field(
         default="0", pattern=r"^\s*([0-9]+|[0-9]+(\.[0-9]+)?%)\s*(,\s*([0-9]+|[0-9]+(\.[0-9]+)?%)\s*)?$"
@@ -150,7 +179,55 @@ class Settings(BaseSettings):
     def _apis_present(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("JOBMETER_APIS must name at least one API surface")
+        for api in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", api):
+                raise ValueError(f"API surface {api!r}: lower-case letters, digits, '_', '-'; a letter first")
         return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_parses(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port (a comma-separated list of them)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected postgresql://user:password@host:port/database")
+        return value
+
+    @field_validator(
+        "stripe_api_base", "stripe_meter_events_base", "stripe_portal_return_url", "jobmeter_payg_return_url",
+        "next_public_stripe_payment_link_subscription", "next_public_stripe_payment_link_payg",
+    )
+    @classmethod
+    def _http_url_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r} is not an http(s):// URL with a host")
+        return value
+
+    @field_validator("jobmeter_smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError("expected smtp://user:password@host:port or smtps://…")
+        return value
+
+    @model_validator(mode="after")
+    def _development_secrets(self) -> Settings:
+        if self.jobmeter_env == "development":
+            for name, published in DEVELOPMENT_SECRETS.items():
+                if not getattr(self, name).get_secret_value():
+                    setattr(self, name, SecretStr(published))
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,11 @@ from services.platform.rows import plain
 
 
 class AccountError(ValueError):
-    """A registration that cannot be made as asked (invalid input, or the id is taken)."""
+    """A registration that cannot be made as asked (invalid input)."""
+
+
+class AccountConflict(AccountError):
+    """The account id, or the Stripe customer, already belongs to an account."""
 
 
 async def get_account(res: Resources, account_id: str) -> dict[str, Any] | None:
@@ -49,7 +53,13 @@ async def register_account(
         raise AccountError(describe(error)) from None
     existing = await get_account(res, account_id)
     if existing is not None:
-        raise AccountError(f"account {account_id!r} already exists (model {existing['model']})")
+        raise AccountConflict(f"account {account_id!r} already exists (model {existing['model']})")
+    if stripe_customer_id is not None:
+        # The registry keeps one account per customer: a second would be refused by the fold, after the 202.
+        async with res.pool.acquire() as conn:
+            owner = await queries.account_of_customer(conn, stripe_customer_id)
+        if owner is not None:
+            raise AccountConflict(f"Stripe customer {stripe_customer_id!r} already belongs to account {owner!r}")
     await res.publisher.publish(event)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:

@@ -10,10 +10,12 @@ from typing import Annotated
 
 import httpx
 import typer
+from rich.markup import escape
 
 from jobmeter.settings import Settings, get_settings
 from services.cli.common import errors
 from services.devtools.chaos.workload import ClientBook, make_batch, post_until_answered
+from services.stripe_adapter import simulation
 from services.stripe_adapter.fixtures import EVENT_TYPES, build_event, encode_event
 from services.stripe_adapter.webhooks import sign
 
@@ -29,10 +31,16 @@ def webhook(
     url: Annotated[str | None, typer.Option(help="the bridge (default http://127.0.0.1:PORT/webhooks/stripe)")] = None,
     show: Annotated[bool, typer.Option(help="print the event sent")] = False,
 ) -> None:
-    """Build, sign and post a Stripe event; exit 1 unless the bridge accepted it."""
+    """Build, sign and post a Stripe event; exit 1 unless the bridge accepted it. Refused (exit 1, nothing
+    posted) when STRIPE_SECRET_KEY is a live key."""
     settings = get_settings()
+    refused = simulation.refusal(settings.stripe_secret_key.get_secret_value())
+    if refused is not None:
+        errors.print(f"[red]{escape(refused)}[/red]", soft_wrap=True)
+        raise typer.Exit(1)
     try:
-        event = build_event(event_type, customer, final=final, status=status)
+        event = build_event(event_type, customer, final=final, status=status,
+                            event_id=simulation.simulated_event_id(simulation.CLI_PREFIX))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     body = encode_event(event)

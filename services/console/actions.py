@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,22 +15,31 @@ from fastapi import FastAPI
 from jobmeter.settings import Settings
 from projections import replay
 from projections.replay.shadow import ReplayError
-from services.console.reads import SIMULATED_PREFIX
+from services.stripe_adapter import simulation
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
 
 log = structlog.get_logger(__name__)
 
 
-
 class SimulationRefused(ValueError):
     """The bridge did not take the simulated delivery; the message is its answer."""
 
 
+class SimulationOff(Exception):
+    """This deployment may not simulate (its Stripe key is live); the message says why."""
+
+
 async def deliver(app: FastAPI, settings: Settings, event_type: str, customer_id: str, **kwargs: Any) -> str:
     """Sign a Stripe-shaped event as Stripe would and post it to `/webhooks/stripe` of this very app (in
-    process), so it takes the production path: verification, the log, the bus, the key lifecycle."""
-    event = build_event(event_type, customer_id, event_id=f"{SIMULATED_PREFIX}{secrets.token_hex(10)}", **kwargs)
+    process), so it takes the production path: verification, the log, the bus, the key lifecycle.
+
+    SimulationOff, before anything is built or posted, when STRIPE_SECRET_KEY is live."""
+    refused = simulation.refusal(settings.stripe_secret_key.get_secret_value())
+    if refused is not None:
+        raise SimulationOff(refused)
+    event = build_event(event_type, customer_id, event_id=simulation.simulated_event_id(simulation.CONSOLE_PREFIX),
+                        **kwargs)
     body = encode_event(event)
     headers = {
         "Stripe-Signature": sign(body, settings.stripe_webhook_secret.get_secret_value(), timestamp=int(time.time())),

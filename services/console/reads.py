@@ -27,9 +27,10 @@ from projections.rapidapi import queries as rapidapi_queries
 from projections.rapidapi.reconcile import Tolerance, reconcile
 from projections.subscriptions import queries as subscription_queries
 from services.console.chart import Chart, days_between, usage_chart
+from services.stripe_adapter import simulation
 from services.stripe_adapter import store as webhook_store
 
-SIMULATED_PREFIX = "evt_console"  # event ids of the console's simulated deliveries: the log marks them
+SIMULATED_PREFIX = simulation.CONSOLE_PREFIX  # event ids of the console's simulated deliveries (and the demo's)
 
 ACCOUNT_COLUMNS = ("account_id", "model", "stripe_customer_id", "display_name", "registered_at")
 KEY_COLUMNS = ("key_id", "prefix", "state", "suspended", "suspended_reason", "issued_at")
@@ -205,7 +206,7 @@ async def meter_totals(conn: asyncpg.Connection) -> Table:
 async def webhook_log(conn: asyncpg.Connection, limit: int = 100, account_id: str | None = None) -> Table:
     if not await has_table(conn, "webhooks.log"):
         return Table.missing("the webhook log")
-    rows = await webhook_store.latest(conn, limit, account_id, simulated_prefix=SIMULATED_PREFIX)
+    rows = await webhook_store.latest(conn, limit, account_id, simulated_prefixes=simulation.SIMULATED_PREFIXES)
     return Table(True, [dict(r) for r in rows])
 
 

@@ -1,7 +1,8 @@
 """Console sessions, CSRF tokens and the same-origin rule: pure functions over the admin token.
 
 The cookie never holds the admin token: it holds a random session id and an expiry, signed with a key
-derived from the token, so changing JOBMETER_ADMIN_TOKEN ends every session. The CSRF token is derived from
+derived from the token and JOBMETER_CONSOLE_SESSION_KEY, so changing either ends every session (the session
+key is there to do just that without changing the token). The CSRF token is derived from
 the session id with the same key: one per session, nothing stored server-side, compared in constant time.
 """
 
@@ -26,8 +27,10 @@ class Session:
     expires: int
 
 
-def signing_key(admin_token: str) -> bytes:
-    return hmac.new(admin_token.encode(), b"jobmeter console session v1", hashlib.sha256).digest()
+def signing_key(admin_token: str, session_key: str = "") -> bytes:
+    # Without a session key the derivation is the one before it existed, so setting none keeps every session.
+    purpose = b"jobmeter console session v1" + (b":" + session_key.encode() if session_key else b"")
+    return hmac.new(admin_token.encode(), purpose, hashlib.sha256).digest()
 
 
 def _mac(key: bytes, purpose: str, payload: str) -> str:

@@ -44,7 +44,7 @@ NOTICES = {  # ?notice= keys: fixed texts only, so a crafted link cannot put wor
     "recovery-sent": "A successful payment was delivered through the webhook bridge.",
     "rebuild-started": "The rebuild started; its progress shows below.",
 }
-MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_BYTES = 16 * 1024  # applied by services.http.limits to every request under /console
 
 env = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True,
@@ -150,7 +150,9 @@ def settings_of(request: Request) -> Settings:
 
 
 def key_of(request: Request) -> bytes:
-    return signing_key(settings_of(request).jobmeter_admin_token.get_secret_value())
+    settings = settings_of(request)
+    return signing_key(settings.jobmeter_admin_token.get_secret_value(),
+                       settings.jobmeter_console_session_key.get_secret_value())
 
 
 def session_of(request: Request) -> Session:
@@ -176,8 +178,6 @@ async def form(request: Request) -> dict[str, str]:
         return {}
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise Refused(400, "Expected a form (application/x-www-form-urlencoded).")
-    if len(body) > MAX_FORM_BYTES:
-        raise Refused(400, "The form is too large.")
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
@@ -213,11 +213,11 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     except Exception:  # the error page must render even when reading the session failed
         session, csrf = None, ""
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    default_token = Settings.model_fields["jobmeter_admin_token"].default
-    weak = settings_of(request).jobmeter_admin_token.get_secret_value() == default_token.get_secret_value()
+    # Development fills every unset secret with a published value: anyone could log in.
+    published = settings_of(request).jobmeter_env == "development"
     html = env.get_template(template).render(
         nav=NAV, csrf=csrf, logged_in=session is not None, notice=notice, now=datetime.now(UTC),
-        weak_token=weak, **context,
+        published_secrets=published, **context,
     )
     return HTMLResponse(html, status_code=status)
 

@@ -76,6 +76,7 @@ def service_env(settings: Settings) -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
     return {
         **os.environ,
+        "JOBMETER_ENV": settings.jobmeter_env,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": settings.database_url,
         "STRIPE_API_BASE": settings.stripe_api_base,
@@ -85,6 +86,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "JOBMETER_INGEST_TOKEN": settings.jobmeter_ingest_token.get_secret_value(),
         "JOBMETER_ADMIN_TOKEN": settings.jobmeter_admin_token.get_secret_value(),
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
+        "RAPIDAPI_PROXY_SECRET": settings.rapidapi_proxy_secret.get_secret_value(),
         "JOBMETER_METER_WINDOW_SECONDS": str(settings.jobmeter_meter_window_seconds),
         "JOBMETER_METER_LATENESS_SECONDS": str(settings.jobmeter_meter_lateness_seconds),
         "JOBMETER_METER_POLL_SECONDS": str(settings.jobmeter_meter_poll_seconds),

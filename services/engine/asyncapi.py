@@ -21,7 +21,9 @@ from events.topics import Topics
 from jobmeter.settings import Settings
 from services.engine.runtime import PROJECTION_SERVICES, build_runtime
 
-DOCS_SETTINGS = Settings(kafka_bootstrap_servers="kafka:9092", jobmeter_topic_prefix="")
+# The defaults, whatever this process's environment says, so the document is the same wherever it is built; only
+# the topology is read from them (development mode: no secret is needed to describe topics).
+DOCS_SETTINGS = Settings.model_construct(kafka_bootstrap_servers="kafka:9092", jobmeter_env="development")
 
 
 def document_topics(broker: KafkaBroker) -> None:

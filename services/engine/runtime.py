@@ -22,6 +22,7 @@ from jobmeter.memory import tune_for_batches
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.fold import Folder
+from services.engine.settings_check import check
 from services.engine.stores import STORES
 from services.keys.grace_clock import run_key_lifecycle_workers
 from services.meter.sender import run_meter_sender
@@ -142,6 +143,7 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def build_runtime(settings: Settings, services: list[str]) -> Runtime:
+    check(settings)  # every process refuses a bad configuration before it reads or writes anything
     unknown = [s for s in services if s not in PROJECTION_SERVICES]
     if unknown:
         raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(PROJECTION_SERVICES)}")

@@ -2,29 +2,48 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
-from events.types import BillingModel
+from events.types import AccountId, BillingModel, StripeCustomerId
 from projections.ledger.queries import BadQuery, parse_group_by, usage
-from services.accounts.commands import AccountError, get_account, list_accounts, register_account
-from services.http.auth import require_admin
+from services.accounts.commands import AccountConflict, AccountError, get_account, list_accounts, register_account
+from services.http.auth import AdminRoute
+from services.http.problems import Timestamp, problems
 
-router = APIRouter(tags=["accounts"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["accounts"], route_class=AdminRoute, responses=problems(401, 422))
 
 
 class NewAccount(BaseModel):
-    account_id: str
+    account_id: AccountId
     model: BillingModel
-    stripe_customer_id: str | None = None
+    stripe_customer_id: StripeCustomerId | None = None
     display_name: str | None = None
 
 
-@router.post("/v1/accounts", status_code=201, responses={202: {}, 409: {}, 422: {}})
+class Account(BaseModel):
+    account_id: str
+    model: BillingModel
+    stripe_customer_id: str | None
+    display_name: str | None
+    registered_at: Timestamp
+    updated_at: Timestamp
+
+
+class Registering(BaseModel):
+    """Published, but not yet in the registry when the answer was due: it will be."""
+
+    account_id: str
+    state: Literal["registering"]
+
+
+@router.post("/v1/accounts", status_code=201, response_model=Account,
+             responses={202: {"model": Registering}, **problems(400, 409, 413)})
 async def create_account(body: NewAccount, request: Request) -> JSONResponse:
     res = request.app.state.runtime.res
     try:
@@ -33,7 +52,7 @@ async def create_account(body: NewAccount, request: Request) -> JSONResponse:
             display_name=body.display_name,
         )
     except AccountError as error:
-        status = 409 if "already exists" in str(error) else 422
+        status = 409 if isinstance(error, AccountConflict) else 422
         raise HTTPException(status, detail=str(error)) from None
     if account is None:
         return JSONResponse({"account_id": body.account_id, "state": "registering"}, status_code=202)
@@ -41,16 +60,26 @@ async def create_account(body: NewAccount, request: Request) -> JSONResponse:
 
 
 @router.get("/v1/accounts")
-async def accounts(request: Request, model: BillingModel | None = None) -> list[dict[str, Any]]:
-    return await list_accounts(request.app.state.runtime.res, model)
+async def accounts(request: Request, model: BillingModel | None = None) -> list[Account]:
+    return [Account.model_validate(a) for a in await list_accounts(request.app.state.runtime.res, model)]
 
 
-@router.get("/v1/accounts/{account_id}", responses={404: {}})
-async def account(account_id: str, request: Request) -> dict[str, Any]:
+@router.get("/v1/accounts/{account_id}", responses=problems(404))
+async def account(account_id: AccountId, request: Request) -> Account:
     found = await get_account(request.app.state.runtime.res, account_id)
     if found is None:
         raise HTTPException(404, detail=f"no account {account_id!r}")
-    return found
+    return Account.model_validate(found)
+
+
+class UsageAnswer(BaseModel):
+    account_id: str | None
+    start: Timestamp = Field(alias="from")
+    end: Timestamp = Field(alias="to")
+    total: int
+    groups: list[dict[str, int | str]] = Field(
+        description="One per combination of the `group_by` keys, with its `jobs`; empty without `group_by`."
+    )
 
 
 def month_start(now: datetime) -> datetime:
@@ -58,25 +87,35 @@ def month_start(now: datetime) -> datetime:
 
 
 def next_month(start: datetime) -> datetime:
-    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    """The same time a calendar month later (on the month's last day when it is shorter: Jan 31 → Feb 28)."""
+    year, month = start.year + start.month // 12, start.month % 12 + 1
+    return start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))
 
 
-@router.get("/v1/accounts/{account_id}/usage", responses={422: {}})
+def window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """[from, to) in UTC, the ledger's hours; BadQuery for times the calendar cannot hold."""
+    try:
+        start = start.astimezone(UTC) if start else month_start(datetime.now(UTC))
+        return start, end.astimezone(UTC) if end else next_month(start)
+    except (ValueError, OverflowError):
+        raise BadQuery("from and to must fall between the years 1 and 9999 (UTC)") from None
+
+
+@router.get("/v1/accounts/{account_id}/usage")
 async def account_usage(
-    account_id: str,
+    account_id: AccountId,
     request: Request,
     start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     group_by: str | None = None,
-) -> dict[str, Any]:
+) -> UsageAnswer:
     """Jobs completed in [from, to) (whole hours, default this calendar month), optionally grouped by
     api, channel, hour, day or month."""
-    start = start or month_start(datetime.now(UTC))
-    end = end or next_month(start)
     try:
+        start, end = window(start, end)
         groups = parse_group_by(group_by)
         async with request.app.state.runtime.res.pool.acquire() as conn:
             result = await usage(conn, account_id, start, end, groups)
     except BadQuery as error:
         raise HTTPException(422, detail=str(error)) from None
-    return result.as_json()
+    return UsageAnswer.model_validate(result.as_json())

@@ -11,13 +11,29 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from jobmeter.settings import Settings
+from services.console.web import MAX_FORM_BYTES
 from services.engine.runtime import build_runtime
 from services.engine.stores import retained
 from services.http import accounts, console, ingest, keys, ops, webhooks
 from services.http import billing as billing_http
 from services.http import payg as payg_http
+from services.http.limits import BodyLimits, BoundedBodies
 from services.keys.index import mount_key_index
 from services.platform.retention import keep_for_their_days
+
+# What no request body here needs more than: JSON commands of a few fields.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        default=DEFAULT_MAX_BODY_BYTES,
+        paths={
+            "/webhooks/stripe": webhooks.MAX_BODY_BYTES,
+            "/v1/jobs/completed": settings.jobmeter_ingest_max_batch * ingest.MAX_ITEM_BYTES,
+        },
+        prefixes={"/console": MAX_FORM_BYTES},
+    )
 
 
 def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAPI:
@@ -29,6 +45,7 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
             yield
 
     app = FastAPI(title="jobmeter", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BoundedBodies, limits=body_limits(settings))
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.key_index = mount_key_index(runtime)

@@ -12,6 +12,7 @@ actions (`console_actions.py`) under `/console`.
 from __future__ import annotations
 
 import asyncio
+import math
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
@@ -22,6 +23,7 @@ from services.console.web import (
     STATIC,
     ConsoleRoute,
     check_origin,
+    error_page,
     form,
     guarded_form,
     key_of,
@@ -29,8 +31,10 @@ from services.console.web import (
     render,
     session_of,
     settings_of,
+    wants_json,
 )
 from services.http import console_actions, console_pages
+from services.platform.rate_limit import BucketsByKey
 
 router = APIRouter(prefix="/console", tags=["console"], route_class=ConsoleRoute, include_in_schema=False)
 
@@ -42,13 +46,37 @@ async def login_page(request: Request) -> Response:
     return render(request, "login.html", section="login", failed=False)
 
 
+def login_failures(request: Request) -> BucketsByKey:
+    """Failed logins per client address: a burst of max_failures, then one more each window / max_failures."""
+    state = request.app.state
+    if getattr(state, "console_login_failures", None) is None:
+        settings = settings_of(request)
+        rate = settings.jobmeter_login_max_failures / settings.jobmeter_login_window_seconds
+        state.console_login_failures = BucketsByKey(rate, burst=settings.jobmeter_login_max_failures)
+    failures: BucketsByKey = state.console_login_failures
+    return failures
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     check_origin(request)
     fields = await form(request)
+    # No await from the check to the spend: concurrent guesses from one address cannot share a token.
+    failures, address = login_failures(request), request.client.host if request.client else "unknown"
+    wait = failures.wait_time(address)
+    if wait > 0:  # right or wrong, no token is checked until the address has a try back
+        seconds = max(1, math.ceil(wait))
+        if wants_json(request):
+            response = error_page(request, 429, "Too many failed logins",
+                                  f"Too many failed logins from this address: try again in {seconds} s.")
+        else:
+            response = render(request, "login.html", status=429, section="login", failed=False, throttled=seconds)
+        response.headers["Retry-After"] = str(seconds)
+        return response
     expected = settings_of(request).jobmeter_admin_token.get_secret_value()
     if not token_matches(fields.get("token", ""), expected):
-        await asyncio.sleep(0.2)  # a little friction for guessing, no lockout to abuse
+        failures.spend(address)
+        await asyncio.sleep(0.2)  # a little friction for each guess
         return render(request, "login.html", status=401, section="login", failed=True)
     response = RedirectResponse("/console/accounts", status_code=303)
     response.set_cookie(

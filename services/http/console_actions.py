@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from projections import catalog
 from projections.log import LogError
 from services.console import integrations, reads
-from services.console.actions import SimulationRefused, deliver
+from services.console.actions import SimulationOff, SimulationRefused, deliver
 from services.console.web import ConsoleRoute, Refused, database, guarded_form, rebuilds, render, settings_of
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -41,6 +41,8 @@ async def simulate_failure(account_id: str, request: Request) -> Response:
     customer = await customer_of(request, account_id)
     try:
         await deliver(request.app, settings_of(request), "invoice.payment_failed", customer, final=True)
+    except SimulationOff as error:
+        raise Refused(409, str(error), "Simulation is off") from None
     except SimulationRefused as error:
         raise Refused(502, str(error)) from None
     return back_to(account_id, "failure-sent")
@@ -52,6 +54,8 @@ async def simulate_recovery(account_id: str, request: Request) -> Response:
     customer = await customer_of(request, account_id)
     try:
         await deliver(request.app, settings_of(request), "invoice.paid", customer)
+    except SimulationOff as error:
+        raise Refused(409, str(error), "Simulation is off") from None
     except SimulationRefused as error:
         raise Refused(502, str(error)) from None
     return back_to(account_id, "recovery-sent")

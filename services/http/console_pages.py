@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from projections.catalog import PROJECTIONS
 from services.console import integrations, reads
 from services.console.web import ConsoleRoute, Refused, database, rebuilds, render, session_of, settings_of
+from services.stripe_adapter import simulation
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -57,7 +58,7 @@ async def account_page(account_id: str, request: Request) -> Response:
         key_state=reads.account_key_state(keys, suspension), reports=reports, hooks=hooks, payg=payg,
         balance=balance, billing=billing, has_billing=has_billing, default_topup=settings.jobmeter_payg_recharge_minor,
         can_checkout=integrations.subscriptions_available(), can_topup=integrations.topups_available(),
-        plans=integrations.PLANS,
+        plans=integrations.PLANS, simulation_off=simulation.refusal(settings.stripe_secret_key.get_secret_value()),
     )
 
 

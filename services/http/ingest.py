@@ -6,18 +6,22 @@ import json
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-from services.http.auth import require_ingest
+from events.jobs import JobCompleted
+from services.http.auth import IngestRoute
+from services.http.problems import Invalid, problems
 from services.ledger.ingest import ingest
 from services.platform.transient import TRANSIENT
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], route_class=IngestRoute)
 log = structlog.get_logger(__name__)
 
 
-# A generous ceiling per item, so an oversized body is refused before it is read into memory.
+# A generous ceiling per item: a body may hold the batch limit's worth (services.http.limits answers 413 past it,
+# before it is read into memory).
 MAX_ITEM_BYTES = 4096
 
 
@@ -25,23 +29,39 @@ def problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"detail": reason}, status_code=status)
 
 
+class ItemError(BaseModel):
+    index: int = Field(description="The item's position in the batch, from 0.")
+    errors: list[dict[str, str]] = Field(description="`field` and `message`, per problem.")
+
+
+class Ingested(BaseModel):
+    accepted: int
+    duplicates: int = Field(description="Jobs already in the log (same api and job_id), counted once.")
+    rejected: int
+    errors: list[ItemError]
+    unknown_accounts: list[str] = Field(description="Accepted, but for accounts the registry does not know.")
+
+
+# The body is read by hand (one item or a batch, each item judged on its own); the document still says what it is.
+JOB = JobCompleted.model_json_schema()
+JOBS = {"oneOf": [JOB, {"type": "array", "items": JOB, "minItems": 1}]}
+
+
 @router.post(
     "/v1/jobs/completed",
-    dependencies=[Depends(require_ingest)],
     status_code=202,
-    responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}},
+    response_model=Ingested,
+    responses={
+        **problems(400, 401, 413, 503),
+        422: {"model": Ingested | Invalid, "description": "No item could be accepted, or the body is not jobs."},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": JOBS}}}},
 )
 async def jobs_completed(request: Request) -> JSONResponse:
     """Accept completed jobs. 202 once Kafka has every accepted item; invalid items are refused one by one."""
     settings = request.app.state.settings
     limit = settings.jobmeter_ingest_max_batch
-    max_bytes = limit * MAX_ITEM_BYTES
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        return problem(413, f"body over {max_bytes} bytes; send at most {limit} items a request")
     raw = await request.body()
-    if len(raw) > max_bytes:
-        return problem(413, f"body over {max_bytes} bytes; send at most {limit} items a request")
     try:
         body: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -57,7 +77,8 @@ async def jobs_completed(request: Request) -> JSONResponse:
     if not items:
         return problem(422, "the batch is empty")
     if len(items) > limit:
-        return problem(413, f"batch of {len(items)} items is over the limit of {limit}")
+        reason = f"batch of {len(items)} items is over the limit of {limit}; send at most {limit} items a request"
+        return problem(413, reason)
     try:
         result = await ingest(items, request.app.state.runtime.res)
     except TRANSIENT as error:  # a restarting Kafka or Postgres: a retryable 503, never a 500

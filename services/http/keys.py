@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.http.auth import bearer, require_admin
+from events.keys import KeyId
+from events.types import AccountId, BillingModel
+from services.http.auth import AdminRoute, bearer
+from services.http.problems import Timestamp, problems
 from services.keys.commands import KeyCommandError, create_key, list_keys, revoke_key, rotate_key
-from services.keys.index import KeyIndex
+from services.keys.index import KeyIndex, KeyState
 
 router = APIRouter(tags=["keys"])
-admin = APIRouter(tags=["keys"], dependencies=[Depends(require_admin)])
+admin = APIRouter(tags=["keys"], route_class=AdminRoute, responses=problems(401, 422))
 
 
-@router.get("/v1/keys/check", responses={401: {}, 403: {}, 503: {}})
+class KeyStatus(BaseModel):
+    account_id: str
+    key_id: str
+    state: KeyState
+    billing_model: BillingModel | None
+    reason: str | None = Field(default=None, description="Why the key may not be used (403 only).")
+
+
+@router.get("/v1/keys/check", response_model=KeyStatus,
+            responses={403: {"model": KeyStatus, "description": "A revoked key, or its account is suspended."},
+                       **problems(401, 503)})
 async def check_key(request: Request) -> JSONResponse:
     """200 `{account_id, key_id, state, billing_model}` for a working key; 401 unknown, 403 revoked or suspended.
 
@@ -32,47 +45,75 @@ async def check_key(request: Request) -> JSONResponse:
 
 
 class NewKey(BaseModel):
-    account_id: str = Field(min_length=1)
+    account_id: AccountId
 
 
 class Revocation(BaseModel):
     reason: str = Field(default="revoked by an operator", min_length=1, max_length=500)
 
 
+class Key(BaseModel):
+    """A key as operators see it: never its secret."""
+
+    key_id: str
+    account_id: str
+    prefix: str = Field(description="The secret's first characters, to tell keys apart.")
+    state: Literal["active", "revoked"]
+    suspended: bool = Field(description="Whether the key's account is suspended (dunning, an empty balance).")
+    suspended_reason: str | None
+    issued_at: Timestamp
+    revoked_at: Timestamp | None
+    revoke_reason: str | None
+
+
+class IssuedKey(BaseModel):
+    key: str = Field(description="The secret, in this answer only: it is stored nowhere.")
+    key_id: str
+    prefix: str
+    account_id: str
+    state: Literal["active", "issuing"] = Field(description="`issuing` if the key store had not applied it yet.")
+
+
+class RotatedKey(IssuedKey):
+    revoked: Key = Field(description="The key it replaces, now revoked.")
+
+
 def _refused(error: KeyCommandError) -> HTTPException:
     return HTTPException(404 if str(error).startswith("no ") else 409, detail=str(error))
 
 
-@admin.post("/v1/keys", status_code=201, responses={404: {}})
-async def new_key(body: NewKey, request: Request) -> dict[str, Any]:
+@admin.post("/v1/keys", status_code=201, responses=problems(400, 404, 413))
+async def new_key(body: NewKey, request: Request) -> IssuedKey:
     """Issue a key for an account. The secret is in `key`, in this response only."""
     try:
-        return (await create_key(request.app.state.runtime.res, body.account_id)).as_json()
+        return IssuedKey.model_validate((await create_key(request.app.state.runtime.res, body.account_id)).as_json())
     except KeyCommandError as error:
         raise _refused(error) from None
 
 
 @admin.get("/v1/keys")
-async def keys(request: Request, account_id: str | None = None) -> list[dict[str, Any]]:
-    return await list_keys(request.app.state.runtime.res, account_id)
+async def keys(request: Request, account_id: AccountId | None = None) -> list[Key]:
+    return [Key.model_validate(k) for k in await list_keys(request.app.state.runtime.res, account_id)]
 
 
-@admin.post("/v1/keys/{key_id}/revoke", responses={404: {}, 409: {}})
-async def revoke(key_id: str, request: Request, body: Revocation | None = None) -> dict[str, Any]:
+@admin.post("/v1/keys/{key_id}/revoke", responses=problems(400, 404, 409, 413))
+async def revoke(key_id: KeyId, request: Request, body: Revocation | None = None) -> Key:
     try:
-        return await revoke_key(request.app.state.runtime.res, key_id, (body or Revocation()).reason)
+        return Key.model_validate(
+            await revoke_key(request.app.state.runtime.res, key_id, (body or Revocation()).reason)
+        )
     except KeyCommandError as error:
         raise _refused(error) from None
 
 
-@admin.post("/v1/keys/{key_id}/rotate", status_code=201, responses={404: {}, 409: {}})
-async def rotate(key_id: str, request: Request) -> dict[str, Any]:
+@admin.post("/v1/keys/{key_id}/rotate", status_code=201, responses=problems(404, 409))
+async def rotate(key_id: KeyId, request: Request) -> RotatedKey:
     """Issue a new key for the same account and revoke this one; the new secret is in `key`."""
     try:
         new, old = await rotate_key(request.app.state.runtime.res, key_id)
     except KeyCommandError as error:
         raise _refused(error) from None
-    return {**new.as_json(), "revoked": old}
+    return RotatedKey.model_validate({**new.as_json(), "revoked": old})
 
 
 router.include_router(admin)

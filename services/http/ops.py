@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+class Healthy(BaseModel):
+    status: Literal["ok"]
+    consumers: list[str]
+
+
+class Unhealthy(BaseModel):
+    status: Literal["unhealthy"]
+    reason: str
+
+
+@router.get("/healthz", response_model=Healthy, responses={503: {"model": Unhealthy, "description": "Not healthy."}})
 async def healthz(request: Request) -> JSONResponse:
     """200 when Postgres answers and the process is running; 503 with the reason otherwise."""
     runtime = request.app.state.runtime
@@ -20,6 +33,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders)})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses={200: {"description": "Prometheus's text exposition format."}})
 async def prometheus_metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

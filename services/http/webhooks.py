@@ -7,13 +7,16 @@ import structlog
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from services.http.problems import problems
 from services.stripe_adapter.webhooks import WebhookRefused, receive
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
-# Stripe's events are a few kB; anything far larger is not one of them.
+# Stripe's events are a few kB; anything far larger is not one of them (the limit is applied by
+# services.http.limits, for every route, before a body is read).
 MAX_BODY_BYTES = 512 * 1024
 
 
@@ -21,15 +24,25 @@ def problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"detail": reason}, status_code=status)
 
 
-@router.post("/webhooks/stripe", responses={400: {}, 413: {}, 503: {}})
+class Received(BaseModel):
+    received: bool
+    id: str = Field(description="Stripe's event id.")
+    duplicate: bool = Field(description="Whether an earlier delivery of the event had been received.")
+
+
+@router.post(
+    "/webhooks/stripe",
+    response_model=Received,
+    responses=problems(400, 413, 503),
+    # The body is read raw (its signature covers the exact bytes); the document still says what it is.
+    openapi_extra={
+        "parameters": [{"name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+    },
+)
 async def stripe_webhook(request: Request) -> JSONResponse:
     """200 once Kafka has the event (or had it from an earlier delivery); 400 with the reason if refused."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return problem(413, f"body over {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return problem(413, f"body over {MAX_BODY_BYTES} bytes")
+    body = await request.body()  # at most MAX_BODY_BYTES: services.http.limits answers 413 past it
     try:
         receipt = await receive(request.app.state.runtime.res, body, request.headers.get("stripe-signature"))
     except WebhookRefused as error:

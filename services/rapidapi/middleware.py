@@ -63,6 +63,8 @@ class RapidApiGateway:
         self.app = app
         self.desk = desk
         self.secret = desk.settings.rapidapi_proxy_secret.get_secret_value().encode()
+        if not self.secret:  # an empty secret would match an empty header: refuse to serve rather than open up
+            raise ValueError("RAPIDAPI_PROXY_SECRET is unset: set it to the proxy secret of your RapidAPI dashboard")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -75,7 +75,9 @@ def build_event(
     """A Stripe event as Stripe would deliver it.
 
     `final` makes an `invoice.payment_failed` the last attempt (`next_payment_attempt: null`); `status` sets a
-    subscription's status (default `past_due` for updated, `canceled` for deleted).
+    subscription's status (default `past_due` for updated, `canceled` for deleted). Always `"livemode": false`:
+    a built event is never Stripe's live word, and the bridge of a live deployment refuses it. Simulations pass
+    an `event_id` with a prefix of `simulation.SIMULATED_PREFIXES`, which the webhook log marks.
     """
     now = int(time.time()) if created is None else created
     if event_type == "invoice.payment_failed":

@@ -6,6 +6,7 @@ module is the one place that holds their SQL; every function takes a connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -55,14 +56,14 @@ async def prune(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
 
 
 async def latest(
-    conn: asyncpg.Connection, limit: int, account_id: str | None, *, simulated_prefix: str
+    conn: asyncpg.Connection, limit: int, account_id: str | None, *, simulated_prefixes: Sequence[str]
 ) -> list[asyncpg.Record]:
     """The latest logged events (of one account, when given), newest first; `simulated` marks those whose id
-    starts with `simulated_prefix`."""
+    starts with one of `simulated_prefixes`."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT stripe_event_id, type, customer_id, account_id, created, received_at, deliveries,
-                  starts_with(stripe_event_id, $3) AS simulated
+                  stripe_event_id ^@ ANY($3::text[]) AS simulated
            FROM webhooks.log WHERE $2::text IS NULL OR account_id = $2 ORDER BY received_at DESC LIMIT $1""",
-        limit, account_id, simulated_prefix,
+        limit, account_id, list(simulated_prefixes),
     )
     return rows

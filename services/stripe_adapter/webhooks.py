@@ -27,6 +27,7 @@ from projections.accounts.queries import account_of_customer
 from projections.db import transaction
 from services.platform.resources import Resources
 from services.stripe_adapter import store
+from services.stripe_adapter.simulation import is_live_key
 
 SIGNATURE_SCHEME = "v1"
 
@@ -53,6 +54,8 @@ def verify(body: bytes, header: str | None, secret: str, tolerance_seconds: int)
     """Raise WebhookRefused unless `header` signs `body` with `secret` within the tolerance (constant-time)."""
     if not header:
         raise WebhookRefused("missing Stripe-Signature header")
+    if not secret:  # anyone can sign with an empty key: an unset secret verifies nothing
+        raise WebhookRefused("STRIPE_WEBHOOK_SECRET is unset: this deployment cannot verify Stripe's signature")
     try:
         stripe.WebhookSignature.verify_header(body, header, secret, tolerance_seconds)
     except stripe.SignatureVerificationError as error:
@@ -113,6 +116,13 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
     settings = res.settings
     verify(body, header, settings.stripe_webhook_secret.get_secret_value(), settings.stripe_webhook_tolerance_seconds)
     event = parse(body)
+    if not event.livemode and is_live_key(settings.stripe_secret_key.get_secret_value()):
+        # Stripe sends a live account's endpoints live events only: this one was simulated (or sent to the
+        # wrong deployment), and dunning must not act on it against real customers.
+        raise WebhookRefused(
+            f"test-mode event {event.stripe_event_id} (livemode false) refused: STRIPE_SECRET_KEY is a live key, "
+            "so this endpoint takes live events only"
+        )
     async with transaction(res.pool) as conn:
         await store.lock_event(conn, event.stripe_event_id)
         if await store.count_redelivery(conn, event.stripe_event_id):

@@ -27,6 +27,12 @@ async def test_accounts_are_registered_once_and_listed(settings: Settings) -> No
         assert created.json()["stripe_customer_id"] == "cus_A1"
         again = await client.post("/v1/accounts", json={"account_id": "acme", "model": "payg"}, headers=ADMIN)
         assert again.status_code == 409
+        same_customer = await client.post(
+            "/v1/accounts", json={"account_id": "acme-2", "model": "subscription", "stripe_customer_id": "cus_A1"},
+            headers=ADMIN,
+        )
+        assert same_customer.status_code == 409, same_customer.text  # not a 202 the fold would then refuse
+        assert "already belongs to account 'acme'" in same_customer.json()["detail"]
         bad = await client.post("/v1/accounts", json={"account_id": "bad id", "model": "payg"}, headers=ADMIN)
         assert bad.status_code == 422
         listed = (await client.get("/v1/accounts", headers=ADMIN)).json()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 
-from jobmeter.settings import Settings
+from jobmeter.settings import DEVELOPMENT_SECRETS, Settings
 from services.console.session import COOKIE
 from services.http.app import create_app
 from tests.integration.helpers import client_for, fetchval
@@ -139,3 +142,63 @@ async def test_behind_a_proxy_the_configured_origin_is_the_one_that_counts(setti
         assert "Secure" in login.headers["set-cookie"]
         refused = await client.post("/console/login", data={"token": ADMIN_TOKEN}, headers=ORIGIN)
         assert refused.status_code == 403
+
+
+@asynccontextmanager
+async def clients_from(app: FastAPI, *addresses: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """The app with its lifespan running, and one in-process client per client address."""
+    async with app.router.lifespan_context(app), AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=(address, 40000)), base_url="http://jobmeter.test"))
+            for address in addresses
+        ]
+
+
+async def test_a_burst_of_failed_logins_blocks_that_address_only(settings: Settings) -> None:
+    assert (settings.jobmeter_login_max_failures, settings.jobmeter_login_window_seconds) == (5, 60)
+    async with clients_from(create_app(settings), "198.51.100.7", "203.0.113.9") as (guesser, other):
+        for _ in range(5):
+            assert (await log_in(guesser, "guess")).status_code == 401
+        blocked = await log_in(guesser, "guess")
+        assert blocked.status_code == 429
+        assert blocked.headers["retry-after"].isdigit() and 1 <= int(blocked.headers["retry-after"]) <= 12
+        assert "Too many failed logins" in blocked.text
+        # Until a try is back, the right token is refused too: the guesser cannot tell a hit from a miss.
+        right = await log_in(guesser)
+        assert (right.status_code, COOKIE in right.cookies) == (429, False)
+        as_script = await guesser.post("/console/login", data={"token": ADMIN_TOKEN},
+                                       headers={**ORIGIN, "Accept": "application/json"})
+        assert as_script.status_code == 429 and "retry-after" in as_script.headers
+        assert "try again" in as_script.json()["detail"]
+        # Another address is not held back by this one's failures.
+        assert (await log_in(other, "typo")).status_code == 401
+        assert (await log_in(other)).status_code == 303
+
+
+async def test_a_new_session_key_ends_every_session(settings: Settings) -> None:
+    first = settings.model_copy(update={"jobmeter_console_session_key": SecretStr("session-key-1")})
+    second = settings.model_copy(update={"jobmeter_console_session_key": SecretStr("session-key-2")})
+    async with client_for(create_app(first)) as client:
+        assert (await log_in(client)).status_code == 303
+        assert (await client.get("/console/accounts")).status_code == 200
+        cookie = client.cookies[COOKIE]
+    for rotated_settings, kept in ((first, True), (second, False), (settings, False)):
+        async with client_for(create_app(rotated_settings)) as rotated:
+            rotated.cookies.set(COOKIE, cookie, path="/console")
+            page = await rotated.get("/console/accounts")
+            api = await rotated.get("/console/api/live")
+            if kept:
+                assert (page.status_code, api.status_code) == (200, 200)
+            else:
+                assert (page.status_code, page.headers["location"], api.status_code) == (303, "/console/login", 401)
+
+
+async def test_development_says_so_on_every_page(settings: Settings) -> None:
+    warning = "development mode, with published secrets"
+    async with client_for(create_app(settings)) as client:
+        assert warning in (await client.get("/console/login")).text
+    secrets = {field: SecretStr(f"{field}-of-this-test-only") for field in DEVELOPMENT_SECRETS}
+    production = settings.model_copy(update={"jobmeter_env": "production", **secrets})
+    async with client_for(create_app(production)) as client:
+        assert warning not in (await client.get("/console/login")).text

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.devtools import stack
+from services.devtools.stack import manager
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,9 @@ async def _roundtrip(bootstrap: str) -> None:
 
 
 def test_every_service_runs(env: dict[str, str]) -> None:
-    assert set(env) == {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STRIPE_API_BASE"}
+    # All three started here, holding nothing of value: the connection file marks the stack as development.
+    assert set(env) == {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STRIPE_API_BASE", "JOBMETER_ENV"}
+    assert env["JOBMETER_ENV"] == "development"
     rows = stack.status()
     assert {row.name: row.state for row in rows} == {
         "kafka": "running",
@@ -96,3 +99,19 @@ async def test_kafka_restart_keeps_port_and_serves(env: dict[str, str]) -> None:
     new_pid = next(row.pid for row in stack.status() if row.name == "kafka")
     assert new_pid != old_pid
     await _roundtrip(address)
+
+
+def test_an_external_server_keeps_the_stack_out_of_development(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same broker under another name counts as someone else's: it may be a real deployment's.
+    port = env["KAFKA_BOOTSTRAP_SERVERS"].rpartition(":")[2]
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"localhost:{port}")
+    try:
+        with_external = stack.up(quiet=True)
+        assert with_external["KAFKA_BOOTSTRAP_SERVERS"] == f"localhost:{port}"
+        assert "JOBMETER_ENV" not in with_external
+        assert "JOBMETER_ENV" not in manager.read_env_file()
+    finally:
+        monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+        assert stack.up(quiet=True) == env

@@ -50,6 +50,17 @@ def test_another_admin_token_ends_every_session() -> None:
     assert read_session(signing_key("rotated"), cookie, now=NOW) is None
 
 
+def test_another_session_key_ends_every_session_and_none_keeps_todays() -> None:
+    keyed = signing_key("dev-admin-token", "session-key-1")
+    cookie = new_session(keyed, now=NOW)
+    assert read_session(keyed, cookie, now=NOW) is not None
+    assert read_session(signing_key("dev-admin-token", "session-key-2"), cookie, now=NOW) is None
+    assert read_session(KEY, cookie, now=NOW) is None
+    # No session key is the derivation from before there was one: setting none logs nobody out.
+    assert signing_key("dev-admin-token", "") == KEY
+    assert KEY.hex() == "97524041fa7a8502dcc06915d999819d0e727eb68bf14f2fce29d24021538f34"  # as before
+
+
 def test_csrf_tokens_are_per_session() -> None:
     one, two = Session("a", 0), Session("b", 0)
     assert csrf_matches(KEY, one, csrf_token(KEY, one))

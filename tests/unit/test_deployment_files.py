@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from jobmeter.settings import Settings
+from jobmeter.settings import DEVELOPMENT_SECRETS, Settings
 from services.cli.run import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,3 +56,14 @@ def test_package_data_points_at_packages_that_hold_it() -> None:
         folder = ROOT.joinpath(*package.split("."))
         assert (folder / "__init__.py").exists(), f"package-data names {package}, which is no package"
         assert all(list(folder.glob(pattern)) for pattern in patterns), (package, patterns)
+
+
+def test_compose_requires_each_shared_secret_and_runs_in_production() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    environment = compose["x-jobmeter"]["environment"]
+    assert environment["JOBMETER_ENV"] == "production"
+    for field in DEVELOPMENT_SECRETS:
+        name = field.upper()
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", environment[name]), f"{name} must be required, not defaulted"
+    text = (ROOT / "docker-compose.yml").read_text() + (ROOT / ".env.example").read_text()
+    assert not [value for value in DEVELOPMENT_SECRETS.values() if value in text], "a published secret is offered"

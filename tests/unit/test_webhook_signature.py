@@ -46,6 +46,12 @@ def test_refused_with_a_reason(body: bytes, header: str | None, reason: str) -> 
         verify(body, header, SECRET, 300)
 
 
+def test_an_unset_secret_verifies_nothing() -> None:
+    # HMAC with an empty key is something anyone can compute: it must not open the bridge.
+    with pytest.raises(WebhookRefused, match="STRIPE_WEBHOOK_SECRET is unset"):
+        verify(BODY, sign(BODY, ""), "", 300)
+
+
 def test_one_of_several_signatures_may_match() -> None:
     # Stripe sends several v1 signatures while a secret is being rolled.
     t = int(time.time())

@@ -133,6 +133,10 @@ def up(quiet: bool = False) -> dict[str, str]:
 
         run_sync(settle())
         values = {svc.env_key: ext[svc.name] or str(svc.address()) for svc in svcs}
+        if not any(ext.values()):
+            # Servers we started on this machine, holding nothing of value: the published development secrets
+            # are fine here. Never said when a server is external: that may be a real deployment's.
+            values["JOBMETER_ENV"] = "development"
         _write_env_file(values)
     if out:
         rows = [_row(svc, "external" if ext[svc.name] else "running", values[svc.env_key]) for svc in svcs]
