@@ -6,10 +6,9 @@ side-by-side deployments share one cluster without seeing each other's events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 # Logical name -> topic suffix. The event log topics are kept forever: replay starts from offset zero.
 LOGICAL_TOPICS: dict[str, str] = {
@@ -49,20 +48,73 @@ class Topics:
         return [self.name(logical) for logical in LOGICAL_TOPICS]
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int) -> list[str]:
-    """Create every missing topic; returns the names it created. Safe to call from every process."""
+@dataclass(frozen=True)
+class Replication:
+    factor: int
+    min_insync: int
+
+
+def replication_for(brokers: int, factor: int | None = None, min_insync: int | None = None) -> Replication:
+    """What jobmeter creates topics with: the factor asked for, else three copies (or one per broker when the
+    cluster has fewer); the minimum in-sync replicas asked for, else 2 from three copies up, so `acks=all` means
+    two copies and one broker may be down without refusing writes."""
+    chosen = factor if factor is not None else max(1, min(3, brokers))
+    isr = min_insync if min_insync is not None else (2 if chosen >= 3 else 1)
+    if isr > chosen:
+        raise ValueError(f"min.insync.replicas {isr} is above the replication factor {chosen}: no write could succeed")
+    return Replication(chosen, isr)
+
+
+@dataclass(frozen=True)
+class TopicsReport:
+    """What `ensure_topics` did and found: the topics it created, and ours that hold fewer copies than asked."""
+
+    replication: Replication
+    created: list[str] = field(default_factory=list)
+    below_factor: dict[str, int] = field(default_factory=dict)  # topic -> the copies its partitions have
+
+    def warnings(self) -> list[str]:
+        return [
+            f"topic {name} has {copies} cop{'y' if copies == 1 else 'ies'} of each partition, below the "
+            f"replication factor {self.replication.factor}: a broker's disk is all that holds it"
+            for name, copies in sorted(self.below_factor.items())
+        ]
+
+
+class TopicCreationError(RuntimeError):
+    """Kafka refused to create a topic (a replication factor above the brokers it has, say)."""
+
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: Topics, partitions: int, *, replication_factor: int | None = None,
+    min_insync: int | None = None,
+) -> TopicsReport:
+    """Create every missing topic with the replication asked for, and report those of ours that have fewer copies.
+    Safe to call from every process."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        plan = replication_for(brokers, replication_factor, min_insync)
         existing = set(await admin.list_topics())
+        ours = [name for name in topics.all() if name in existing]
         missing = [name for name in topics.all() if name not in existing]
-        if not missing:
-            return []
-        new = [NewTopic(name, partitions, 1, topic_configs=dict(KEEP_FOREVER)) for name in missing]
-        try:
-            await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another process won the race; the topic is what we wanted either way
-        return missing
+        if missing:
+            configs = {**KEEP_FOREVER, "min.insync.replicas": str(plan.min_insync)}
+            response = await admin.create_topics([NewTopic(name, partitions, plan.factor, topic_configs=configs)
+                                                  for name in missing])
+            refused = [f"{topic}: {message}" for topic, code, message in response.topic_errors
+                       if code not in (0, TOPIC_ALREADY_EXISTS)]  # already there: another process won the race
+            if refused:
+                raise TopicCreationError(f"Kafka refused to create {'; '.join(refused)}")
+        below: dict[str, int] = {}
+        for described in await admin.describe_topics(ours) if ours else []:
+            copies = [len(p["replicas"]) for p in described["partitions"]]
+            if copies and min(copies) < plan.factor:
+                below[described["topic"]] = min(copies)
+        return TopicsReport(plan, missing, below)
     finally:
         await admin.close()

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     jobmeter_topic_prefix: str = ""
     jobmeter_partitions: int = Field(default=6, ge=1)
     jobmeter_apis: Annotated[tuple[str, ...], NoDecode] = DEFAULT_APIS
+    # Copies of each partition of the topics jobmeter creates (unset: 3, or every broker when the cluster has
+    # fewer) and the copies a write needs before it is acknowledged (unset: 2 from three copies up, else 1)
+    jobmeter_replication_factor: int | None = Field(default=None, ge=1)
+    jobmeter_min_insync_replicas: int | None = Field(default=None, ge=1)
 
     # HTTP
     # Shared secrets: empty means unset (see DEVELOPMENT_SECRETS and jobmeter.settings_check)

@@ -79,6 +79,9 @@ def payg_problems(settings: Settings) -> list[str]:
 
 def other_problems(settings: Settings) -> list[str]:
     found = []
+    factor, isr = settings.jobmeter_replication_factor, settings.jobmeter_min_insync_replicas
+    if isr is not None and isr > (factor if factor is not None else 3):
+        found.append(f"JOBMETER_MIN_INSYNC_REPLICAS ({isr}) is above the replication factor: no write could succeed")
     if settings.jobmeter_smtp_ca_file is not None and not settings.jobmeter_smtp_ca_file.is_file():
         found.append(f"JOBMETER_SMTP_CA_FILE {settings.jobmeter_smtp_ca_file} is not a readable file")
     return found

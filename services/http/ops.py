@@ -15,6 +15,8 @@ router = APIRouter(tags=["operations"])
 class Healthy(BaseModel):
     status: Literal["ok"]
     consumers: list[str]
+    # Serving, but an operator should know (topics holding fewer copies than JOBMETER_REPLICATION_FACTOR).
+    warnings: list[str]
 
 
 class Unhealthy(BaseModel):
@@ -30,7 +32,7 @@ async def healthz(request: Request) -> JSONResponse:
         await runtime.res.ping(timeout=2)
     except Exception as error:  # any failure is "not healthy", reported with its reason
         return JSONResponse({"status": "unhealthy", "reason": f"postgres: {error}"}, status_code=503)
-    return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders)})
+    return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders), "warnings": runtime.res.warnings})
 
 
 @router.get("/metrics", response_class=PlainTextResponse,

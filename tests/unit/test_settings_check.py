@@ -159,3 +159,10 @@ def test_an_unset_secret_opens_nothing_where_the_start_up_check_was_skipped() ->
     settings = Settings(jobmeter_env="production")  # built by hand: no check ran
     with pytest.raises(ValueError, match="RAPIDAPI_PROXY_SECRET is unset"):
         RapidApiGateway(app=None, desk=RapidApiDesk(settings))  # type: ignore[arg-type]
+
+
+def test_more_in_sync_replicas_than_copies_is_refused_at_start() -> None:
+    assert problems(Settings(jobmeter_env="development", jobmeter_min_insync_replicas=3)) == []  # of 3 copies
+    two_copies = Settings(jobmeter_env="development", jobmeter_replication_factor=2, jobmeter_min_insync_replicas=3)
+    found = problems(two_copies)
+    assert found == ["JOBMETER_MIN_INSYNC_REPLICAS (3) is above the replication factor: no write could succeed"]
