@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Consumers. Large batches when a consumer is behind (a replay, a backlog): a fold's fixed costs are per
     # batch, and a batch spanning more partitions gives side-by-side folds more to share. Measured by bench ledger.
     jobmeter_batch_max_records: int = Field(default=10000, ge=1)
+    # This process's stable name among the instances of its consumers (static membership, KIP-345): a restart
+    # within the session timeout takes its partitions back without rebalancing the group. Unset: dynamic members.
+    jobmeter_instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
     jobmeter_batch_timeout_ms: int = Field(default=200, ge=1)
 
     # Stripe
@@ -148,6 +151,11 @@ class Settings(BaseSettings):
     # export row has been logged for `settle` seconds
     rapidapi_reconcile_interval_seconds: float = Field(default=60.0, gt=0)
     rapidapi_reconcile_settle_seconds: float = Field(default=30.0, ge=0)
+
+    # Dunning: whether a paused subscription suspends its keys, and whether an invoice marked uncollectible is
+    # written off (keys work again) rather than still owed (keys stay suspended until it is paid or voided)
+    jobmeter_dunning_suspend_paused: bool = True
+    jobmeter_dunning_write_off_uncollectible: bool = False
 
     # Pay-as-you-go: the price of one job per API surface in minor units of one currency ("api=minor,…"), the
     # defaults of an account not yet configured, how far below zero a balance may go before its keys are

@@ -13,7 +13,7 @@ account's link, when it arrives, sets it, and suspends the account's keys if the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import structlog
 from events.envelope import Event, natural_event_id
 from events.keys import KeyRestored, KeySuspended
 from events.stripe import PastDueGraceExpired, StripeEventReceived
+from jobmeter.settings import Settings
 from projections.account_view import ACCOUNT_EVENTS, AccountEvent, fold_accounts
 from projections.key_lifecycle import store
 from projections.key_lifecycle.dunning import (
@@ -66,6 +67,12 @@ class KeyLifecycle(Projection):
 
     def __init__(self, policy: DunningPolicy = DEFAULT_POLICY) -> None:
         self.policy = policy
+
+    def configured(self, settings: Settings) -> KeyLifecycle:
+        return KeyLifecycle(replace(
+            self.policy, suspend_paused=settings.jobmeter_dunning_suspend_paused,
+            write_off_uncollectible=settings.jobmeter_dunning_write_off_uncollectible,
+        ))
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         await store.lock_customers(conn, [c for item in events if (c := customer_in(item.event)) is not None])

@@ -5,6 +5,7 @@ Every function takes a connection whose search path is the schema being written 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
@@ -13,18 +14,19 @@ from uuid import UUID
 import asyncpg
 
 from projections.db import lock_each
+from projections.key_lifecycle import invoices
 from projections.key_lifecycle.dunning import DunningState
 
 SAVE_CUSTOMER = """
 INSERT INTO customers (customer_id, account_id, standing, reason, past_due_since, decided_at, decided_ids, suspends,
-                       decided_reason, signals, clock, paid_invoices, decisions, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                       decided_reason, signals, clock, paid_invoices, decisions, updated_at, invoices)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
 ON CONFLICT (customer_id) DO UPDATE SET
     account_id = EXCLUDED.account_id, standing = EXCLUDED.standing, reason = EXCLUDED.reason,
     past_due_since = EXCLUDED.past_due_since, decided_at = EXCLUDED.decided_at, decided_ids = EXCLUDED.decided_ids,
     suspends = EXCLUDED.suspends, decided_reason = EXCLUDED.decided_reason, signals = EXCLUDED.signals,
     clock = EXCLUDED.clock, paid_invoices = EXCLUDED.paid_invoices, decisions = EXCLUDED.decisions,
-    updated_at = EXCLUDED.updated_at
+    updated_at = EXCLUDED.updated_at, invoices = EXCLUDED.invoices
 """
 
 # Only a customer with no account yet takes one: a customer's account, once known, stays (as the fold keeps it).
@@ -48,9 +50,15 @@ def customer_of(row: asyncpg.Record) -> Customer:
     state = DunningState(
         standing=row["standing"], reason=row["reason"], decided_at=row["decided_at"],
         decided_ids=frozenset(row["decided_ids"]), suspends=row["suspends"], decided_reason=row["decided_reason"],
-        signals=tuple(row["signals"]), clock=row["clock"], paid_invoices=tuple(row["paid_invoices"]),
+        signals=tuple(row["signals"]), clock=row["clock"], invoices=_invoices(row["invoices"]),
     )
     return Customer(state, row["account_id"], row["decisions"])
+
+
+def _invoices(stored: object) -> tuple[invoices.Invoice, ...]:
+    """The `invoices` column, as text (asyncpg's default for jsonb) or already decoded; not a list: none known."""
+    found = json.loads(stored) if isinstance(stored, str) else stored
+    return invoices.decode([i for i in found if isinstance(i, dict)]) if isinstance(found, list) else ()
 
 
 async def lock_customers(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> None:
@@ -73,7 +81,7 @@ async def save_customer(
     await conn.execute(
         SAVE_CUSTOMER, customer_id, account_id, state.standing, state.reason, state.past_due_since, state.decided_at,
         sorted(state.decided_ids), state.suspends, state.decided_reason, list(state.signals), state.clock,
-        list(state.paid_invoices), decisions, at,
+        list(state.paid_invoices), decisions, at, json.dumps(invoices.encode(state.invoices)),
     )
 
 

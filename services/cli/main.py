@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from jobmeter.logs import configure_logging
 from services.cli import accounts, bench, chaos, demo, docs, export, init, pages_to_jobs, replay, report, run, stack
+from services.cli import deadletters as deadletters_cli
 from services.cli import keys as keys_cli
 from services.cli import payg as payg_cli
 from services.cli import rapidapi as rapidapi_cli
@@ -57,6 +58,7 @@ app.add_typer(stripe_cli.app, name="stripe", help="Stripe: catalog sync, meter r
 app.add_typer(subscriptions_cli.app, name="subscriptions", help="Pro checkout, plan changes with proration, portal.")
 app.add_typer(rapidapi_cli.app, name="rapidapi", help="RapidAPI: import usage exports, reconcile its numbers.")
 app.add_typer(payg_cli.app, name="payg", help="Pay-as-you-go: balances, auto-recharge settings, top-ups.")
+app.add_typer(deadletters_cli.app, name="deadletters", help="What consumers could not read or apply, with the reason.")
 app.add_typer(bench.app, name="bench", help="Ingest and ledger throughput, key-check latency, Stripe request counts.")
 
 

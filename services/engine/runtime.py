@@ -94,6 +94,7 @@ class Runtime:
             max_records=s.jobmeter_batch_max_records,
             timeout_ms=s.jobmeter_batch_timeout_ms,
             title=projection.name,
+            instance_id=s.jobmeter_instance_id,
         )
         self._on_open.append(
             lambda res: self.folders.__setitem__(

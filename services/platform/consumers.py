@@ -8,7 +8,7 @@ and on every partition assignment the consumer seeks to the stored positions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -24,7 +24,15 @@ from services.platform.transient import TRANSIENT
 
 log = structlog.get_logger(__name__)
 
-
+# A dynamic member killed outright holds its partitions until the group gives up on it: the broker's minimum
+# session keeps that pause after a crash short.
+DYNAMIC_SESSION_TIMEOUT_MS = 6_000
+# A static member (KIP-345) sends no LeaveGroup when it stops, and one rejoining under the same instance id takes
+# its partitions back without a rebalance, as long as it is back within the session timeout: that timeout is the
+# window a restart (stop, start, migrate, join) must fit in. The price: a static member that dies for good leaves
+# its partitions unread for that long before the group gives them to the others. Kafka's own default since 3.0
+# (KIP-735); the broker's group.max.session.timeout.ms (30 min by default) must allow it.
+STATIC_SESSION_TIMEOUT_MS = 45_000
 
 FolderOf = Callable[[], Folder]
 
@@ -58,6 +66,19 @@ def group_id(prefix: str, name: str) -> str:
     return f"{prefix}jobmeter.{name}"
 
 
+class Membership(NamedTuple):
+    group_instance_id: str | None
+    session_timeout_ms: int
+
+
+def membership(instance_id: str | None, name: str) -> Membership:
+    """How a consumer belongs to its group: static (one stable id per process and consumer) when this process
+    has an instance id, else dynamic."""
+    if instance_id is None:
+        return Membership(None, DYNAMIC_SESSION_TIMEOUT_MS)
+    return Membership(f"{instance_id}.{name}", STATIC_SESSION_TIMEOUT_MS)
+
+
 def mount_projection(
     broker: KafkaBroker,
     folder_of: FolderOf,
@@ -67,9 +88,12 @@ def mount_projection(
     max_records: int,
     timeout_ms: int,
     title: str,
+    instance_id: str | None = None,
 ) -> Any:
-    """Declare the projection's batch subscriber; `folder_of` gives the Folder once the process is open."""
+    """Declare the projection's batch subscriber; `folder_of` gives the Folder once the process is open. With an
+    `instance_id`, the subscriber is a static member of its group (`membership`)."""
     listener = SeekToStoredPositions(folder_of)
+    member = membership(instance_id, title)
     subscriber = broker.subscriber(
         *topics,
         group_id=group,
@@ -77,9 +101,8 @@ def mount_projection(
         max_records=max_records,
         batch_timeout_ms=timeout_ms,
         auto_offset_reset="earliest",
-        # A consumer killed outright holds its partitions until the group gives up on it: the broker's minimum
-        # session keeps that pause after a crash short.
-        session_timeout_ms=6000,
+        group_instance_id=member.group_instance_id,
+        session_timeout_ms=member.session_timeout_ms,
         heartbeat_interval_ms=2000,
         # A fetch the broker holds open for partitions already drained blocks the next fetch to that broker; at
         # the 500 ms default, a consumer catching up stalled that long now and then (measured by bench ledger).

@@ -17,7 +17,16 @@ EVENT_TYPES = (
     "customer.subscription.updated",
     "customer.subscription.deleted",
     "invoice.marked_uncollectible",
+    "invoice.voided",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
 )
+# customer.subscription.<kind>: the status it carries by default, and the one `previous_attributes` shows.
+# Stripe pauses a subscription whose trial ended with no payment method (`trial_settings.end_behavior`).
+SUBSCRIPTION_EVENTS: dict[str, tuple[str, str | None]] = {
+    "updated": ("past_due", "active"), "deleted": ("canceled", None), "paused": ("paused", "trialing"),
+    "resumed": ("active", "paused"),
+}
 RETRY_SECONDS = 3 * 24 * 3600  # when Stripe would try again after a failure that is not the last
 
 
@@ -28,7 +37,7 @@ def stripe_id(prefix: str) -> str:
 def invoice(customer: str, *, paid: bool, attempt_count: int, next_attempt: int | None, created: int,
             subscription: str | None = None) -> dict[str, Any]:
     return {
-        "id": stripe_id("in"),
+        "id": current_invoice(customer),
         "object": "invoice",
         "customer": customer,
         "customer_email": f"billing+{customer.lower()}@example.com",
@@ -46,6 +55,12 @@ def invoice(customer: str, *, paid: bool, attempt_count: int, next_attempt: int 
         "created": created,
         "livemode": False,
     }
+
+
+def current_invoice(customer: str) -> str:
+    """The customer's current invoice: a simulated failure and a simulated payment name the same one, as they
+    would in Stripe (dunning settles each invoice on its own), unless the caller names another."""
+    return f"in_{customer.removeprefix('cus_')}"
 
 
 def subscription(customer: str, status: str, *, created: int) -> dict[str, Any]:
@@ -71,13 +86,15 @@ def build_event(
     attempt_count: int | None = None,
     created: int | None = None,
     event_id: str | None = None,
+    invoice_id: str | None = None,
 ) -> dict[str, Any]:
     """A Stripe event as Stripe would deliver it.
 
     `final` makes an `invoice.payment_failed` the last attempt (`next_payment_attempt: null`); `status` sets a
-    subscription's status (default `past_due` for updated, `canceled` for deleted). Always `"livemode": false`:
-    a built event is never Stripe's live word, and the bridge of a live deployment refuses it. Simulations pass
-    an `event_id` with a prefix of `simulation.SIMULATED_PREFIXES`, which the webhook log marks.
+    subscription's status (default `past_due` for updated, `canceled` for deleted, `paused` for paused, `active`
+    for resumed); `invoice_id` names the invoice of an `invoice.*` event (default: the customer's current one). Always
+    `"livemode": false`: a built event is never Stripe's live word, and the bridge of a live deployment refuses it.
+    Simulations pass an `event_id` with a prefix of `simulation.SIMULATED_PREFIXES`, which the webhook log marks.
     """
     now = int(time.time()) if created is None else created
     if event_type == "invoice.payment_failed":
@@ -92,12 +109,18 @@ def build_event(
     elif event_type == "invoice.paid":
         obj = invoice(customer, paid=True, attempt_count=attempt_count or 1, next_attempt=None, created=now)
         previous = None
-    elif event_type in ("customer.subscription.updated", "customer.subscription.deleted"):
-        default = "canceled" if event_type.endswith("deleted") else "past_due"
+    elif event_type == "invoice.voided":
+        obj = invoice(customer, paid=False, attempt_count=attempt_count or 4, next_attempt=None, created=now)
+        obj.update(status="void", amount_remaining=0)
+        previous = {"status": "open"}
+    elif event_type.startswith("customer.subscription.") and event_type.rpartition(".")[2] in SUBSCRIPTION_EVENTS:
+        default, before = SUBSCRIPTION_EVENTS[event_type.rpartition(".")[2]]
         obj = subscription(customer, status or default, created=now)
-        previous = {"status": "active"} if event_type.endswith("updated") else None
+        previous = {"status": before} if before else None
     else:
         raise ValueError(f"cannot simulate {event_type!r}; choose from: {', '.join(EVENT_TYPES)}")
+    if invoice_id is not None and obj["object"] == "invoice":
+        obj["id"] = invoice_id
     data: dict[str, Any] = {"object": obj}
     if previous is not None:
         data["previous_attributes"] = previous

@@ -131,7 +131,8 @@ async def test_payment_failure_suspends_keys_and_payment_restores_them(settings:
         assert await fetchval(settings, "SELECT count(*) FROM key_lifecycle.outbox") == 0
         assert (await check(client, key)).status_code == 200  # Stripe will retry: keys keep working
 
-        failed = build_event("invoice.payment_failed", "cus_DUNNED", final=True, created=int(time.time()) - 30)
+        failed = build_event("invoice.payment_failed", "cus_DUNNED", final=True, created=int(time.time()) - 30,
+                             invoice_id=retry["data"]["object"]["id"])  # the same invoice's last attempt
         await signed_post(client, failed)
         denied_after = await until_status(client, key, 403)
         body = (await check(client, key)).json()
@@ -143,8 +144,9 @@ async def test_payment_failure_suspends_keys_and_payment_restores_them(settings:
         await signed_post(client, paid)
         allowed_after = await until_status(client, key, 200)
 
-        # A late copy of the failure, older than the payment, changes nothing.
-        late = build_event("invoice.payment_failed", "cus_DUNNED", final=True, created=int(time.time()) - 20)
+        # A late failure of the invoice now paid (an attempt older than the payment) changes nothing.
+        late = build_event("invoice.payment_failed", "cus_DUNNED", final=True, created=int(time.time()) - 20,
+                           invoice_id=failed["data"]["object"]["id"])
         await signed_post(client, late)
         await applied_to_end(settings, "key_lifecycle", "stripe")
         assert await fetchval(settings, "SELECT count(*) FROM key_lifecycle.outbox") == 2  # suspended, restored

@@ -80,9 +80,10 @@ async def bench_stack(base: Settings, *, requests: int, rounds: int) -> dict[str
                 secret = settings.stripe_webhook_secret.get_secret_value()
                 for n in range(rounds):
                     created = int(time.time()) - 2 * (rounds - n)
-                    failed = build_event("invoice.payment_failed", "cus_BENCH", final=True, created=created)
+                    failed = build_event("invoice.payment_failed", "cus_BENCH", final=True, created=created,
+                                         invoice_id=f"in_BENCH{n}")
                     suspend.append(await _post_and_wait(client, index, key, failed, secret, "suspended"))
-                    paid = build_event("invoice.paid", "cus_BENCH", created=created + 1)
+                    paid = build_event("invoice.paid", "cus_BENCH", created=created + 1, invoice_id=f"in_BENCH{n}")
                     restore.append(await _post_and_wait(client, index, key, paid, secret, "active"))
     return {"http_ms": percentiles(http), "suspension_ms": percentiles(suspend),
             "restoration_ms": percentiles(restore)}
