@@ -1,5 +1,5 @@
 """What a batch of records means for PAYG: jobs to debit, registrations, configurations, top-ups, settlements,
-failures and saved cards, each in log order. Pure: sorting only, no I/O."""
+failures, saved cards, refunds and disputes, each in log order. Pure: sorting only, no I/O."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from events.stripe import StripeEventReceived
 from projections.account_view import ACCOUNT_EVENTS, AccountEvent
 from projections.payg.store import Charge
 from projections.payg.stripe_events import (
+    Dispute,
     RechargeSettled,
+    Refund,
     TopUp,
     confirmed_settlement,
+    dispute_of,
     recharge_settled,
+    refund_of,
     topup_of,
 )
 from projections.records import Recorded
@@ -36,6 +40,8 @@ class Batch:
     settlements: list[RechargeSettled] = field(default_factory=list)
     failures: list[RechargeFailed] = field(default_factory=list)
     cards: list[PaygCardSaved] = field(default_factory=list)
+    refunds: list[tuple[Refund, Envelope]] = field(default_factory=list)
+    disputes: list[tuple[Dispute, Envelope]] = field(default_factory=list)
 
     @classmethod
     def of(cls, events: Sequence[Recorded[Event]]) -> Batch:
@@ -70,6 +76,14 @@ class Batch:
         settled = recharge_settled(event)
         if settled is not None:
             self.settlements.append(settled)
+            return
+        refund = refund_of(event)
+        if refund is not None:
+            self.refunds.append((refund, envelope))
+            return
+        dispute = dispute_of(event)
+        if dispute is not None:
+            self.disputes.append((dispute, envelope))
 
     def accounts(self) -> set[str]:
         return (
@@ -78,6 +92,10 @@ class Batch:
             | {t.account_id for t, _ in self.topups} | {f.account_id for f in self.failures}
             | {c.account_id for c in self.cards}
         )
+
+    def reversed_intents(self) -> set[str]:
+        """The PaymentIntents whose money the batch's refunds and disputes move back."""
+        return {r.payment_intent_id for r, _ in self.refunds} | {d.payment_intent_id for d, _ in self.disputes}
 
 
 def parked_topup(envelope_json: str) -> tuple[TopUp, Envelope]:

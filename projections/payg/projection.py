@@ -1,4 +1,5 @@
-"""The PAYG balance fold: jobs debit, top-ups and recharges credit, and the rules run once per batch.
+"""The PAYG balance fold: jobs debit, top-ups and recharges credit, refunds and disputes of those take the money
+back (`projections.payg.reversals`), and the rules run once per batch.
 
 Billable here: `JobCompleted` on the direct channel (RapidAPI bills its own traffic) of an account whose model is
 `payg`, as this projection's own view of the registry says (`projections.account_view`, folded from the accounts
@@ -27,7 +28,7 @@ from events.payg import BalanceCredited, BalanceDebited
 from jobmeter.settings import Settings
 from projections.account_view import accounts_of, fold_accounts, lock_accounts
 from projections.outbox import emit
-from projections.payg import recharge_store, recharges, store
+from projections.payg import recharge_store, recharges, reversals, store
 from projections.payg.batch import Batch, parked_topup
 from projections.payg.config import PaygConfig
 from projections.payg.rules import price_of, should_capture_card
@@ -84,8 +85,12 @@ class PaygBalances(Projection):
         batch = Batch.of(events)
         # A recharge's account is the one we recorded, whatever the PaymentIntent's metadata says.
         settling = await recharge_store.recharge_accounts(conn, [s.recharge_id for s in batch.settlements])
-        candidates = batch.accounts() | set(settling)
+        # A refund's or dispute's account is the one its payment credited (before this batch, or in it: then the
+        # account is among the batch's own).
+        reversing = {c.account_id for c in (await store.credited_payments(conn, batch.reversed_intents())).values()}
+        candidates = batch.accounts() | set(settling) | reversing
         if not candidates:
+            reversals.ignore(batch)
             return  # our own events coming back from the bus, other Stripe events: nothing to do
         admitted = await self._admit(conn, batch, sorted(candidates))
         cfg, now, payg = self.config, batch.at, admitted.payg
@@ -98,6 +103,7 @@ class PaygBalances(Projection):
             out += await recharges.settle(conn, settled, cfg, now)
         for failed in batch.failures:
             out += await recharges.fail(conn, failed, cfg.policy)
+        await reversals.reverse(conn, batch, payg, cfg, now)
         out += await recharges.decide(conn, payg, cfg.policy, now)
         await emit(conn, out, producer=PRODUCER)
 
@@ -167,7 +173,7 @@ class PaygBalances(Projection):
     async def _top_up(self, conn: asyncpg.Connection, topup: TopUp, envelope: Envelope, now: datetime) -> list[Event]:
         self.config.check_currency(topup.currency, f"checkout session {topup.session_id}")
         movement = Movement(f"checkout:{topup.session_id}", topup.account_id, "topup", topup.amount_minor,
-                            topup.session_id, envelope.occurred_at, envelope.event_id)
+                            topup.session_id, envelope.occurred_at, envelope.event_id, topup.payment_intent_id)
         await store.set_customer_if_missing(conn, topup.account_id, topup.customer_id)
         if not await store.add_movements(conn, [movement], now):
             return []

@@ -130,3 +130,13 @@ async def debits_per_account(conn: asyncpg.Connection, start: datetime, end: dat
         start, end,
     )
     return {r["account_id"]: r["debits"] for r in rows}
+
+
+async def customer_of_payment(conn: asyncpg.Connection, payment_intent_id: str) -> str | None:
+    """The Stripe customer whose top-up or recharge this PaymentIntent paid; None when it credited no balance (or
+    the balance knows no customer)."""
+    customer: str | None = await conn.fetchval(
+        """SELECT b.customer_id FROM payg.movements m JOIN payg.balances b USING (account_id)
+           WHERE m.payment_intent_id = $1 AND m.kind IN ('topup', 'recharge') LIMIT 1""", payment_intent_id,
+    )
+    return customer

@@ -54,7 +54,7 @@ async def settle(conn: asyncpg.Connection, settled: RechargeSettled, config: Pay
         ), config.policy)
     config.check_currency(settled.currency, f"payment intent {settled.payment_intent_id}")
     movement = Movement(f"recharge:{settled.payment_intent_id}", account, "recharge", settled.amount_minor,
-                        settled.payment_intent_id, settled.at, recharge_event_id(settled))
+                        settled.payment_intent_id, settled.at, recharge_event_id(settled), settled.payment_intent_id)
     if not await store.add_movements(conn, [movement], now):
         return []
     # Money arrived, whatever we thought of this recharge before: it is settled and the failures are over.

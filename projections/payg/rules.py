@@ -157,3 +157,38 @@ def intent_settlement(status: str | None) -> IntentSettlement | None:
     """What a recharge's PaymentIntent says about the recharge; None while it is still undecided
     (processing, requires_action, …): ask again later."""
     return INTENT_SETTLEMENTS.get(status or "")
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """Money a refund or a dispute moves back: a movement of the account its payment credited."""
+
+    movement_id: str  # the identity of the cause, so a redelivery moves nothing
+    kind: Literal["refund", "dispute"]
+    amount_minor: int  # signed: negative takes back, positive gives back
+    reference: str  # the charge refunded, or the dispute
+
+
+def refund_reversal(charge_id: str, refunded_minor: int, credited_minor: int,
+                    already_minor: int) -> Reversal | None:
+    """Debit what the charge's refunds so far (Stripe's cumulative `amount_refunded`, at most what was credited)
+    add to what its refunds debited already: a duplicate, or an older and smaller total arriving late, adds
+    nothing."""
+    due = min(refunded_minor, credited_minor) - already_minor
+    if due <= 0:
+        return None
+    return Reversal(f"refund:{charge_id}:{refunded_minor}", "refund", -due, charge_id)
+
+
+def dispute_reversals(dispute_id: str, amount_minor: int, status: str, closed: bool, credited_minor: int,
+                      debited_minor: int | None) -> list[Reversal]:
+    """A dispute takes its amount (at most what was credited) once, whichever of its events comes first; won, it
+    gives back what it took; lost, the debit stands. An inquiry (`warning_*`) withdraws no funds: nothing.
+    `debited_minor` is what an earlier event of this dispute took, if any."""
+    if status.startswith("warning_"):
+        return []
+    taken = debited_minor if debited_minor is not None else min(amount_minor, credited_minor)
+    moves = [Reversal(f"dispute:{dispute_id}", "dispute", -taken, dispute_id)]
+    if closed and status == "won":
+        moves.append(Reversal(f"dispute-won:{dispute_id}", "dispute", taken, dispute_id))
+    return moves

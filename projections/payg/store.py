@@ -32,11 +32,12 @@ class Defaults:
 class Movement:
     movement_id: str  # the identity of the cause: a movement is recorded once
     account_id: str
-    kind: Literal["debit", "topup", "recharge"]
+    kind: Literal["debit", "topup", "recharge", "refund", "dispute"]
     amount_minor: int  # signed: debits are negative
     reference: str
     at: datetime
     event_id: uuid.UUID
+    payment_intent_id: str | None = None  # what paid a top-up or a recharge, for its refunds and disputes
 
 
 class Charge(NamedTuple):
@@ -135,9 +136,9 @@ async def configure(conn: asyncpg.Connection, event: PaygConfigured, now: dateti
 
 ADD_MOVEMENTS = """
 WITH new AS (
-    INSERT INTO movements (movement_id, account_id, kind, amount_minor, reference, at, event_id)
+    INSERT INTO movements (movement_id, account_id, kind, amount_minor, reference, at, event_id, payment_intent_id)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],
-                         $7::uuid[])
+                         $7::uuid[], $9::text[])
     ON CONFLICT (movement_id) DO NOTHING
     RETURNING movement_id, account_id, amount_minor
 ), sums AS (
@@ -155,14 +156,47 @@ async def add_movements(conn: asyncpg.Connection, movements: Sequence[Movement],
     returns the ids of those recorded now."""
     if not movements:
         return set()
-    columns: list[list[Any]] = [[] for _ in range(7)]
+    columns: list[list[Any]] = [[] for _ in range(8)]
     for m in movements:
-        for column, value in zip(
-            columns, (m.movement_id, m.account_id, m.kind, m.amount_minor, m.reference, m.at, m.event_id), strict=True
-        ):
+        values = (m.movement_id, m.account_id, m.kind, m.amount_minor, m.reference, m.at, m.event_id,
+                  m.payment_intent_id)
+        for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = await conn.fetch(ADD_MOVEMENTS, *columns, now)
+    rows = await conn.fetch(ADD_MOVEMENTS, *columns[:7], now, columns[7])
     return {r["movement_id"] for r in rows}
+
+
+class Credited(NamedTuple):
+    """A payment that credited a balance: a top-up or a recharge."""
+
+    account_id: str
+    amount_minor: int
+
+
+async def credited_payments(conn: asyncpg.Connection, payment_intent_ids: Iterable[str]) -> dict[str, Credited]:
+    """The top-ups and recharges these PaymentIntents paid, by PaymentIntent; a payment that credited no balance is
+    not there."""
+    ids = sorted(set(payment_intent_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT payment_intent_id, account_id, amount_minor FROM movements
+           WHERE payment_intent_id = ANY($1::text[]) AND kind IN ('topup', 'recharge')""", ids,
+    )
+    return {r["payment_intent_id"]: Credited(r["account_id"], r["amount_minor"]) for r in rows}
+
+
+async def refunded(conn: asyncpg.Connection, charge_id: str) -> int:
+    """What the charge's refunds debited so far (positive)."""
+    return int(await conn.fetchval(
+        "SELECT coalesce(-sum(amount_minor), 0) FROM movements WHERE kind = 'refund' AND reference = $1", charge_id
+    ))
+
+
+async def disputed(conn: asyncpg.Connection, dispute_id: str) -> int | None:
+    """What the dispute debited (positive), None before it did."""
+    amount = await conn.fetchval("SELECT amount_minor FROM movements WHERE movement_id = $1", f"dispute:{dispute_id}")
+    return None if amount is None else -int(amount)
 
 
 async def set_customer_if_missing(conn: asyncpg.Connection, account_id: str, customer_id: str | None) -> None:

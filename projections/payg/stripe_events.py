@@ -4,6 +4,8 @@ Top-ups arrive as `checkout.session.completed` (or `…async_payment_succeeded`)
 `metadata.account_id` (or `client_reference_id`, for a Payment Link) names the account. Recharges arrive as
 `payment_intent.succeeded` / `payment_intent.payment_failed` carrying our `metadata.recharge_id`, or, when that
 webhook is late, as our own `RechargeConfirmed` (the reconciler asked Stripe): both settle the same way.
+Money going back arrives as `charge.refunded` (the charge, with its cumulative `amount_refunded`) and
+`charge.dispute.created` / `charge.dispute.closed` (the dispute: no customer, but the charge's PaymentIntent).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from events.payg import RechargeConfirmed
 from events.stripe import StripeEventReceived
 
 TOPUP_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.closed"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,26 @@ class RechargeSettled:
     code: str | None
     message: str
     at: datetime
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A charge's refunds so far: `refunded_minor` is Stripe's cumulative `amount_refunded`, not this refund's."""
+
+    charge_id: str
+    payment_intent_id: str
+    refunded_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Dispute:
+    dispute_id: str
+    payment_intent_id: str
+    amount_minor: int
+    currency: str
+    status: str  # needs_response, …, won, lost; warning_* for an inquiry, which withdraws no funds
+    closed: bool  # from charge.dispute.closed
 
 
 def _text(obj: dict[str, Any], key: str) -> str | None:
@@ -108,3 +131,34 @@ def confirmed_settlement(event: RechargeConfirmed) -> RechargeSettled:
         succeeded=True, amount_minor=event.amount_minor, currency=event.currency, code=None, message="",
         at=event.confirmed_at,
     )
+
+
+def _intent(obj: dict[str, Any]) -> str | None:
+    """The object's PaymentIntent id (a string, or an expanded object)."""
+    value = obj.get("payment_intent")
+    intent = _text(value, "id") if isinstance(value, dict) else _text(obj, "payment_intent")
+    return intent if intent and intent.startswith("pi_") else None
+
+
+def refund_of(event: StripeEventReceived) -> Refund | None:
+    """The refunds of a charge paid through a PaymentIntent; None if the event is not one."""
+    obj = event.data_object
+    if event.type != "charge.refunded" or obj.get("object", "charge") != "charge":
+        return None
+    charge, intent = _text(obj, "id"), _intent(obj)
+    refunded, currency = _amount(obj, "amount_refunded"), _text(obj, "currency")
+    if charge is None or intent is None or refunded is None or currency is None:
+        return None
+    return Refund(charge, intent, refunded, currency.lower())
+
+
+def dispute_of(event: StripeEventReceived) -> Dispute | None:
+    """A dispute opened or closed on a charge paid through a PaymentIntent; None if the event is not one."""
+    obj = event.data_object
+    if event.type not in DISPUTE_EVENTS or obj.get("object", "dispute") != "dispute":
+        return None
+    dispute, intent = _text(obj, "id"), _intent(obj)
+    amount, currency, status = _amount(obj, "amount"), _text(obj, "currency"), _text(obj, "status")
+    if dispute is None or intent is None or amount is None or currency is None or status is None:
+        return None
+    return Dispute(dispute, intent, amount, currency.lower(), status, event.type == "charge.dispute.closed")

@@ -139,3 +139,48 @@ def build_event(
 
 def encode_event(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
+
+
+# Money going back on a PAYG payment: shaped like stripe-mock's fixtures of a charge and a dispute (Stripe's
+# OpenAPI fixture set), with the fields those events carry in a webhook filled in.
+
+
+def charge(payment_intent: str, *, amount: int, amount_refunded: int = 0, customer: str | None = None,
+           charge_id: str | None = None, created: int | None = None) -> dict[str, Any]:
+    """A card charge that paid `payment_intent`; `amount_refunded` is Stripe's running total of its refunds."""
+    return {
+        "id": charge_id or f"ch_{payment_intent.removeprefix('pi_')}",
+        "object": "charge",
+        "amount": amount, "amount_captured": amount, "amount_refunded": amount_refunded,
+        "balance_transaction": stripe_id("txn"), "captured": True, "created": created or int(time.time()),
+        "currency": "usd", "customer": customer, "description": None, "disputed": False, "livemode": False,
+        "metadata": {}, "paid": True, "payment_intent": payment_intent, "payment_method": stripe_id("pm"),
+        "refunded": amount_refunded >= amount, "status": "succeeded",
+    }
+
+
+def dispute(payment_intent: str, *, amount: int, status: str = "needs_response", dispute_id: str | None = None,
+            charge_id: str | None = None, created: int | None = None) -> dict[str, Any]:
+    """A chargeback on the charge that paid `payment_intent`. A dispute names no customer."""
+    return {
+        "id": dispute_id or f"dp_{payment_intent.removeprefix('pi_')}",
+        "object": "dispute",
+        "amount": amount, "balance_transactions": [],
+        "charge": charge_id or f"ch_{payment_intent.removeprefix('pi_')}",
+        "created": created or int(time.time()), "currency": "usd",
+        "evidence_details": {"due_by": (created or int(time.time())) + 7 * 24 * 3600, "has_evidence": False,
+                             "past_due": False, "submission_count": 0},
+        "is_charge_refundable": False, "livemode": False, "metadata": {}, "payment_intent": payment_intent,
+        "reason": "fraudulent", "status": status,
+    }
+
+
+def payment_event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None,
+                  created: int | None = None) -> dict[str, Any]:
+    """`charge.refunded` (a `charge`) or `charge.dispute.created` / `charge.dispute.closed` (a `dispute`) as Stripe
+    would deliver it; always `"livemode": false`, like `build_event`."""
+    return {
+        "id": event_id or stripe_id("evt"), "object": "event", "api_version": "2025-03-31.basil",
+        "created": int(time.time()) if created is None else created, "data": {"object": obj}, "livemode": False,
+        "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None}, "type": event_type,
+    }

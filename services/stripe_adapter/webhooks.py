@@ -25,6 +25,7 @@ from events.codec import describe
 from events.stripe import StripeEventReceived
 from projections.accounts.queries import account_of_customer
 from projections.db import transaction
+from projections.payg.queries import customer_of_payment
 from services.platform.resources import Resources
 from services.stripe_adapter import store
 from services.stripe_adapter.simulation import is_live_key
@@ -111,6 +112,13 @@ def customer_of(obj: dict[str, Any]) -> Any:
     return customer
 
 
+def payment_intent_of(obj: dict[str, Any]) -> str | None:
+    paid = obj.get("payment_intent")
+    if isinstance(paid, dict):
+        paid = paid.get("id")
+    return paid if isinstance(paid, str) and paid else None
+
+
 async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
     """Verify, parse, publish once, log. Returns after Kafka has the event (or had it before)."""
     settings = res.settings
@@ -127,6 +135,12 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
         await store.lock_event(conn, event.stripe_event_id)
         if await store.count_redelivery(conn, event.stripe_event_id):
             return Receipt(event.stripe_event_id, duplicate=True)
+        if event.customer_id is None and (paid := payment_intent_of(event.data_object)) is not None:
+            # A dispute names no customer. Take the one its payment credited, so it travels in that customer's
+            # order on the log, after the credit it reverses: live, and in every replay.
+            customer = await customer_of_payment(conn, paid)
+            if customer is not None:
+                event = event.model_copy(update={"customer_id": customer})
         if event.customer_id is not None:
             account = await account_of_customer(conn, event.customer_id)
             event = event.model_copy(update={"account_id": account})
