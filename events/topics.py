@@ -110,11 +110,33 @@ async def ensure_topics(
                        if code not in (0, TOPIC_ALREADY_EXISTS)]  # already there: another process won the race
             if refused:
                 raise TopicCreationError(f"Kafka refused to create {'; '.join(refused)}")
-        below: dict[str, int] = {}
-        for described in await admin.describe_topics(ours) if ours else []:
-            copies = [len(p["replicas"]) for p in described["partitions"]]
-            if copies and min(copies) < plan.factor:
-                below[described["topic"]] = min(copies)
-        return TopicsReport(plan, missing, below)
+        return TopicsReport(plan, missing, await _below_factor(admin, ours, plan.factor))
     finally:
         await admin.close()
+
+
+async def check_topics(
+    bootstrap_servers: str, topics: Topics, *, replication_factor: int | None = None, min_insync: int | None = None,
+) -> TopicsReport:
+    """What `ensure_topics` would find, creating nothing: `created` names the topics that are missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        plan = replication_for(brokers, replication_factor, min_insync)
+        existing = set(await admin.list_topics())
+        ours = [name for name in topics.all() if name in existing]
+        missing = [name for name in topics.all() if name not in existing]
+        return TopicsReport(plan, missing, await _below_factor(admin, ours, plan.factor))
+    finally:
+        await admin.close()
+
+
+async def _below_factor(admin: AIOKafkaAdminClient, names: list[str], factor: int) -> dict[str, int]:
+    """topic -> the fewest copies any of its partitions has, for those of `names` below `factor`."""
+    below: dict[str, int] = {}
+    for described in await admin.describe_topics(names) if names else []:
+        copies = [len(p["replicas"]) for p in described["partitions"]]
+        if copies and min(copies) < factor:
+            below[described["topic"]] = min(copies)
+    return below

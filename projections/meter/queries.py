@@ -120,3 +120,31 @@ async def sent_reports(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def outbox_unsent(conn: asyncpg.Connection) -> int:
     """`MeterUsageReported` events recorded but not yet relayed to the bus."""
     return int(await conn.fetchval("SELECT count(*) FROM meter.outbox WHERE sent_at IS NULL"))
+
+
+# What `jobmeter doctor` reads: reports that should have reached Stripe by now, and jobs still parked
+
+
+async def unfinished_reports(conn: asyncpg.Connection, window_before: datetime) -> list[asyncpg.Record]:
+    """Reports not sent (pending or sending) of windows that started before `window_before`, and every report
+    Stripe refused for good (failed); oldest window first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT account_id, customer_id, window_start, window_seconds, seq, value, state, attempts, last_error,
+                  claimed_until
+           FROM meter.reports
+           WHERE (state IN ('pending', 'sending') AND window_start < $1) OR state = 'failed'
+           ORDER BY window_start, customer_id, seq""",
+        window_before,
+    )
+    return rows
+
+
+async def parked_jobs_per_account(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Per account whose jobs the meter holds: how many, the oldest one's completion, and what the meter knows of
+    the account (model and customer NULL when it is not registered)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT p.account_id, count(*)::bigint AS jobs, min(p.completed_at) AS oldest, a.model, a.customer_id
+           FROM meter.parked p LEFT JOIN meter.accounts a USING (account_id)
+           GROUP BY p.account_id, a.model, a.customer_id ORDER BY 3"""
+    )
+    return rows

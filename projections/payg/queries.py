@@ -140,3 +140,36 @@ async def customer_of_payment(conn: asyncpg.Connection, payment_intent_id: str) 
            WHERE m.payment_intent_id = $1 AND m.kind IN ('topup', 'recharge') LIMIT 1""", payment_intent_id,
     )
     return customer
+
+
+# What `jobmeter doctor` reads: work that should have ended by now (the bounds are its own)
+
+
+async def recharges_requested_before(conn: asyncpg.Connection, before: datetime) -> list[asyncpg.Record]:
+    """Recharges still `requested` (neither paid nor failed) that were requested before `before`, oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT recharge_id, account_id, amount_minor, currency, payment_intent_id, attempts, sent_at, last_error,
+                  requested_at
+           FROM payg.recharges WHERE state = 'requested' AND requested_at < $1 ORDER BY requested_at""",
+        before,
+    )
+    return rows
+
+
+async def parked_jobs_per_account(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Per account whose jobs PAYG holds until it is registered: how many, and the oldest one's completion."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT account_id, count(*)::bigint AS jobs, min(completed_at) AS oldest
+           FROM payg.parked_jobs GROUP BY 1 ORDER BY 3"""
+    )
+    return rows
+
+
+async def parked_topups(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every parked top-up: session_id, account_id, when its Stripe event was logged, and refused_at (set when its
+    account turned out to be billed otherwise)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT session_id, account_id, (envelope::jsonb ->> 'occurred_at')::timestamptz AS parked_since, refused_at
+           FROM payg.parked_topups ORDER BY 3"""
+    )
+    return rows

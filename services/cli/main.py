@@ -10,6 +10,8 @@ from rich.markup import escape
 from jobmeter.logs import configure_logging
 from services.cli import accounts, bench, chaos, demo, docs, export, init, pages_to_jobs, replay, report, run, stack
 from services.cli import deadletters as deadletters_cli
+from services.cli import doctor as doctor_cli
+from services.cli import forecast as forecast_cli
 from services.cli import keys as keys_cli
 from services.cli import payg as payg_cli
 from services.cli import rapidapi as rapidapi_cli
@@ -49,6 +51,7 @@ app.command("replay")(replay.replay)
 app.add_typer(export.app, name="export", help="Stream the event log to JSON lines, CSV or Parquet for analysts.")
 app.command("demo")(demo.demo)
 app.command("chaos")(chaos.chaos)
+app.command("forecast")(forecast_cli.forecast)
 app.add_typer(docs.app, name="docs", help="Documents generated from the code (AsyncAPI).")
 app.add_typer(accounts.app, name="accounts", help="Register accounts and look them up.")
 app.add_typer(report.app, name="report", help="Usage reports from the ledger.")
@@ -59,6 +62,7 @@ app.add_typer(subscriptions_cli.app, name="subscriptions", help="Pro checkout, p
 app.add_typer(rapidapi_cli.app, name="rapidapi", help="RapidAPI: import usage exports, reconcile its numbers.")
 app.add_typer(payg_cli.app, name="payg", help="Pay-as-you-go: balances, auto-recharge settings, top-ups.")
 app.add_typer(deadletters_cli.app, name="deadletters", help="What consumers could not read or apply, with the reason.")
+app.command("doctor")(doctor_cli.doctor)
 app.add_typer(bench.app, name="bench", help="Ingest and ledger throughput, key-check latency, Stripe request counts.")
 
 

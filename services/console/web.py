@@ -202,6 +202,7 @@ NAV = (
     ("live", "Live"),
     ("rapidapi", "RapidAPI"),
     ("projections", "Projections"),
+    ("attention", "Attention"),
 )
 
 

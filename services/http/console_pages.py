@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from projections.catalog import PROJECTIONS
+from projections.log import LogError
 from services.console import integrations, reads
 from services.console.web import ConsoleRoute, Refused, database, rebuilds, render, session_of, settings_of
+from services.engine import doctor
+from services.engine.attention import describe_age
 from services.stripe_adapter import simulation
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -78,6 +82,18 @@ async def payg_page(request: Request) -> Response:
         balances = await reads.payg_balances(conn)
         recharges = await reads.payg_recharges(conn)
     return render(request, "payg.html", section="payg", balances=balances, recharges=recharges)
+
+
+@router.get("/attention")
+async def attention_page(request: Request) -> Response:
+    """What `jobmeter doctor` lists: everything not final past its bound, with the command that resolves it."""
+    session_of(request)
+    try:
+        found = await doctor.gather(request.app.state.runtime.res, datetime.now(UTC))
+    except (LogError, KafkaError) as error:
+        return render(request, "attention.html", section="attention", items=[], why=f"Kafka: {error}")
+    items = [{**item.as_json(), "age": describe_age(item.age_seconds)} for item in found]
+    return render(request, "attention.html", section="attention", items=items, why=None)
 
 
 @router.get("/webhooks")

@@ -1,0 +1,63 @@
+"""Gathers what needs an operator (`services.engine.attention`) from every area: PAYG, the meter, the dead-letter
+topic and the topics' replication. Reads only: through each area's queries, a plain log reader and Kafka's admin
+describe calls. Shared by `jobmeter doctor` and the console's Attention page."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from events.topics import check_topics
+from projections.db import has_table
+from projections.log import LogReader
+from projections.meter import queries as meter_queries
+from projections.payg import queries as payg_queries
+from services.engine import attention
+from services.engine.attention import Bounds, Item, LetterCount
+from services.platform.deadletters import letter_of
+from services.platform.resources import Resources
+
+
+async def gather(res: Resources, now: datetime) -> list[Item]:
+    """Everything not final past its bound, as of `now`; oldest first within each kind."""
+    bounds = Bounds.of(res.settings)
+    items: list[Item] = []
+    async with res.pool.acquire() as conn:
+        if await has_table(conn, "payg.recharges"):
+            rows = await payg_queries.recharges_requested_before(conn, now - bounds.recharge)
+            items += attention.unsettled_recharges([dict(r) for r in rows], now, bounds.recharge)
+            rows = await payg_queries.parked_jobs_per_account(conn)
+            items += attention.parked_jobs("payg", [dict(r) for r in rows], now, bounds.parked)
+            rows = await payg_queries.parked_topups(conn)
+            items += attention.parked_topups([dict(r) for r in rows], now, bounds.parked)
+        if await has_table(conn, "meter.reports"):
+            rows = await meter_queries.unfinished_reports(conn, now - bounds.meter)
+            items += attention.meter_reports([dict(r) for r in rows], now, bounds.meter)
+            rows = await meter_queries.parked_jobs_per_account(conn)
+            items += attention.parked_jobs("meter", [dict(r) for r in rows], now, bounds.parked)
+    items += attention.dead_letters(await count_dead_letters(res), now)
+    s = res.settings
+    report = await check_topics(s.kafka_bootstrap_servers, res.topics, replication_factor=s.jobmeter_replication_factor,
+                                min_insync=s.jobmeter_min_insync_replicas)
+    items += attention.under_replicated(report.below_factor, report.replication.factor, s.kafka_bootstrap_servers)
+    return items
+
+
+async def count_dead_letters(res: Resources) -> list[LetterCount]:
+    """Dead letters per consumer, the dead-letter topic read to its end as of now (a redelivery counted once)."""
+    seen: set[str] = set()
+    counts: dict[str, LetterCount] = {}
+    async with LogReader(res.settings.kafka_bootstrap_servers) as log:
+        async for batch in log.read_to_end([res.topics.deadletters]):
+            for record in batch:
+                letter = letter_of(record)
+                if letter.id in seen:
+                    continue
+                seen.add(letter.id)
+                known = counts.get(letter.consumer)
+                if known is None or letter.at >= known.newest_at:
+                    total = known.count + 1 if known else 1
+                    counts[letter.consumer] = LetterCount(letter.consumer, total, letter.at, letter.reason)
+                else:
+                    counts[letter.consumer] = replace(known, count=known.count + 1)
+    return list(counts.values())

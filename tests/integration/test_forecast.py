@@ -1,0 +1,57 @@
+"""`jobmeter forecast ACCOUNT --json` on the real stack: the ledger's jobs of this month, and a forecast of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from jobmeter.settings import Settings, get_settings
+from services.cli.main import app
+from services.http.accounts import month_start, next_month
+from services.http.app import create_app
+from tests.integration.helpers import INGEST, applied_to_end, client_for, job
+
+pytestmark = pytest.mark.integration
+
+
+async def cli(settings: Settings, *args: str) -> Result:
+    """The CLI in a thread (it runs its own event loop), pointed at this test's database."""
+    get_settings.cache_clear()
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
+           "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix}
+    try:
+        return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Settings) -> None:
+    now = datetime.now(UTC)
+    start = month_start(now)
+    spread = (now - start) / 40
+    batch = [job("acme", f"a{i}", api=("extract", "classify")[i % 2], at=start + spread * i) for i in range(40)]
+    batch += [job("acme", "last-month", at=start - timedelta(hours=1)), job("other", "o1", at=start)]
+    async with client_for(create_app(settings, consumers=["ledger"])) as client:
+        assert (await client.post("/v1/jobs/completed", json=batch, headers=INGEST)).status_code == 202
+        await applied_to_end(settings, "ledger", "jobs")
+
+    result = await cli(settings, "forecast", "acme", "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["period"] == {"start": start.isoformat(), "end": next_month(start).isoformat()}
+    assert body["jobs_to_date"] == 40
+    assert 40 <= body["forecast_low"] <= body["forecast_jobs"] <= body["forecast_high"]
+    assert body["cap_reached_on"] is None
+
+    unknown = json.loads((await cli(settings, "forecast", "nobody", "--json")).stdout)
+    assert (unknown["jobs_to_date"], unknown["forecast_jobs"], unknown["forecast_high"]) == (0, 0, 0)
+
+
+async def test_without_an_account_or_backtest_the_command_says_what_it_needs(settings: Settings) -> None:
+    result = await cli(settings, "forecast")
+    assert result.exit_code == 2
+    assert "name an ACCOUNT" in result.output
