@@ -4,19 +4,15 @@ histories whose truth is known (--backtest)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from projections.ledger.forecast import Forecast
-from projections.ledger.forecast import forecast as forecast_period
-from projections.ledger.queries import daily_jobs
 from services.cli.common import console, errors, with_resources
 from services.devtools.bench.forecast_backtest import KINDS, POINTS, backtest
-from services.http.accounts import month_start, next_month
-from services.platform.resources import Resources
+from services.ledger.forecasts import month_forecast
 
 
 def forecast(
@@ -37,38 +33,16 @@ def forecast(
 
 
 def _account(account: str, as_json: bool) -> None:
-    now = datetime.now(UTC)
-    start = month_start(now)
-    end = next_month(start)
-
-    async def work(res: Resources) -> dict[date, int]:
-        async with res.pool.acquire() as conn:
-            rows = await daily_jobs(conn, account, start)
-        per_day: dict[date, int] = {}
-        for row in rows:  # one row per day and API surface
-            per_day[row["day"]] = per_day.get(row["day"], 0) + int(row["jobs"])
-        return per_day
-
-    result = forecast_period(start, end, now, with_resources(work))
-    document = as_document(start, end, result)
+    document = with_resources(lambda res: month_forecast(res, account, datetime.now(UTC)))
     if as_json:
         print(json.dumps(document, indent=2))
         return
+    period = document["period"]
     console.print(
-        f"{account}, {start:%Y-%m-%d} → {end:%Y-%m-%d} UTC: [bold]{result.jobs_to_date:,}[/bold] jobs so far, "
-        f"[bold]{result.forecast_jobs:,}[/bold] forecast ({result.forecast_low:,} – {result.forecast_high:,})"
+        f"{account}, {period['start'][:10]} → {period['end'][:10]} UTC: [bold]{document['jobs_to_date']:,}[/bold] "
+        f"jobs so far, [bold]{document['forecast_jobs']:,}[/bold] forecast "
+        f"({document['forecast_low']:,} – {document['forecast_high']:,})"
     )
-
-
-def as_document(start: datetime, end: datetime, result: Forecast) -> dict[str, Any]:
-    return {
-        "period": {"start": start.isoformat(), "end": end.isoformat()},
-        "jobs_to_date": result.jobs_to_date,
-        "forecast_jobs": result.forecast_jobs,
-        "forecast_low": result.forecast_low,
-        "forecast_high": result.forecast_high,
-        "cap_reached_on": result.cap_reached_on.isoformat() if result.cap_reached_on else None,
-    }
 
 
 def _backtest(runs: int, seed: int, as_json: bool) -> None:

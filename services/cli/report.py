@@ -11,7 +11,7 @@ import typer
 from projections.ledger.queries import BadQuery, Usage, late_jobs, parse_group_by, usage
 from services.cli.channels import channels
 from services.cli.common import Format, console, emit_rows, errors, with_resources
-from services.http.accounts import month_start, next_month
+from services.ledger.periods import month_start, next_month
 from services.platform.resources import Resources
 
 app = typer.Typer(no_args_is_help=True)

@@ -56,6 +56,14 @@ def nice_ceiling(value: int) -> int:
         step *= 10
 
 
+def y_scale(peak: int) -> tuple[int, int]:
+    """The axis for a peak: a step of 1, 2 or 5 times a power of ten with at most four steps up to the peak, and
+    the top (the first multiple of the step at or above it), so every tick is a whole, distinct number."""
+    peak = max(peak, 1)
+    step = nice_ceiling(-(-peak // 4))
+    return step, step * -(-peak // step)
+
+
 def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
@@ -67,7 +75,7 @@ def usage_chart(counts: dict[tuple[date, str], int], apis: list[str], days: list
     colours = dict(chart.legend)
     per_day = {d: sum(counts.get((d, a), 0) for a in apis) for d in days}
     chart.total = sum(per_day.values())
-    top = nice_ceiling(max(per_day.values(), default=0))
+    step, top = y_scale(max(per_day.values(), default=0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(days), 1)
     bar_w = max(slot * 0.7, 1.0)
@@ -82,7 +90,7 @@ def usage_chart(counts: dict[tuple[date, str], int], apis: list[str], days: list
             base -= h
             chart.bars.append(Bar(round(x, 2), round(base, 2), round(bar_w, 2), round(h, 2), colours[api],
                                   f"{day.isoformat()} · {api}: {n} jobs"))
-    chart.y_ticks = [Tick(round(HEIGHT - BOTTOM - plot_h * k / 4, 2), str(top * k // 4)) for k in range(5)]
+    chart.y_ticks = [Tick(round(HEIGHT - BOTTOM - plot_h * v / top, 2), str(v)) for v in range(0, top + 1, step)]
     every = max(1, len(days) // 8)
     chart.x_ticks = [
         Tick(round(LEFT + i * slot + slot / 2, 2), d.strftime("%b %d")) for i, d in enumerate(days) if i % every == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -15,6 +14,8 @@ from projections.ledger.queries import BadQuery, parse_group_by, usage
 from services.accounts.commands import AccountConflict, AccountError, get_account, list_accounts, register_account
 from services.http.auth import AdminRoute
 from services.http.problems import Timestamp, problems
+from services.ledger.forecasts import month_forecast
+from services.ledger.periods import month_start, next_month
 
 router = APIRouter(tags=["accounts"], route_class=AdminRoute, responses=problems(401, 422))
 
@@ -82,16 +83,6 @@ class UsageAnswer(BaseModel):
     )
 
 
-def month_start(now: datetime) -> datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def next_month(start: datetime) -> datetime:
-    """The same time a calendar month later (on the month's last day when it is shorter: Jan 31 → Feb 28)."""
-    year, month = start.year + start.month // 12, start.month % 12 + 1
-    return start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))
-
-
 def window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     """[from, to) in UTC, the ledger's hours; BadQuery for times the calendar cannot hold."""
     try:
@@ -119,3 +110,24 @@ async def account_usage(
     except BadQuery as error:
         raise HTTPException(422, detail=str(error)) from None
     return UsageAnswer.model_validate(result.as_json())
+
+
+class Period(BaseModel):
+    start: Timestamp
+    end: Timestamp
+
+
+class MonthForecast(BaseModel):
+    period: Period
+    jobs_to_date: int
+    forecast_jobs: int = Field(description="The jobs the whole period is expected to hold.")
+    forecast_low: int = Field(description="The interval's low end (nominally 90 %), never below jobs_to_date.")
+    forecast_high: int
+    cap_reached_on: Timestamp | None = Field(description="When a cap will be reached; null until caps exist.")
+
+
+@router.get("/v1/accounts/{account_id}/forecast")
+async def account_forecast(account_id: AccountId, request: Request) -> MonthForecast:
+    """This calendar month's jobs (UTC) so far and at its end, from the ledger (`jobmeter forecast ACCOUNT`)."""
+    document = await month_forecast(request.app.state.runtime.res, account_id, datetime.now(UTC))
+    return MonthForecast.model_validate(document)

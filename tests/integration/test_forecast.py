@@ -1,4 +1,5 @@
-"""`jobmeter forecast ACCOUNT --json` on the real stack: the ledger's jobs of this month, and a forecast of it."""
+"""`jobmeter forecast ACCOUNT --json` and `GET /v1/accounts/{id}/forecast` on the real stack: the ledger's jobs
+of this month, and a forecast of it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typer.testing import CliRunner, Result
 
 from jobmeter.settings import Settings, get_settings
 from services.cli.main import app
-from services.http.accounts import month_start, next_month
 from services.http.app import create_app
-from tests.integration.helpers import INGEST, applied_to_end, client_for, job
+from services.ledger.periods import month_start, next_month
+from tests.integration.helpers import ADMIN, INGEST, applied_to_end, client_for, job
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,10 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     async with client_for(create_app(settings, consumers=["ledger"])) as client:
         assert (await client.post("/v1/jobs/completed", json=batch, headers=INGEST)).status_code == 202
         await applied_to_end(settings, "ledger", "jobs")
+        answer = await client.get("/v1/accounts/acme/forecast", headers=ADMIN)
+        assert answer.status_code == 200, answer.text
+        over_http = answer.json()
+        assert (await client.get("/v1/accounts/acme/forecast")).status_code == 401
 
     result = await cli(settings, "forecast", "acme", "--json")
     assert result.exit_code == 0, result.output
@@ -46,6 +51,9 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     assert body["jobs_to_date"] == 40
     assert 40 <= body["forecast_low"] <= body["forecast_jobs"] <= body["forecast_high"]
     assert body["cap_reached_on"] is None
+    # The same answer over HTTP (the forecast itself moves with the clock between the two calls).
+    assert (over_http["period"], over_http["jobs_to_date"]) == (body["period"], 40)
+    assert 40 <= over_http["forecast_low"] <= over_http["forecast_jobs"] <= over_http["forecast_high"]
 
     unknown = json.loads((await cli(settings, "forecast", "nobody", "--json")).stdout)
     assert (unknown["jobs_to_date"], unknown["forecast_jobs"], unknown["forecast_high"]) == (0, 0, 0)

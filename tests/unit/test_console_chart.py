@@ -30,8 +30,20 @@ def test_bars_stack_per_day_in_api_order() -> None:
     assert first.height + second.height == pytest.approx(HEIGHT - 12 - 40)  # 10 of a top of 10: full height
     assert third.height == pytest.approx(first.height / 3)
     assert first.colour != second.colour
-    assert [t.label for t in chart.y_ticks] == ["0", "2", "5", "7", "10"]
+    assert [t.label for t in chart.y_ticks] == ["0", "5", "10"]
     assert "busiest day 2026-11-01 with 10 jobs" in chart.description
+
+
+@pytest.mark.parametrize(("peak", "labels"), [
+    (0, ["0", "1"]), (1, ["0", "1"]), (3, ["0", "1", "2", "3"]), (7, ["0", "2", "4", "6", "8"]),
+    (10, ["0", "5", "10"]), (11, ["0", "5", "10", "15"]), (999, ["0", "500", "1000"]),
+])
+def test_y_ticks_are_whole_distinct_round_numbers_up_to_the_top(peak: int, labels: list[str]) -> None:
+    chart = usage_chart({(D1, "extract"): peak}, ["extract"], [D1])
+    assert [t.label for t in chart.y_ticks] == labels  # an empty account once read "0, 0, 0, 0, 1"
+    assert chart.y_ticks[-1].position == pytest.approx(12)  # the top tick at the top of the plot
+    if peak:
+        assert chart.bars[0].height == pytest.approx((HEIGHT - 12 - 40) * peak / int(labels[-1]), abs=0.01)
 
 
 def test_no_usage_is_an_empty_chart_not_an_error() -> None:
