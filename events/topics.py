@@ -94,31 +94,20 @@ async def ensure_topics(
 ) -> TopicsReport:
     """Create every missing topic with the replication asked for, and report those of ours that have fewer copies.
     Safe to call from every process."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        brokers = len((await admin.describe_cluster())["brokers"])
-        plan = replication_for(brokers, replication_factor, min_insync)
-        existing = set(await admin.list_topics())
-        ours = [name for name in topics.all() if name in existing]
-        missing = [name for name in topics.all() if name not in existing]
-        if missing:
-            configs = {**KEEP_FOREVER, "min.insync.replicas": str(plan.min_insync)}
-            response = await admin.create_topics([NewTopic(name, partitions, plan.factor, topic_configs=configs)
-                                                  for name in missing])
-            refused = [f"{topic}: {message}" for topic, code, message in response.topic_errors
-                       if code not in (0, TOPIC_ALREADY_EXISTS)]  # already there: another process won the race
-            if refused:
-                raise TopicCreationError(f"Kafka refused to create {'; '.join(refused)}")
-        return TopicsReport(plan, missing, await _below_factor(admin, ours, plan.factor))
-    finally:
-        await admin.close()
+    return await _survey(bootstrap_servers, topics, replication_factor, min_insync, create_partitions=partitions)
 
 
 async def check_topics(
     bootstrap_servers: str, topics: Topics, *, replication_factor: int | None = None, min_insync: int | None = None,
 ) -> TopicsReport:
     """What `ensure_topics` would find, creating nothing: `created` names the topics that are missing."""
+    return await _survey(bootstrap_servers, topics, replication_factor, min_insync, create_partitions=None)
+
+
+async def _survey(
+    bootstrap_servers: str, topics: Topics, replication_factor: int | None, min_insync: int | None, *,
+    create_partitions: int | None,
+) -> TopicsReport:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -127,9 +116,21 @@ async def check_topics(
         existing = set(await admin.list_topics())
         ours = [name for name in topics.all() if name in existing]
         missing = [name for name in topics.all() if name not in existing]
+        if missing and create_partitions is not None:
+            await _create(admin, missing, create_partitions, plan)
         return TopicsReport(plan, missing, await _below_factor(admin, ours, plan.factor))
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, names: list[str], partitions: int, plan: Replication) -> None:
+    configs = {**KEEP_FOREVER, "min.insync.replicas": str(plan.min_insync)}
+    response = await admin.create_topics([NewTopic(name, partitions, plan.factor, topic_configs=configs)
+                                          for name in names])
+    refused = [f"{topic}: {message}" for topic, code, message in response.topic_errors
+               if code not in (0, TOPIC_ALREADY_EXISTS)]  # already there: another process won the race
+    if refused:
+        raise TopicCreationError(f"Kafka refused to create {'; '.join(refused)}")
 
 
 async def _below_factor(admin: AIOKafkaAdminClient, names: list[str], factor: int) -> dict[str, int]:
