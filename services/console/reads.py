@@ -30,8 +30,6 @@ from services.console.chart import Chart, days_between, usage_chart
 from services.stripe_adapter import simulation
 from services.stripe_adapter import store as webhook_store
 
-SIMULATED_PREFIX = simulation.CONSOLE_PREFIX  # event ids of the console's simulated deliveries (and the demo's)
-
 ACCOUNT_COLUMNS = ("account_id", "model", "stripe_customer_id", "display_name", "registered_at")
 KEY_COLUMNS = ("key_id", "prefix", "state", "suspended", "suspended_reason", "issued_at")
 

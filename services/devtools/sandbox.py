@@ -3,19 +3,26 @@ and chaos runs, so none of them sees another's events or rows."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from jobmeter.settings import Settings
+from services.platform.serving import free_port
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -96,3 +103,45 @@ def service_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",  # a line per request would be measured too
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     }
+
+
+@dataclass(frozen=True)
+class HttpChild:
+    url: str
+    pid: int
+
+
+@asynccontextmanager
+async def http_child(settings: Settings) -> AsyncIterator[HttpChild]:
+    """`jobmeter run http` in a child process in this sandbox (the app under uvicorn, as deployed), once /healthz
+    answers; its log is shown when it does not come up."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child must never block on a full pipe
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli.main", "run", "http", "--port", str(port),
+            env=service_env(settings), stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=url) as client:
+                deadline = time.monotonic() + 90
+                while True:
+                    if proc.returncode is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        said = log.read().decode(errors="replace")[-3000:]
+                        raise RuntimeError(f"the HTTP app did not come up:\n{said}")
+                    try:
+                        if (await client.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.2)
+            yield HttpChild(url, proc.pid)
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()

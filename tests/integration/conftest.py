@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jobmeter.settings import Settings
-from services.devtools.sandbox import close_sandbox, open_sandbox
 from services.devtools.stack import up
+from tests.integration.helpers import stack_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +22,5 @@ def stack() -> dict[str, str]:
 
 @pytest.fixture
 async def settings(stack: dict[str, str]) -> AsyncIterator[Settings]:
-    base = Settings(
-        kafka_bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
-        database_url=stack["DATABASE_URL"],
-        stripe_api_base=stack["STRIPE_API_BASE"],
-    )
-    sandbox = await open_sandbox(base, jobmeter_partitions=3, jobmeter_batch_timeout_ms=50)
-    yield sandbox
-    await close_sandbox(base, sandbox)
+    async with stack_sandbox(stack) as sandbox:
+        yield sandbox

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from jobmeter.settings import Settings
 from projections.db import quote_schema
 from projections.log import LogReader, Offsets
 from projections.records import RawRecord
+from services.devtools.sandbox import sandbox
 
 T = TypeVar("T")
 
@@ -117,3 +118,14 @@ def job(account: str, job_id: str, *, api: str = "extract", channel: str = "dire
         "account_id": account, "api": api, "job_id": job_id, "channel": channel, "mode": mode,
         "completed_at": (at or datetime.now(UTC)).isoformat(),
     }
+
+
+def stack_sandbox(stack: dict[str, str]) -> AbstractAsyncContextManager[Settings]:
+    """A slice of the local stack (its own database and topic prefix) with the tests' quick consumer settings:
+    conftest's per-test `settings`, and fixtures that need one for a whole module."""
+    base = Settings(
+        kafka_bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
+        database_url=stack["DATABASE_URL"],
+        stripe_api_base=stack["STRIPE_API_BASE"],
+    )
+    return sandbox(base, jobmeter_partitions=3, jobmeter_batch_timeout_ms=50)

@@ -37,10 +37,9 @@ from fastapi import FastAPI
 from schemathesis import Case
 
 from jobmeter.settings import Settings
-from services.devtools.sandbox import close_sandbox, open_sandbox
 from services.http.app import create_app
 from services.platform.serving import serving
-from tests.integration.helpers import ADMIN, INGEST
+from tests.integration.helpers import ADMIN, INGEST, stack_sandbox
 from tests.integration.test_security import PUBLIC
 
 pytestmark = [
@@ -111,14 +110,8 @@ def served_in_thread(app: FastAPI) -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def sandbox(stack: dict[str, str]) -> AsyncIterator[Settings]:
     """conftest's `settings`, for the whole module."""
-    base = Settings(
-        kafka_bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
-        database_url=stack["DATABASE_URL"],
-        stripe_api_base=stack["STRIPE_API_BASE"],
-    )
-    settings = await open_sandbox(base, jobmeter_partitions=3, jobmeter_batch_timeout_ms=50)
-    yield settings
-    await close_sandbox(base, settings)
+    async with stack_sandbox(stack) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

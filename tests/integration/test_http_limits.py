@@ -6,17 +6,12 @@ what the server really read and held (its VmHWM), not what an in-process client 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import select
 import socket
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
@@ -26,11 +21,10 @@ from pydantic import BaseModel
 
 from jobmeter.settings import Settings
 from services.console.web import MAX_FORM_BYTES
-from services.devtools.sandbox import service_env
+from services.devtools.sandbox import HttpChild, http_child
 from services.http import ingest, webhooks
 from services.http.app import DEFAULT_MAX_BODY_BYTES
 from services.http.limits import BodyLimits, BoundedBodies
-from services.platform.serving import free_port
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
 from tests.integration.helpers import ADMIN, INGEST, job
@@ -45,12 +39,15 @@ INGEST_LIMIT = Settings.model_fields["jobmeter_ingest_max_batch"].default * inge
 
 @dataclass(frozen=True)
 class Server:
-    port: int
-    pid: int
+    child: HttpChild
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.child.url
+
+    @property
+    def port(self) -> int:
+        return int(self.child.url.rpartition(":")[2])
 
     @property
     def origin(self) -> dict[str, str]:
@@ -58,7 +55,7 @@ class Server:
 
     def peak_memory(self) -> int:
         """The process's resident high-water mark (VmHWM), in bytes."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.child.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmHWM in /proc/<pid>/status")
@@ -67,38 +64,8 @@ class Server:
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
     """`jobmeter run http` as a child process in this test's sandbox, once /healthz answers."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: the child never blocks on a full pipe
-        child = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "jobmeter"), "run", "http", "--port", str(port),
-            env=service_env(settings), stdout=log, stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            await until_healthy(child, port, log)
-            yield Server(port, child.pid)
-        finally:
-            if child.returncode is None:
-                child.terminate()
-                try:
-                    await asyncio.wait_for(child.wait(), 20)
-                except TimeoutError:
-                    child.kill()
-                    await child.wait()
-
-
-async def until_healthy(child: asyncio.subprocess.Process, port: int, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 90
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        while True:
-            if child.returncode is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise AssertionError(f"the HTTP app did not come up:\n{log.read().decode(errors='replace')[-3000:]}")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
+    async with http_child(settings) as child:
+        yield Server(child)
 
 
 @dataclass(frozen=True)

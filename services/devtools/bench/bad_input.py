@@ -11,11 +11,11 @@ from typing import Any
 
 from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
-from services.devtools.bench.ingest import http_app, post_batches
+from services.devtools.bench.ingest import post_batches
 from services.devtools.bench.rates import Rate, timed
 from services.devtools.bench.workload import jobs
 from services.devtools.chaos.workload import BAD_ITEMS
-from services.devtools.sandbox import sandbox
+from services.devtools.sandbox import http_child, sandbox
 
 TARGET = 0.8
 
@@ -66,7 +66,8 @@ async def bench_bad_input(settings: Settings, good: int, *, batch: int = 500, co
     async with sandbox(settings) as s:
         await ensure_topics(s.kafka_bootstrap_servers, Topics(s.jobmeter_topic_prefix), s.jobmeter_partitions)
         token = s.jobmeter_ingest_token.get_secret_value()
-        async with http_app(s) as base:
+        async with http_child(s) as app:
+            base = app.url
             await post_batches(base, token, bodies(200, s.jobmeter_apis, label="warm", batch=batch, bad_ratio=0,
                                                seed=1), concurrency)
             clean, dirty = Rate(0, 0.0), Rate(0, 0.0)

@@ -7,11 +7,7 @@ import cProfile
 import io
 import json
 import pstats
-import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,43 +20,7 @@ from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings
 from services.devtools.bench.rates import Rate, timed
 from services.devtools.bench.workload import PRODUCER, jobs, raw_producer, send_raw
-from services.devtools.sandbox import sandbox, service_env
-from services.platform.serving import free_port
-
-
-@asynccontextmanager
-async def http_app(settings: Settings) -> AsyncIterator[str]:
-    """`jobmeter run http` in a child process (the app under uvicorn, as deployed); yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child must never block on a full pipe
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli.main", "run", "http", "--port", str(port),
-        env=service_env(settings), stdout=log, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=base) as client:
-            deadline = time.monotonic() + 90
-            while True:
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"the HTTP app did not come up:\n{log.read().decode(errors='replace')[-3000:]}")
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
-        yield base
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        log.close()
+from services.devtools.sandbox import http_child, sandbox
 
 
 async def post_batches(base: str, token: str, bodies: list[bytes], concurrency: int) -> int:
@@ -126,8 +86,9 @@ async def bench_ingest(
             json.dumps([j.model_dump(mode="json") for j in over_http[i : i + http_batch]]).encode()
             for i in range(0, events, http_batch)
         ]
-        async with http_app(s) as base:
-            http = await timed(post_batches(base, s.jobmeter_ingest_token.get_secret_value(), bodies, http_concurrency))
+        async with http_child(s) as app:
+            token = s.jobmeter_ingest_token.get_secret_value()
+            http = await timed(post_batches(app.url, token, bodies, http_concurrency))
         if http.events != events:
             raise RuntimeError(f"HTTP ingest accepted {http.events} of {events} distinct jobs")
 

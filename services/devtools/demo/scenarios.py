@@ -4,7 +4,6 @@ fails, whose key the gateway then refuses, and who comes back when the invoice i
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
@@ -12,7 +11,6 @@ import httpx
 
 from projections.payg import queries as payg_queries
 from projections.subscriptions import queries as subscription_queries
-from services.console.reads import SIMULATED_PREFIX
 from services.devtools.demo.engine import DemoEngine, eventually
 from services.devtools.demo.population import CROSSER_THRESHOLD_MINOR, balance
 from services.devtools.demo.results import DemoResult, money
@@ -21,6 +19,7 @@ from services.devtools.demo.traffic import one_job
 from services.devtools.demo.workload import Population
 from services.stripe_adapter.client import make_client
 from services.stripe_adapter.fixtures import build_event
+from services.stripe_adapter.simulation import CONSOLE_PREFIX, simulated_event_id
 
 
 async def upgrade(engine: DemoEngine, admin: httpx.AsyncClient, people: Population, result: DemoResult) -> None:
@@ -99,7 +98,7 @@ async def dunning(engine: DemoEngine, admin: httpx.AsyncClient, gateway: httpx.A
     before, _ = await one_job(gateway, m, api, s, result.completed)
     now = int(time.time())
     failed = build_event("invoice.payment_failed", str(m.customer_id), final=True, created=now - 30,
-                         event_id=f"{SIMULATED_PREFIX}{secrets.token_hex(10)}")
+                         event_id=simulated_event_id(CONSOLE_PREFIX))
     await deliver(admin, s, failed)
     started = time.monotonic()
     (refused, body), suspended = await eventually(lambda: one_job(gateway, m, api, s, result.completed),
@@ -107,7 +106,7 @@ async def dunning(engine: DemoEngine, admin: httpx.AsyncClient, gateway: httpx.A
     suspended_after = time.monotonic() - started
     result.refused += 1 if suspended else 0
     paid = build_event("invoice.paid", str(m.customer_id), created=now - 10,
-                       event_id=f"{SIMULATED_PREFIX}{secrets.token_hex(10)}")
+                       event_id=simulated_event_id(CONSOLE_PREFIX))
     paid["data"]["object"]["id"] = failed["data"]["object"]["id"]
     await deliver(admin, s, paid)
     started = time.monotonic()

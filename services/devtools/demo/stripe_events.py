@@ -8,15 +8,14 @@ items. Shaped like Stripe's payloads; only the fields jobmeter reads are guarant
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
 import httpx
 
 from jobmeter.settings import Settings
-from services.console.reads import SIMULATED_PREFIX
 from services.stripe_adapter.fixtures import encode_event
+from services.stripe_adapter.simulation import CONSOLE_PREFIX, simulated_event_id
 from services.stripe_adapter.webhooks import sign
 
 
@@ -24,7 +23,7 @@ def event(event_type: str, obj: dict[str, Any], *, created: int | None = None,
           previous: dict[str, Any] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"object": obj, **({"previous_attributes": previous} if previous else {})}
     return {
-        "id": f"{SIMULATED_PREFIX}{secrets.token_hex(10)}", "object": "event", "api_version": "2025-03-31.basil",
+        "id": simulated_event_id(CONSOLE_PREFIX), "object": "event", "api_version": "2025-03-31.basil",
         "created": int(time.time()) if created is None else created, "data": data, "livemode": False,
         "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None}, "type": event_type,
     }
