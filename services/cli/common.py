@@ -10,10 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from jobmeter.settings import get_settings
+from jobmeter.settings import Settings, get_settings
+from services.engine import settings_check
 from services.engine.stores import STORES
 from services.platform.resources import Resources, open_resources
 
@@ -26,6 +29,15 @@ class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+
+
+def checked_settings() -> Settings:
+    """The settings, checked as every command that reads them needs them; exit 2 naming every problem."""
+    try:
+        return settings_check.load()
+    except settings_check.ConfigurationError as error:
+        errors.print(f"[red]jobmeter will not start:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
 
 
 def with_resources(work: Callable[[Resources], Awaitable[T]], *, producer: str = "jobmeter-cli") -> T:

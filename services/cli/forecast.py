@@ -10,19 +10,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from services.cli.common import console, errors, with_resources
+from services.cli.common import checked_settings, console, errors, with_resources
 from services.devtools.bench.forecast_backtest import KINDS, POINTS, backtest
-from services.ledger.forecasts import month_forecast
+from services.ledger.forecasts import period_forecast
 
 
 def forecast(
-    account: Annotated[str | None, typer.Argument(help="the account to forecast (this calendar month, UTC)")] = None,
+    account: Annotated[str | None, typer.Argument(help="the account to forecast (over its billing period)")] = None,
     run_backtest: Annotated[bool, typer.Option("--backtest", help="score the method on generated histories")] = False,
     runs: Annotated[int, typer.Option(min=1, help="generated periods per kind and point (--backtest)")] = 200,
     seed: Annotated[int, typer.Option(help="random seed of the generated histories (--backtest)")] = 17,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """The account's jobs at the end of this month, with a 90 % interval; or, with --backtest, the method's error."""
+    """The account's jobs and charge at the end of its billing period, with a 90 % interval; or, with --backtest,
+    the method's error."""
     if run_backtest:
         _backtest(runs, seed, as_json)
     elif account is None:
@@ -33,7 +34,8 @@ def forecast(
 
 
 def _account(account: str, as_json: bool) -> None:
-    document = with_resources(lambda res: month_forecast(res, account, datetime.now(UTC)))
+    checked_settings()
+    document = with_resources(lambda res: period_forecast(res, account, datetime.now(UTC)))
     if as_json:
         print(json.dumps(document, indent=2))
         return
@@ -43,6 +45,11 @@ def _account(account: str, as_json: bool) -> None:
         f"jobs so far, [bold]{document['forecast_jobs']:,}[/bold] forecast "
         f"({document['forecast_low']:,} – {document['forecast_high']:,})"
     )
+    if document["included_jobs"] is not None:
+        console.print(f"included: {document['included_jobs']:,} jobs; forecast overage: "
+                      f"{document['forecast_overage_jobs']:,} jobs")
+    if (money := document["forecast_charge"]) is not None:
+        console.print(f"forecast charge: {money['amount']:,} {money['currency'].upper()} (minor units)")
 
 
 def _backtest(runs: int, seed: int, as_json: bool) -> None:

@@ -13,8 +13,9 @@ from events.types import AccountId, BillingModel, StripeCustomerId
 from projections.ledger.queries import BadQuery, parse_group_by, usage
 from services.accounts.commands import AccountConflict, AccountError, get_account, list_accounts, register_account
 from services.http.auth import AdminRoute
+from services.http.billing import Charge
 from services.http.problems import Timestamp, problems
-from services.ledger.forecasts import month_forecast
+from services.ledger.forecasts import period_forecast
 from services.ledger.periods import month_start, next_month
 
 router = APIRouter(tags=["accounts"], route_class=AdminRoute, responses=problems(401, 422))
@@ -117,17 +118,24 @@ class Period(BaseModel):
     end: Timestamp
 
 
-class MonthForecast(BaseModel):
-    period: Period
+class PeriodForecast(BaseModel):
+    period: Period = Field(description="The live Stripe subscription's period, else the calendar month (UTC).")
+    billing_model: BillingModel | None = Field(description="null for an account not registered.")
     jobs_to_date: int
     forecast_jobs: int = Field(description="The jobs the whole period is expected to hold.")
     forecast_low: int = Field(description="The interval's low end (nominally 90 %), never below jobs_to_date.")
     forecast_high: int
+    included_jobs: int | None = Field(description="The plan's jobs in this period (subscriptions only).")
+    forecast_overage_jobs: int | None = Field(description="Forecast jobs past the included ones (subscriptions).")
+    forecast_charge: Charge | None = Field(
+        description="The forecast overage charge (subscriptions) or spend (PAYG); null when billed elsewhere."
+    )
     cap_reached_on: Timestamp | None = Field(description="When a cap will be reached; null until caps exist.")
 
 
 @router.get("/v1/accounts/{account_id}/forecast")
-async def account_forecast(account_id: AccountId, request: Request) -> MonthForecast:
-    """This calendar month's jobs (UTC) so far and at its end, from the ledger (`jobmeter forecast ACCOUNT`)."""
-    document = await month_forecast(request.app.state.runtime.res, account_id, datetime.now(UTC))
-    return MonthForecast.model_validate(document)
+async def account_forecast(account_id: AccountId, request: Request) -> PeriodForecast:
+    """The current billing period's jobs so far and at its end, from the ledger, and what they will cost
+    (`jobmeter forecast ACCOUNT`)."""
+    document = await period_forecast(request.app.state.runtime.res, account_id, datetime.now(UTC))
+    return PeriodForecast.model_validate(document)

@@ -1,31 +1,77 @@
-"""An account's forecast for this calendar month (UTC), from the ledger's daily counts: the one answer the CLI
-and the HTTP API give (the method: `projections/ledger/forecast.py`)."""
+"""An account's forecast for its current billing period: the one answer the CLI and the HTTP API give.
+
+The period is the account's live Stripe subscription period when it has one, else the calendar month (UTC). The
+jobs come from the ledger's hourly counts, so a period that starts mid-hour (a Stripe period starts when the
+subscription did) counts from the start of that hour. The method: `projections/ledger/forecast.py`; what it
+means in money: `projections/ledger/forecast_terms.py`.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
+import asyncpg
+
+from projections.accounts import queries as accounts
 from projections.ledger.forecast import forecast
+from projections.ledger.forecast_terms import PayAsYouGo, Subscription, Terms, Unpriced, charge
 from projections.ledger.queries import daily_jobs
+from projections.payg.rules import parse_prices
+from projections.subscriptions.queries import LATEST_SUBSCRIPTION
+from projections.subscriptions.state import ENDED, included_jobs
 from services.ledger.periods import month_start, next_month
 from services.platform.resources import Resources
+from services.stripe_adapter.catalog import CURRENCY, OVERAGE_CENTS_PER_JOB
+from services.subscriptions.plans import plans
 
 
-async def month_forecast(res: Resources, account_id: str, now: datetime) -> dict[str, Any]:
-    start = month_start(now)
-    end = next_month(start)
+async def period_forecast(res: Resources, account_id: str, now: datetime) -> dict[str, Any]:
     async with res.pool.acquire() as conn:
-        rows = await daily_jobs(conn, account_id, start)
+        account = await accounts.account(conn, account_id)
+        terms = await _terms(conn, res, account, now)
+        start, end = (terms.start, terms.end) if isinstance(terms, Subscription) else _month(now)
+        rows = await daily_jobs(conn, account_id, start.replace(minute=0, second=0, microsecond=0))
     per_day: dict[date, int] = {}
+    per_api: dict[str, int] = {}
     for row in rows:  # one row per day and API surface
         per_day[row["day"]] = per_day.get(row["day"], 0) + int(row["jobs"])
+        per_api[row["api"]] = per_api.get(row["api"], 0) + int(row["jobs"])
     result = forecast(start, end, now, per_day)
+    money = charge(terms, result.forecast_jobs, per_api)
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat()},
+        "billing_model": account["model"] if account is not None else None,
         "jobs_to_date": result.jobs_to_date,
         "forecast_jobs": result.forecast_jobs,
         "forecast_low": result.forecast_low,
         "forecast_high": result.forecast_high,
+        "included_jobs": money.included_jobs,
+        "forecast_overage_jobs": money.overage_jobs,
+        "forecast_charge": (None if money.amount_minor is None
+                            else {"amount": money.amount_minor, "currency": money.currency}),
         "cap_reached_on": result.cap_reached_on.isoformat() if result.cap_reached_on else None,
     }
+
+
+def _month(now: datetime) -> tuple[datetime, datetime]:
+    start = month_start(now)
+    return start, next_month(start)
+
+
+async def _terms(conn: asyncpg.Connection, res: Resources, account: asyncpg.Record | None, now: datetime) -> Terms:
+    if account is None:
+        return Unpriced()
+    if account["model"] == "payg":
+        return PayAsYouGo(parse_prices(res.settings.jobmeter_payg_prices), res.settings.jobmeter_payg_currency)
+    if account["stripe_customer_id"] is None:
+        return Unpriced()
+    sub = await conn.fetchrow(LATEST_SUBSCRIPTION, account["stripe_customer_id"])
+    start, end = (sub["current_period_start"], sub["current_period_end"]) if sub is not None else (None, None)
+    # A subscription that ended, or whose period on record is not the current one (no renewal seen yet), says
+    # nothing about this period: the account is forecast over the calendar month, without a plan.
+    if sub is None or sub["status"] in ENDED or start is None or end is None or not start <= now < end:
+        return Unpriced()
+    included = included_jobs(sub["base_price_id"], sub["status"], plans(res.settings))
+    return Subscription(start, end, included, Decimal(OVERAGE_CENTS_PER_JOB), CURRENCY)

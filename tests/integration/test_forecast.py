@@ -14,7 +14,7 @@ from jobmeter.settings import Settings, get_settings
 from services.cli.main import app
 from services.http.app import create_app
 from services.ledger.periods import month_start, next_month
-from tests.integration.helpers import ADMIN, INGEST, applied_to_end, client_for, job
+from tests.integration.helpers import ADMIN, INGEST, applied_to_end, client_for, job, register
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,11 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     spread = (now - start) / 40
     batch = [job("acme", f"a{i}", api=("extract", "classify")[i % 2], at=start + spread * i) for i in range(40)]
     batch += [job("acme", "last-month", at=start - timedelta(hours=1)), job("other", "o1", at=start)]
-    async with client_for(create_app(settings, consumers=["ledger"])) as client:
+    async with client_for(create_app(settings, consumers=["ledger", "accounts"])) as client:
+        await register(client, "acme", "payg")
         assert (await client.post("/v1/jobs/completed", json=batch, headers=INGEST)).status_code == 202
         await applied_to_end(settings, "ledger", "jobs")
+        await applied_to_end(settings, "accounts", "accounts")
         answer = await client.get("/v1/accounts/acme/forecast", headers=ADMIN)
         assert answer.status_code == 200, answer.text
         over_http = answer.json()
@@ -51,12 +53,16 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     assert body["jobs_to_date"] == 40
     assert 40 <= body["forecast_low"] <= body["forecast_jobs"] <= body["forecast_high"]
     assert body["cap_reached_on"] is None
+    # PAYG: no plan, and the spend keeps the month's mix so far (half extract at 5, half classify at 3: 4 a job).
+    assert (body["billing_model"], body["included_jobs"], body["forecast_overage_jobs"]) == ("payg", None, None)
+    assert body["forecast_charge"] == {"amount": 4 * body["forecast_jobs"], "currency": "usd"}
     # The same answer over HTTP (the forecast itself moves with the clock between the two calls).
     assert (over_http["period"], over_http["jobs_to_date"]) == (body["period"], 40)
     assert 40 <= over_http["forecast_low"] <= over_http["forecast_jobs"] <= over_http["forecast_high"]
 
     unknown = json.loads((await cli(settings, "forecast", "nobody", "--json")).stdout)
     assert (unknown["jobs_to_date"], unknown["forecast_jobs"], unknown["forecast_high"]) == (0, 0, 0)
+    assert (unknown["billing_model"], unknown["forecast_charge"]) == (None, None)
 
 
 async def test_without_an_account_or_backtest_the_command_says_what_it_needs(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -88,8 +89,8 @@ async def test_checkout_and_portal(harness: Harness) -> None:
     assert opened.form == {"customer": CUSTOMER, "return_url": "https://app.example/billing"}
 
 
-def stripe_event(event_id: str, kind: str, created: datetime, **sub: Any) -> StripeEventReceived:
-    start = datetime(2026, 11, 1, tzinfo=UTC)
+def stripe_event(event_id: str, kind: str, created: datetime, *, start: datetime = datetime(2026, 11, 1, tzinfo=UTC),
+                 **sub: Any) -> StripeEventReceived:
     obj = {
         "id": "sub_acme", "object": "subscription", "customer": CUSTOMER, "status": "active",
         "items": {"data": [
@@ -141,6 +142,33 @@ async def test_subscription_projection_and_the_billing_endpoint(harness: Harness
         await deliver(stripe_event("evt_4", "customer.subscription.deleted", t + timedelta(days=3)))
         canceled = (await http.get("/v1/accounts/acme/billing", headers=ADMIN)).json()
         assert (canceled["status"], canceled["included_jobs"], canceled["overage_jobs"]) == ("canceled", 0, 7)
+
+
+async def test_the_forecast_runs_over_the_subscription_period_and_prices_its_overage(harness: Harness) -> None:
+    """A live subscription's period, not the calendar month: its included jobs, the overage the forecast leaves
+    past them and what that costs at the metered price."""
+    h = harness
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=10)).replace(minute=30, second=0, microsecond=0)  # Stripe periods start mid-hour
+    fold = h.folder(Subscriptions())
+    created = now - timedelta(days=10)
+    await fold.fold([RawRecord("stripe", 0, next(h.offsets), 0, None, encode(Envelope.wrap(
+        stripe_event("evt_f1", "customer.subscription.created", created, start=start), producer="test")))])
+    # 40 jobs a day for the ten days so far; two on the day before the period (not in it).
+    await h.publish(*[job for day in range(1, 11)
+                      for job in jobs(40, start + timedelta(days=day - 1, hours=1), prefix=f"d{day}")],
+                    *jobs(2, start - timedelta(days=1), prefix="before"))
+    async with client_for(create_app(h.settings, consumers=[])) as http:
+        answer = await http.get("/v1/accounts/acme/forecast", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["period"] == {"start": start.isoformat(), "end": (start + timedelta(days=30)).isoformat()}
+    assert (body["billing_model"], body["jobs_to_date"], body["included_jobs"]) == ("subscription", 400, 5)
+    assert body["forecast_jobs"] > 400
+    assert body["forecast_overage_jobs"] == body["forecast_jobs"] - 5
+    # 0.5 cent a job past the included five, rounded half up to whole cents.
+    expected = (Decimal(body["forecast_overage_jobs"]) / 2).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    assert body["forecast_charge"] == {"amount": int(expected), "currency": "usd"}
 
 
 async def test_billing_sessions_over_http(harness: Harness) -> None:

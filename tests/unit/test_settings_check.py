@@ -151,6 +151,14 @@ def test_init_and_the_stack_commands_need_no_configuration() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_forecast_backtest_reads_no_configuration_but_an_account_forecast_does() -> None:
+    scored = jobmeter("forecast", "--backtest", "--runs", "1", "--json")
+    assert scored.returncode == 0, scored.stderr
+    refused = jobmeter("forecast", "acme")
+    assert refused.returncode == 2
+    assert "JOBMETER_INGEST_TOKEN is unset" in " ".join(refused.stderr.split())
+
+
 def test_an_unset_secret_opens_nothing_where_the_start_up_check_was_skipped() -> None:
     unset = SecretStr("")
     assert not token_matches("", unset)
