@@ -3,9 +3,12 @@
 Order of steps, and what a crash between them does:
 1. the fold recorded the report (`pending`) with the jobs' positions — a crash before leaves the jobs unread;
 2. a claim freezes its value and leases it (`sending`) — a crash after it leaves the lease to run out;
-3. the meter event goes to Stripe with identifier = idempotency key = the report's identifier;
+3. the meter event goes to Stripe with the report's identifier, under an idempotency key new for every claim and
+   request (`meter_request_key`: Stripe replays a saved 500 to a retry under the same key);
 4. the report is marked `sent` and `MeterUsageReported` is queued in the same transaction — a crash between
    3 and 4 sends the same identifier and value again after the lease, which Stripe drops as a duplicate.
+A report Stripe refuses for good (at once, or later in a meter error report for the v2 stream) is `failed`, with
+the reason; `jobmeter stripe resend` puts it back in line once the cause is fixed.
 Runs in any number of processes: claims skip rows another sender holds.
 """
 
@@ -108,7 +111,8 @@ class MeterSender:
         return results + ["postponed"] * (len(batch) - len(live))
 
     async def _send(self, batch: list[Report]) -> list[str]:
-        events = [MeterEvent(self.event_name, r.customer_id, r.value, r.window_start, r.identifier) for r in batch]
+        events = [MeterEvent(self.event_name, r.customer_id, r.value, r.window_start, r.identifier, r.attempts)
+                  for r in batch]
         try:
             if len(events) == 1:
                 await self.sink.send(events[0])

@@ -63,6 +63,23 @@ class MeterEvent:
     value: int
     timestamp: datetime
     identifier: str
+    attempt: int = 1  # the sender's claim of the report: a fresh idempotency key for each
+
+
+def meter_request_key(identifier: str, attempt: int, request: int) -> str:
+    """The idempotency key of one request carrying a meter event: new for every claim and every request.
+
+    Stripe saves a 500 under its idempotency key and replays it to every retry with that key for 24 hours, so a
+    retry under the same key could never succeed. Stripe deduplicates meter events by `identifier` on its own,
+    so a fresh key with the same identifier still records the usage once. The key starts with the identifier,
+    so Stripe's error reports, which name the request's key, lead back to the report (`identifier_of_key`).
+    """
+    return f"{identifier}:{attempt}.{request}"
+
+
+def identifier_of_key(key: str) -> str:
+    """The meter event identifier a `meter_request_key` was made for (an identifier holds no colon)."""
+    return key.split(":", 1)[0]
 
 
 class MeterEventSink(Protocol):
@@ -80,7 +97,7 @@ class MeterEventSink(Protocol):
 
 
 class StripeMeterEvents:
-    """Meter events to Stripe's v1 API: budgeted, retried, idempotent by the event's own identifier."""
+    """Meter events to Stripe's v1 API: budgeted, retried, counted once by the event's own identifier."""
 
     batch_size = 1  # the v1 API takes one event a request
 
@@ -109,9 +126,10 @@ class StripeMeterEvents:
                     log.info("retrying meter event", identifier=event.identifier,
                              attempt=attempt.retry_state.attempt_number)
                 await self.bucket.acquire()
+                key = meter_request_key(event.identifier, event.attempt, attempt.retry_state.attempt_number)
                 await self.client.v1.billing.meter_events.create_async(
                     params,  # type: ignore[arg-type]
-                    {"idempotency_key": event.identifier},
+                    {"idempotency_key": key},
                 )
 
 

@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from events.envelope import utcnow
 from services.platform.rate_limit import TokenBucket
-from services.stripe_adapter.client import MeterEvent, is_retryable
+from services.stripe_adapter.client import MeterEvent, is_retryable, meter_request_key
 
 log = structlog.get_logger(__name__)
 
@@ -50,9 +50,11 @@ def stream_event(event: MeterEvent) -> dict[str, Any]:
     }
 
 
-def batch_key(events: Sequence[MeterEvent]) -> str:
-    """One idempotency key per batch, derived from the identifiers in it."""
-    digest = hashlib.sha256("\x1f".join(e.identifier for e in events).encode()).hexdigest()
+def batch_key(events: Sequence[MeterEvent], request: int) -> str:
+    """A fresh idempotency key for every request of a batch (a 500 is replayed to any retry under its key, see
+    `meter_request_key`); the identifiers inside keep a resent event counted once."""
+    parts = [meter_request_key(e.identifier, e.attempt, request) for e in events]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return f"jobmeter-stream-{digest[:48]}"
 
 
@@ -104,7 +106,8 @@ class StripeMeterEventStream:
                 await self.bucket.acquire()
                 try:
                     await self.client.v2.billing.meter_event_stream.create_async(
-                        params, {"api_key": token, "idempotency_key": batch_key(events)}
+                        params, {"api_key": token,
+                                 "idempotency_key": batch_key(events, attempt.retry_state.attempt_number)}
                     )
                 except stripe.TemporarySessionExpiredError:
                     if self._session is not None and self._session.token == token:

@@ -6,6 +6,8 @@ form body) and plays a script of actions, one per request, passing the rest thro
 - "pass": forward to stripe-mock and return its answer;
 - "429" / "500": answer that status with a Stripe-shaped error, without forwarding;
 - "slow": forward (Stripe got it) but answer only after `slow_seconds`, i.e. after the client gave up.
+As Stripe does, a 500 is saved under the request's Idempotency-Key and replayed to every later request with that
+key (action "replayed"), whatever the script says: a client retrying under the same key never gets past it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class FakeMeterStripeFront(ScriptedServer):
         self.upstream = upstream.rstrip("/")
         self.slow_seconds = slow_seconds
         self.seen: list[SeenRequest] = []
+        self.saved_errors: dict[str, bytes] = {}
         super().__init__()
 
     def meter_events(self) -> list[SeenRequest]:
@@ -50,18 +53,28 @@ class FakeMeterStripeFront(ScriptedServer):
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                action = front._next_action()
+                key = self.headers.get("Idempotency-Key")
+                with front._lock:
+                    saved = front.saved_errors.get(key) if key else None
+                action = "replayed" if saved is not None else front._next_action()
                 with front._lock:
                     front.seen.append(SeenRequest(
                         self.command, self.path.split("?")[0], self.headers.get("Idempotency-Key"),
                         dict(parse_qsl(body.decode())), action,
                     ))
+                if saved is not None:
+                    self._answer(500, saved)
+                    return
                 if action in ("429", "500"):
                     error = {"error": {"type": "api_error", "message": f"fake {action}"}}
                     if action == "429":
                         error = {"error": {"type": "invalid_request_error", "code": "rate_limit",
                                            "message": "fake: too many requests"}}
-                    self._answer(int(action), json.dumps(error).encode())
+                    answer_body = json.dumps(error).encode()
+                    if action == "500" and key:
+                        with front._lock:
+                            front.saved_errors[key] = answer_body
+                    self._answer(int(action), answer_body)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 answer = httpx.request(self.command, front.upstream + self.path, headers=headers, content=body)

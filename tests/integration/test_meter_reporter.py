@@ -65,7 +65,7 @@ async def test_one_event_per_customer_and_window_with_the_data_derived_identifie
         "payload[value]": "3",
     }
     assert by_time[1].form["payload[value]"] == "2"
-    assert all(r.idempotency_key == r.form["identifier"] for r in sent)
+    assert all(r.idempotency_key == f"{r.form['identifier']}:1.1" for r in sent)  # first claim, first request
     assert [(r.state, r.value, r.seq) for r in await h.reports()] == [("sent", 3, 0), ("sent", 2, 0)]
 
     events = await h.emitted()
@@ -107,7 +107,7 @@ async def test_a_report_whose_lease_ran_out_while_queued_is_not_sent_by_the_late
     assert len(h.front.meter_events()) == 1
 
 
-async def test_crash_between_sent_and_recorded_resends_the_same_identifier_and_key(harness: Harness) -> None:
+async def test_crash_between_sent_and_recorded_resends_the_same_identifier_under_a_new_key(harness: Harness) -> None:
     h = harness
     await h.publish(*jobs(5, minutes_ago(h, 10)))
 
@@ -131,8 +131,9 @@ async def test_crash_between_sent_and_recorded_resends_the_same_identifier_and_k
     assert (await h.sender(at=h.now + LEASE + timedelta(seconds=1)).send_due()).sent == 1
 
     first, second = h.front.meter_events()
-    assert first.form == second.form
-    assert first.idempotency_key == second.idempotency_key == first.form["identifier"]
+    assert first.form == second.form  # the same identifier and value: Stripe counts it once
+    assert (first.idempotency_key, second.idempotency_key) == (f"{first.form['identifier']}:1.1",
+                                                               f"{first.form['identifier']}:2.1")
     assert first.form["payload[value]"] == "5"
     [report] = await h.reports()
     assert (report.state, report.value, report.attempts) == ("sent", 5, 2)
@@ -162,7 +163,9 @@ async def test_crash_between_recorded_and_sent_sends_once_after_restart(harness:
     assert [(r.seq, r.value, r.state) for r in await h.reports()] == [(0, 4, "sent"), (1, 1, "sent")]
 
 
-async def test_429s_5xx_and_timeouts_are_retried_with_the_same_key(harness: Harness) -> None:
+async def test_429s_5xx_and_timeouts_are_retried_with_the_same_identifier_under_fresh_keys(harness: Harness) -> None:
+    """Stripe replays a saved 500 to every retry under its key (the fake does too): only a fresh key gets past it,
+    and the unchanged identifier keeps the usage counted once."""
     h = harness
     await h.publish(*jobs(7, minutes_ago(h, 10)))
     h.front.play(["429", "500", "slow", "429"])  # then pass
@@ -171,7 +174,8 @@ async def test_429s_5xx_and_timeouts_are_retried_with_the_same_key(harness: Harn
     assert outcome.sent == 1
     seen = h.front.meter_events()
     assert [r.action for r in seen] == ["429", "500", "slow", "429", "pass"]
-    assert len({(r.idempotency_key, r.form["identifier"], r.form["payload[value]"]) for r in seen}) == 1
+    assert len({(r.form["identifier"], r.form["payload[value]"]) for r in seen}) == 1
+    assert len({r.idempotency_key for r in seen}) == 5
     [report] = await h.reports()
     assert (report.state, report.value, report.attempts) == ("sent", 7, 1)
     assert len(await h.emitted()) == 1
