@@ -18,14 +18,20 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+import structlog
 
 from events.envelope import Event
 from events.jobs import JobCompleted
+from events.stripe import StripeEventReceived
 from jobmeter.settings import Settings
 from projections.account_view import ACCOUNT_EVENTS, AccountView, accounts_of, fold_accounts, lock_accounts
+from projections.meter import reports
+from projections.meter.errors import ERROR_REPORT, error_report
 from projections.meter.windows import meter_event_identifier, window_start
 from projections.projection import Projection
 from projections.records import Recorded
+
+log = structlog.get_logger(__name__)
 
 # Only jobs not seen before reach the sums: duplicates (across batches or within one) are skipped here.
 RECORD_NEW_JOBS = """
@@ -95,7 +101,7 @@ class MeterReporter(Projection):
         "merges late jobs into sequence numbers that were already sent with smaller values)"
     )
     schema = "meter"
-    topics = ("accounts", "jobs")
+    topics = ("accounts", "jobs", "stripe")  # stripe: meter error reports, for the v2 stream's refusals
     migrations = Path(__file__).parent / "migrations"
     tables = ("accounts", "parked", "jobs_seen", "reports")
     emits = True  # the sender emits MeterUsageReported through this schema's outbox
@@ -107,6 +113,9 @@ class MeterReporter(Projection):
         return MeterReporter(window_seconds=settings.jobmeter_meter_window_seconds)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
+        for item in events:
+            if isinstance(item.event, StripeEventReceived) and item.event.type == ERROR_REPORT:
+                await self._refused(conn, item.event, item.envelope.occurred_at)
         account_events = [r.event for r in events if isinstance(r.event, ACCOUNT_EVENTS)]
         jobs = [r.event for r in events if isinstance(r.event, JobCompleted) and r.event.channel == "direct"]
         touched = sorted({e.account_id for e in account_events} | {j.account_id for j in jobs})
@@ -126,6 +135,15 @@ class MeterReporter(Projection):
                 [j.completed_at for j in waiting],
             )
         await self._release_parked(conn, sorted({e.account_id for e in account_events}), accounts, customers)
+
+    async def _refused(self, conn: asyncpg.Connection, event: StripeEventReceived, at: datetime) -> None:
+        """Stripe's validation refused events it had taken: their reports fail, with the reason, until resent."""
+        report = error_report(event.data_object)
+        for failure in report.failures:
+            failed = await reports.fail_reported(conn, failure, report, at)
+            log.warning("meter events refused by Stripe's validation", code=failure.code, scope=failure.scope,
+                        stripe_count=failure.count, reports_failed=len(failed), stripe_event_id=event.stripe_event_id,
+                        identifiers=[r.identifier for r in failed][:20])
 
     async def _release_parked(
         self, conn: asyncpg.Connection, account_ids: list[str], accounts: dict[str, AccountView],

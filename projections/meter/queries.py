@@ -127,12 +127,12 @@ async def outbox_unsent(conn: asyncpg.Connection) -> int:
 
 async def unfinished_reports(conn: asyncpg.Connection, window_before: datetime) -> list[asyncpg.Record]:
     """Reports not sent (pending or sending) of windows that started before `window_before`, and every report
-    Stripe refused for good (failed); oldest window first."""
+    Stripe refused (failed) or that came too late for it (expired); oldest window first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT account_id, customer_id, window_start, window_seconds, seq, value, state, attempts, last_error,
                   claimed_until
            FROM meter.reports
-           WHERE (state IN ('pending', 'sending') AND window_start < $1) OR state = 'failed'
+           WHERE (state IN ('pending', 'sending') AND window_start < $1) OR state IN ('failed', 'expired')
            ORDER BY window_start, customer_id, seq""",
         window_before,
     )

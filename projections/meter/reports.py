@@ -14,6 +14,7 @@ from typing import Any, Literal
 import asyncpg
 
 from events.billing import MeterUsageReported, MeterUsageUnreportable
+from projections.meter.errors import ErrorReport, Failure
 from projections.outbox import emit
 
 PRODUCER = "meter"
@@ -109,6 +110,54 @@ async def mark_unreportable(
     )
     await emit(conn, [event], producer=PRODUCER, occurred_at=now)
     return True
+
+
+# Reports Stripe took (sent) that its later validation refused. A report's `sent_at` is written after Stripe's
+# answer, so it trails Stripe's receipt: the window is widened by REPORTED_SLACK at its end.
+FAIL_REPORTED = """
+UPDATE reports SET state = 'failed', last_error = $6
+WHERE state = 'sent' AND (
+    identifier = ANY($2::text[])
+    OR (sent_at BETWEEN $3::timestamptz AND $4::timestamptz + $5::interval AND (
+        $1 = 'meter'
+        OR ($1 = 'customer' AND customer_id IN (SELECT customer_id FROM reports WHERE identifier = ANY($2::text[])))
+    ))
+)
+RETURNING *
+"""
+REPORTED_SLACK = timedelta(minutes=5)
+
+
+async def fail_reported(conn: asyncpg.Connection, failure: Failure, report: ErrorReport, now: datetime) -> list[Report]:
+    """Mark the sent reports a meter error report refused as failed, each with its event; returns them."""
+    detail = failure.detail(report.summary)[:1000]
+    rows = await conn.fetch(FAIL_REPORTED, failure.scope, sorted(failure.identifiers), report.start, report.end,
+                            REPORTED_SLACK, detail)
+    failed = [Report.of(r) for r in rows]
+    await emit(conn, [
+        MeterUsageUnreportable(
+            account_id=r.account_id, stripe_customer_id=r.customer_id, window_start=r.window_start,
+            window_seconds=r.window_seconds, seq=r.seq, identifier=r.identifier, value=r.value, reason="rejected",
+            detail=detail,
+        ) for r in failed
+    ], producer=PRODUCER, occurred_at=now)
+    return failed
+
+
+async def resend(
+    conn: asyncpg.Connection, account_id: str | None, identifiers: list[str], now: datetime
+) -> list[Report]:
+    """Put failed reports back in line, as claims whose lease has run out: the sender takes them on its next pass,
+    with the value and identifier they had (Stripe recorded none of them, and counts an identifier once should one
+    have got through after all). Only failed reports: an expired window is past what Stripe accepts."""
+    rows = await conn.fetch(
+        """UPDATE reports SET state = 'sending', claimed_until = $3
+           WHERE state = 'failed' AND ($1::text IS NULL OR account_id = $1)
+             AND (cardinality($2::text[]) = 0 OR identifier = ANY($2::text[]))
+           RETURNING *""",
+        account_id, identifiers, now,
+    )
+    return [Report.of(r) for r in rows]
 
 
 async def postpone(conn: asyncpg.Connection, report: Report, until: datetime, error: str) -> None:

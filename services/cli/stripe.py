@@ -1,4 +1,5 @@
-"""`jobmeter stripe`: the Stripe catalog, what the meter reporter sent, and reconciliation with Stripe."""
+"""`jobmeter stripe`: the Stripe catalog, what the meter reporter sent (and sending refused reports again), and
+reconciliation with Stripe."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Annotated
 
 import typer
 
+from events.envelope import utcnow
 from jobmeter.settings import get_settings
 from projections.db import transaction
 from projections.meter.reconcile import CustomerUsage, Reconciled, our_figures, period_bounds, reconcile
-from projections.meter.reports import Report, reports_of_account
+from projections.meter.reports import Report, reports_of_account, resend
 from projections.meter.windows import window_end
 from services.cli.common import Format, console, emit_rows, errors, with_resources
 from services.platform.resources import Resources
@@ -69,6 +71,33 @@ def reports(
         print(json.dumps(rows, indent=2))
         return
     emit_rows(rows, Format.table, title=f"meter reports of {account}")
+
+
+@app.command("resend")
+def resend_(
+    account: Annotated[str | None, typer.Option(help="only this account's failed reports")] = None,
+    identifier: Annotated[list[str] | None, typer.Option(help="only these reports (repeat the option)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list of what was put back")] = False,
+) -> None:
+    """Send the reports Stripe refused (state failed) again, once their cause is fixed (a meter, a customer):
+    the running sender (`jobmeter run meter`) takes them on its next pass, with their identifiers and values."""
+    if account is None and not identifier:
+        errors.print("[red]name an --account or one or more --identifier (every failed report: `jobmeter doctor`)"
+                     "[/red]")
+        raise typer.Exit(2)
+
+    async def work(res: Resources) -> list[Report]:
+        async with transaction(res.pool, "meter") as conn:
+            return await resend(conn, account, identifier or [], utcnow())
+
+    rows = [report_row(r) for r in with_resources(work)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no failed meter report matched: nothing to send again")
+        return
+    emit_rows(rows, Format.table, title=f"{len(rows)} meter report(s) back in line for the sender")
 
 
 def with_stripe(figures: list[CustomerUsage], meter_id: str, start: datetime, end: datetime) -> list[CustomerUsage]:

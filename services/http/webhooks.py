@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.http.problems import problems
-from services.stripe_adapter.webhooks import WebhookRefused, receive
+from services.stripe_adapter.webhooks import StripeUnreachable, WebhookRefused, receive
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -41,13 +41,20 @@ class Received(BaseModel):
     },
 )
 async def stripe_webhook(request: Request) -> JSONResponse:
-    """200 once Kafka has the event (or had it from an earlier delivery); 400 with the reason if refused."""
+    """200 once Kafka has the event (or had it from an earlier delivery); 400 with the reason if refused.
+
+    Takes snapshot events (webhook endpoints) and thin events (event destinations, `"object": "v2.core.event"`),
+    whose body is fetched from Stripe before it goes on the bus."""
     body = await request.body()  # at most MAX_BODY_BYTES: services.http.limits answers 413 past it
     try:
         receipt = await receive(request.app.state.runtime.res, body, request.headers.get("stripe-signature"))
     except WebhookRefused as error:
         log.info("stripe webhook refused", reason=str(error))
         return problem(400, str(error))
+    except StripeUnreachable as error:
+        # A thin event whose body could not be fetched: Stripe delivers it again.
+        log.warning("stripe thin event not fetched", error=str(error))
+        return problem(503, "could not fetch the event from Stripe; retry later")
     except (TimeoutError, KafkaError) as error:
         # Not acknowledged, nothing logged: Stripe retries, and the retry is published.
         log.warning("stripe webhook not published", error=str(error))

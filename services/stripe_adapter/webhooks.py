@@ -28,6 +28,7 @@ from projections.db import transaction
 from projections.payg.queries import customer_of_payment
 from services.platform.resources import Resources
 from services.stripe_adapter import store
+from services.stripe_adapter.client import make_client
 from services.stripe_adapter.simulation import is_live_key
 
 SIGNATURE_SCHEME = "v1"
@@ -35,6 +36,19 @@ SIGNATURE_SCHEME = "v1"
 
 class WebhookRefused(ValueError):
     """A delivery we will not accept; the reason goes back to the sender with a 400."""
+
+
+class StripeUnreachable(RuntimeError):
+    """A thin event's full body could not be fetched from Stripe: not acknowledged, so Stripe delivers again."""
+
+
+@dataclass(frozen=True)
+class ThinEvent:
+    """An event destination's notification (`"object": "v2.core.event"`): only the id and type; the body, with its
+    `data`, is fetched from Stripe (`GET /v2/core/events/{id}`), as Stripe asks, so it is the versioned one."""
+
+    id: str
+    type: str
 
 
 @dataclass(frozen=True)
@@ -70,16 +84,24 @@ def verify(body: bytes, header: str | None, secret: str, tolerance_seconds: int)
         raise WebhookRefused(f"bad signature: timestamp {signed_at} is in the future")
 
 
-def parse(body: bytes) -> StripeEventReceived:
-    """The verified body as our event (without the account, resolved later); WebhookRefused if it is not one."""
+def parse(body: bytes) -> StripeEventReceived | ThinEvent:
+    """The verified body as our event (without the account, resolved later), or a thin event to fetch;
+    WebhookRefused if it is neither."""
     try:
         raw: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WebhookRefused(f"malformed JSON: {error}") from None
     except RecursionError:
         raise WebhookRefused("malformed JSON: nested too deeply") from None
+    if isinstance(raw, dict) and raw.get("object") == "v2.core.event":
+        return thin_event(raw)
     if not isinstance(raw, dict) or raw.get("object") != "event":
-        raise WebhookRefused("not a Stripe event (expected an object with \"object\": \"event\")")
+        raise WebhookRefused("not a Stripe event (expected an object with \"object\": \"event\" or \"v2.core.event\")")
+    return snapshot_event(raw)
+
+
+def snapshot_event(raw: dict[str, Any]) -> StripeEventReceived:
+    """A snapshot event (`"object": "event"`) as ours."""
     data = raw.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
@@ -98,6 +120,45 @@ def parse(body: bytes) -> StripeEventReceived:
         )
     except ValidationError as error:
         raise WebhookRefused(f"invalid event: {describe(error)}") from None
+
+
+def thin_event(raw: dict[str, Any]) -> ThinEvent:
+    event_id, kind = raw.get("id"), raw.get("type")
+    if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 255:
+        raise WebhookRefused("id: expected a Stripe event id (evt_...)")
+    if not isinstance(kind, str) or not kind:
+        raise WebhookRefused("type: missing")
+    return ThinEvent(event_id, kind)
+
+
+def from_v2(full: dict[str, Any]) -> StripeEventReceived:
+    """A fetched v2 event as ours: its `data` (with the related object beside it) is what the folds read."""
+    created = full.get("created")
+    try:
+        at = datetime.fromisoformat(created.replace("Z", "+00:00")) if isinstance(created, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise StripeUnreachable(f"Stripe's event {full.get('id')} has no readable created time: {created!r}")
+    found = full.get("data")
+    data: dict[str, Any] = found if isinstance(found, dict) else {}
+    related = full.get("related_object")
+    try:
+        return StripeEventReceived(
+            stripe_event_id=full.get("id"), type=full.get("type"), created=at.astimezone(UTC),
+            livemode=bool(full.get("livemode", False)),
+            data_object={**data, **({"related_object": related} if isinstance(related, dict) else {})},
+        )
+    except ValidationError as error:
+        raise StripeUnreachable(f"Stripe's event {full.get('id')} is not one we can read: {describe(error)}") from None
+
+
+async def fetch_thin(res: Resources, thin: ThinEvent) -> StripeEventReceived:
+    try:
+        answer = await make_client(res.settings).raw_request_async("get", f"/v2/core/events/{thin.id}")
+    except stripe.StripeError as error:
+        raise StripeUnreachable(f"fetching {thin.id}: {error.user_message or error}") from None
+    return from_v2(answer.data)
 
 
 def customer_of(obj: dict[str, Any]) -> Any:
@@ -123,7 +184,8 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
     """Verify, parse, publish once, log. Returns after Kafka has the event (or had it before)."""
     settings = res.settings
     verify(body, header, settings.stripe_webhook_secret.get_secret_value(), settings.stripe_webhook_tolerance_seconds)
-    event = parse(body)
+    parsed = parse(body)
+    event = await fetch_thin(res, parsed) if isinstance(parsed, ThinEvent) else parsed
     if not event.livemode and is_live_key(settings.stripe_secret_key.get_secret_value()):
         # Stripe sends a live account's endpoints live events only: this one was simulated (or sent to the
         # wrong deployment), and dunning must not act on it against real customers.

@@ -7,18 +7,24 @@ The last test runs the whole path through Kafka and the Runtime.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.billing import MeterUsageReported
 from events.registry import REGISTRY
+from events.stripe import StripeEventReceived
 from events.topics import Topics
-from jobmeter.settings import Settings
+from jobmeter.settings import Settings, get_settings
+from projections.meter.errors import ERROR_REPORT
 from projections.meter.windows import window_start
+from services.cli.main import app
 from services.engine.runtime import build_runtime
 from services.meter.sender import MeterSender
 from services.stripe_adapter.client import MeterEvent, StripeMeterEvents
@@ -254,6 +260,67 @@ async def test_windows_older_than_stripe_accepts_are_flagged_not_dropped(harness
     assert report.state == "expired"
     [event] = await h.emitted()
     assert (event.event_type, event.reason, event.value) == ("MeterUsageUnreportable", "expired", 2)
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+async def cli(settings: Settings, *args: str) -> Result:
+    """The CLI in a thread (it runs its own event loop), pointed at this test's database."""
+    get_settings.cache_clear()
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
+           "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix}
+    try:
+        return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+async def test_what_stripes_validation_refused_fails_with_the_reason_and_is_sent_again_on_resend(
+    harness: Harness,
+) -> None:
+    """The v2 stream's 200 is not the end: Stripe's later error report fails the reports it names (here the whole
+    customer in the window, as `meter_event_customer_not_found` reaches), and `jobmeter stripe resend` puts them
+    back in line, to go out with their identifiers and values under new keys."""
+    h = harness
+    await h.publish(AccountRegistered(account_id="beta", model="subscription", stripe_customer_id="cus_MeterTest2"))
+    await h.publish(*jobs(3, minutes_ago(h, 10)), *jobs(2, minutes_ago(h, 8), prefix="k"),
+                    *jobs(4, minutes_ago(h, 10), account="beta", prefix="b"))
+    assert (await h.sender().send_due()).sent == 3
+    first, second = await h.reports()
+    refused = StripeEventReceived(
+        stripe_event_id="evt_test_65MeterErrors", type=ERROR_REPORT, created=h.now, data_object={
+            "developer_message_summary": "2 meter events could not be processed",
+            "validation_start": iso(h.now - timedelta(minutes=1)), "validation_end": iso(h.now + timedelta(minutes=1)),
+            "reason": {"error_count": 2, "error_types": [{
+                "code": "meter_event_customer_not_found", "error_count": 2,
+                "sample_errors": [{"error_message": f"No customer {CUSTOMER}",
+                                   "request": {"identifier": f"{first.identifier}:1.1"}}],
+            }]},
+        })
+    await h.publish(refused)
+    failed = await h.reports()
+    assert [(r.state, r.value) for r in failed] == [("failed", 3), ("failed", 2)]
+    assert all(r.last_error and "meter_event_customer_not_found" in r.last_error for r in failed)
+    assert [r.state for r in await h.reports("beta")] == ["sent"]  # another customer: untouched
+    told = [e for e in await h.emitted() if e.event_type == "MeterUsageUnreportable"]
+    assert sorted((e.identifier, e.reason) for e in told) == sorted(
+        [(first.identifier, "rejected"), (second.identifier, "rejected")])
+    await h.publish(refused)  # delivered again: nothing more fails, nothing more is said
+    assert len([e for e in await h.emitted() if e.event_type == "MeterUsageUnreportable"]) == 2
+
+    assert (await cli(h.settings, "stripe", "resend")).exit_code == 2  # says what to name
+    result = await cli(h.settings, "stripe", "resend", "--account", "acme", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(r["identifier"] for r in json.loads(result.stdout)) == sorted([first.identifier, second.identifier])
+    assert (await h.sender(at=datetime.now(UTC) + timedelta(seconds=1)).send_due()).sent == 2
+    assert [(r.state, r.value) for r in await h.reports()] == [("sent", 3), ("sent", 2)]
+    again = h.front.meter_events()[-2:]
+    assert sorted(r.form["identifier"] for r in again) == sorted([first.identifier, second.identifier])
+    assert all(r.idempotency_key == f"{r.form['identifier']}:2.1" for r in again)  # the second claim: a new key
+    nothing = await cli(h.settings, "stripe", "resend", "--account", "acme", "--json")
+    assert json.loads(nothing.stdout) == []
 
 
 async def test_through_kafka_and_the_runtime(settings: Settings) -> None:

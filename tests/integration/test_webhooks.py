@@ -20,6 +20,7 @@ from jobmeter.settings import Settings
 from services.http.app import create_app
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
+from tests.integration.fake_meter_stripe_front import FakeMeterStripeFront
 from tests.integration.helpers import ADMIN, client_for, eventually, fetchval, read_to_end, read_topic
 
 pytestmark = pytest.mark.integration
@@ -201,3 +202,45 @@ async def test_the_log_forgets_events_past_their_days_and_a_late_redelivery_keep
     records = await read_topic(settings, stripe_topic(settings), expect=3)
     ids = [REGISTRY.decode(r.value)[0].event_id for r in records if r.key == b"cus_OLD"]
     assert len(ids) == 2 and ids[0] == ids[1]
+
+
+def thin_error_report(event_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An event destination's thin notification and the full event Stripe serves for it (shaped as Stripe's SDK
+    types `V1BillingMeterErrorReportTriggeredEvent`)."""
+    thin = {"id": event_id, "object": "v2.core.event", "type": "v1.billing.meter.error_report_triggered",
+            "livemode": False, "created": "2026-12-03T10:06:00.000Z", "context": None,
+            "related_object": {"id": "mtr_test_61Q", "type": "billing.meter", "url": "/v1/billing/meters/mtr_test_61Q"}}
+    full = {**thin, "reason": None, "data": {
+        "developer_message_summary": "1 meter event could not be processed",
+        "validation_start": "2026-12-03T10:00:00.000Z", "validation_end": "2026-12-03T10:05:00.000Z",
+        "reason": {"error_count": 1, "error_types": [{
+            "code": "meter_event_customer_not_found", "error_count": 1,
+            "sample_errors": [{"error_message": "No customer cus_Gone", "request": {"identifier": "cus_Gone-1-60s-0"}}],
+        }]},
+    }}
+    return thin, full
+
+
+async def test_a_thin_event_is_published_with_the_body_fetched_from_stripe(settings: Settings) -> None:
+    """Event destinations send only an id and a type; the bridge fetches the event and puts the whole of it on the
+    bus. While Stripe cannot be reached the delivery is not acknowledged (503), so Stripe sends it again."""
+    thin, full = thin_error_report("evt_test_65RThinMeter")
+    with FakeMeterStripeFront(settings.stripe_api_base) as stripe_front:
+        app = create_app(settings.model_copy(update={"stripe_api_base": stripe_front.url}))
+        async with client_for(app) as client:
+            body = json.dumps(thin).encode()
+            unknown = await client.post("/webhooks/stripe", content=body, headers=signed(body))
+            assert unknown.status_code == 503, unknown.text
+            stripe_front.v2_events[thin["id"]] = full
+            taken = await client.post("/webhooks/stripe", content=body, headers=signed(body))
+            assert taken.status_code == 200, taken.text
+            assert taken.json() == {"received": True, "id": thin["id"], "duplicate": False}
+            unsigned = await client.post("/webhooks/stripe", content=body, headers={"Content-Type": "application/json"})
+            assert unsigned.status_code == 400
+    [record] = await read_topic(settings, stripe_topic(settings), expect=2, timeout=5)
+    _, event = REGISTRY.decode(record.value)
+    assert isinstance(event, StripeEventReceived)
+    assert (event.stripe_event_id, event.type, event.customer_id) == (
+        thin["id"], "v1.billing.meter.error_report_triggered", None)
+    assert event.data_object["reason"]["error_types"][0]["code"] == "meter_event_customer_not_found"
+    assert event.data_object["related_object"]["id"] == "mtr_test_61Q"
