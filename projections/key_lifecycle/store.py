@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
@@ -112,22 +112,30 @@ async def add_notification(
     )
 
 
-async def claim_unsent(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Up to `limit` unsent notifications, oldest first, locked until this transaction ends (others skip them)."""
+async def claim_unsent(conn: asyncpg.Connection, limit: int, now: datetime, lease: timedelta) -> list[asyncpg.Record]:
+    """Lease up to `limit` unsent notifications, oldest first, that no other notifier holds; each is sent after this
+    transaction commits, and marked in a transaction of its own."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM notifications WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit
+        """UPDATE notifications SET claimed_until = $2 + $3::interval
+           WHERE id IN (SELECT id FROM notifications
+                        WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2)
+                        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING *""",
+        limit, now, lease,
     )
-    return rows
+    return sorted(rows, key=lambda r: r["id"])
 
 
 async def mark_sent(conn: asyncpg.Connection, notification: int) -> None:
     await conn.execute(
-        "UPDATE notifications SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+        """UPDATE notifications SET sent_at = now(), attempts = attempts + 1, last_error = NULL, claimed_until = NULL
+           WHERE id = $1""",
         notification,
     )
 
 
 async def mark_failed(conn: asyncpg.Connection, notification: int, error: str) -> None:
     await conn.execute(
-        "UPDATE notifications SET attempts = attempts + 1, last_error = $2 WHERE id = $1", notification, error[:500]
+        "UPDATE notifications SET attempts = attempts + 1, last_error = $2, claimed_until = NULL WHERE id = $1",
+        notification, error[:500],
     )

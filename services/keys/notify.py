@@ -1,20 +1,22 @@
 """Telling customers their keys were suspended or restored: the notifier worker (mail goes out through
 `services.platform.mail`).
 
-The key lifecycle writes a notification row in the transaction that decided the change; this worker sends
-it and marks it sent only after the send succeeded (a crash in between sends it again, with the same
-Message-ID, so a mail system can drop the copy). SMTP runs in a thread (stdlib smtplib); without
-JOBMETER_SMTP_URL the messages go to the log instead.
+The key lifecycle writes a notification row in the transaction that decided the change (its outbox); this
+worker leases it, sends it with no transaction open, and marks it sent only after the send succeeded (a crash in
+between sends it again once the lease runs out, with the same Message-ID, so a mail system can drop the copy).
+SMTP runs in a thread (stdlib smtplib); without JOBMETER_SMTP_URL the messages go to the log instead.
 """
 
 from __future__ import annotations
 
 import smtplib
+from datetime import timedelta
 from email.message import EmailMessage
 
 import asyncpg
 import structlog
 
+from events.envelope import utcnow
 from projections.db import transaction
 from projections.key_lifecycle import store
 from services.platform.mail import Mailer, mailer_for
@@ -22,6 +24,9 @@ from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
 
 log = structlog.get_logger(__name__)
+
+# Longer than any send takes (SMTP's own timeout is far shorter), so a lease only runs out for a notifier that died.
+LEASE = timedelta(minutes=2)
 
 SUBJECTS = {
     "suspended": "Your API keys are suspended: payment failed",
@@ -51,22 +56,29 @@ class NotSent(OSError):
 
 
 async def notify_once(
-    pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, *, limit: int = 20
+    pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, *, limit: int = 20, lease: timedelta = LEASE
 ) -> tuple[int, int]:
-    """Send up to `limit` unsent notifications, oldest first; returns how many were sent and how many failed."""
+    """Send up to `limit` unsent notifications, oldest first; returns how many were sent and how many failed.
+
+    Each is leased in a short transaction, sent with none open, then marked in one of its own: a failed commit can
+    no longer undo the mark of a message already sent, and a crash resends at most the one being sent (same
+    Message-ID, so a mail system can drop the copy)."""
     sent = failed = 0
     async with transaction(pool, schema) as conn:
-        for row in await store.claim_unsent(conn, limit):
-            try:
-                await mailer.send(compose(row, sender))
-            except (OSError, smtplib.SMTPException) as error:
-                log.warning("notification not sent, will retry", notification_id=str(row["notification_id"]),
-                            error=str(error))
+        claimed = await store.claim_unsent(conn, limit, utcnow(), lease)
+    for row in claimed:
+        try:
+            await mailer.send(compose(row, sender))
+        except (OSError, smtplib.SMTPException) as error:
+            log.warning("notification not sent, will retry", notification_id=str(row["notification_id"]),
+                        error=str(error))
+            async with transaction(pool, schema) as conn:
                 await store.mark_failed(conn, row["id"], str(error))
-                failed += 1
-                continue
+            failed += 1
+            continue
+        async with transaction(pool, schema) as conn:
             await store.mark_sent(conn, row["id"])
-            sent += 1
+        sent += 1
     return sent, failed
 
 

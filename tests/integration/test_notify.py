@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email import message_from_bytes
+from email.message import EmailMessage
 
 import pytest
 from pydantic import SecretStr
@@ -97,6 +98,42 @@ async def test_a_refused_message_stays_unsent_and_is_retried(settings: Settings)
             retried = await notify_once(res.pool, "key_lifecycle", SmtpMailer(f"smtp://127.0.0.1:{port}"), "b@j.test")
         assert retried == (1, 0)
         assert len(received) == 1
+
+
+class ProcessDied(BaseException):
+    """Stands for the process being killed: not an Exception, so nothing on the way catches it."""
+
+
+async def test_a_message_sent_is_marked_at_once_so_a_notifier_dying_later_sends_it_once(settings: Settings) -> None:
+    """Sent with no transaction open and marked in one of its own: dying on the second message cannot undo the
+    first one's mark, and the message being sent when it died waits for its lease, then goes once."""
+    async with open_resources(settings, producer="test") as res, smtp_sink() as (port, received):
+        async with res.pool.acquire() as conn:
+            await add_notification(conn, "suspended", "ops@acme.example")
+            await add_notification(conn, "restored", "ops@acme.example")
+        real = SmtpMailer(f"smtp://127.0.0.1:{port}")
+
+        class DiesOnTheSecond:
+            calls = 0
+
+            async def send(self, message: EmailMessage) -> None:
+                self.calls += 1
+                if self.calls == 2:
+                    raise ProcessDied
+                await real.send(message)
+
+        with pytest.raises(ProcessDied):
+            await notify_once(res.pool, "key_lifecycle", DiesOnTheSecond(), "b@j.test")
+        async with res.pool.acquire() as conn:
+            marked = await conn.fetch("SELECT kind, sent_at FROM key_lifecycle.notifications ORDER BY id")
+        assert [(r["kind"], r["sent_at"] is not None) for r in marked] == [("suspended", True), ("restored", False)]
+        # The second is still leased to the dead notifier; once its lease has run out it goes, once.
+        assert await notify_once(res.pool, "key_lifecycle", real, "b@j.test") == (0, 0)
+        async with res.pool.acquire() as conn:
+            await conn.execute("UPDATE key_lifecycle.notifications SET claimed_until = now() - interval '1 second'")
+        assert await notify_once(res.pool, "key_lifecycle", real, "b@j.test") == (1, 0)
+    subjects = [message_from_bytes(m)["Subject"] for m in received]
+    assert len(subjects) == 2 and "suspended" in subjects[0] and "work again" in subjects[1]
 
 
 def test_without_an_smtp_url_messages_go_to_the_log(settings: Settings) -> None:
