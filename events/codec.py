@@ -25,6 +25,11 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
+class NotYetReadable(DecodeError):
+    """An event this reader cannot read but a newer one can: a newer version, or a type it does not know. Never
+    dead-lettered: the reader holds its partition there until a reader that knows it comes (an upgrade)."""
+
+
 def describe(error: ValidationError) -> str:
     """A validation error as one line a person can act on: `field: problem; field: problem`."""
     parts = []
@@ -91,10 +96,10 @@ class EventRegistry:
     def event_of(self, envelope: Envelope) -> Event:
         model = self._models.get(envelope.type)
         if model is None:
-            raise DecodeError(f"unknown event type {envelope.type!r}")
+            raise NotYetReadable(f"unknown event type {envelope.type!r}")
         data, version = dict(envelope.data), envelope.version
         if version > model.version:
-            raise DecodeError(f"{envelope.type} v{version} is newer than this reader (v{model.version})")
+            raise NotYetReadable(f"{envelope.type} v{version} is newer than this reader (v{model.version})")
         while version < model.version:
             step = self._upcasters.get((envelope.type, version))
             if step is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_APPLIED = Counter("jobmeter_events_applied_total", "Events applied by a projection", ["projection"])
 EVENTS_SKIPPED = Counter(
@@ -12,5 +12,9 @@ OFFSETS_SKIPPED = Counter(
     "jobmeter_offsets_skipped_total", "Offsets a projection found missing from the log (never read)", ["projection"]
 )
 DEAD_LETTERS = Counter("jobmeter_dead_letters_total", "Records sent to the dead-letter topic", ["source"])
+PARTITIONS_HELD = Gauge(
+    "jobmeter_partitions_held", "Partitions a projection holds at a record it cannot read yet (newer version, unknown "
+    "type): nothing after it is applied until a reader that knows it runs", ["projection"]
+)
 BATCH_SECONDS = Histogram("jobmeter_batch_seconds", "Time to fold one batch", ["projection"])
 INGESTED = Counter("jobmeter_ingested_total", "Ingested items by outcome", ["path", "outcome"])

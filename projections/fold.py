@@ -4,6 +4,11 @@ Lock the positions, drop what was already applied, decode and apply the rest and
 Postgres transaction. What cannot be decoded or applied goes to the dead-letter sink before that
 transaction commits, so it is never lost (at worst dead-lettered twice after a crash).
 
+A record a newer reader could read (a newer version, an unknown type: `NotYetReadable`) is never dead-lettered:
+its partition is held there — neither it nor anything after it on that partition is applied, and the position
+stays before it — while the other partitions go on. The consumer pauses the partition (`held`); a reader that
+knows the record, after an upgrade, starts from that position and applies it all once.
+
 Speed comes from overlap, never from weaker guarantees: the next chunk is decoded while Postgres applies the one
 in flight, and a projection that declares it safe (`Projection.side_by_side`) folds a batch as several such
 transactions at once, split by partition, each moving only its own partitions' positions.
@@ -13,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple, cast
 
 import asyncpg
 import structlog
 
-from events.codec import DecodeError, EventRegistry
+from events.codec import DecodeError, EventRegistry, NotYetReadable
 from events.deadletters import DeadLettered
 from events.envelope import Event
 from events.registry import REGISTRY
@@ -47,6 +52,14 @@ class FoldOutcome(NamedTuple):
     applied: int
     skipped: int
     dead: int
+    held: int = 0  # records not applied because their partition is held (the held record and those after it)
+
+
+class Hold(NamedTuple):
+    """Where a partition is held, and why: the first record this reader cannot read yet."""
+
+    offset: int
+    reason: str
 
 
 def by_partition(records: Sequence[RawRecord], groups: int) -> list[list[RawRecord]]:
@@ -98,15 +111,40 @@ class Folder:
         self.take_swap_lock = take_swap_lock
         self.chunk = chunk  # records per statement: small enough to overlap decoding with Postgres
         self.contiguous = contiguous  # False for a rebuild that starts part-way (`replay --since`)
+        self.held: dict[positions.Partition, Hold] = {}
+
+    def is_held(self, record: RawRecord) -> bool:
+        hold = self.held.get((record.topic, record.partition))
+        return hold is not None and record.offset >= hold.offset
+
+    def release(self, partitions: Iterable[positions.Partition]) -> None:
+        """Forget holds of partitions this process no longer reads (revoked): whoever reads them next decides."""
+        for partition in partitions:
+            self.held.pop(partition, None)
+        metrics.PARTITIONS_HELD.labels(self.projection.name).set(len(self.held))
+
+    def _hold(self, record: RawRecord, reason: str) -> None:
+        key = (record.topic, record.partition)
+        if key not in self.held or record.offset < self.held[key].offset:
+            self.held[key] = Hold(record.offset, reason)
+            log.error("partition held: a record this reader cannot read yet (upgrade the consumer)",
+                      projection=self.projection.name, topic=record.topic, partition=record.partition,
+                      offset=record.offset, reason=reason)
+        metrics.PARTITIONS_HELD.labels(self.projection.name).set(len(self.held))
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
         dead: list[DeadLettered] = []
         for record in records:
+            if self.is_held(record):
+                continue  # behind a held record of its partition: applied after it, once a reader can
             try:
                 if record.value is None:
                     raise DecodeError("empty record value")
                 envelope, event = self.registry.decode(record.value)
+            except NotYetReadable as error:
+                self._hold(record, error.reason)
+                continue
             except DecodeError as error:
                 dead.append(dead_letter(record, self.projection.name, error.reason))
                 continue
@@ -130,7 +168,7 @@ class Folder:
                 if isinstance(result, BaseException):
                     raise result
             outcomes = cast(list[FoldOutcome], results)
-            outcome = FoldOutcome(*(sum(o[i] for o in outcomes) for i in range(3)))
+            outcome = FoldOutcome(*(sum(o[i] for o in outcomes) for i in range(4)))
         metrics.BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
         return outcome
 
@@ -139,18 +177,30 @@ class Folder:
             return FoldOutcome(0, 0, 0)
         name = self.projection.name
         try:
-            fresh, dead = await self._fold(records, careful=False)
+            fresh, dead, held = await self._fold(records, careful=False)
         except DATA_ERRORS as error:
             # The whole transaction rolled back: nothing of it is applied and no dead letter was sent.
             log.warning("batch failed, isolating records", projection=name, error=str(error))
-            fresh, dead = await self._fold(records, careful=True)
-        metrics.EVENTS_APPLIED.labels(name).inc(len(fresh) - len(dead))
+            fresh, dead, held = await self._fold(records, careful=True)
+        applied = len(fresh) - len(dead) - held
+        metrics.EVENTS_APPLIED.labels(name).inc(applied)
         metrics.EVENTS_SKIPPED.labels(name).inc(len(records) - len(fresh))
-        return FoldOutcome(applied=len(fresh) - len(dead), skipped=len(records) - len(fresh), dead=len(dead))
+        return FoldOutcome(applied=applied, skipped=len(records) - len(fresh), dead=len(dead), held=held)
 
     async def _fold(
         self, records: Sequence[RawRecord], *, careful: bool
-    ) -> tuple[list[RawRecord], list[DeadLettered]]:
+    ) -> tuple[list[RawRecord], list[DeadLettered], int]:
+        holds_before = dict(self.held)
+        try:
+            return await self._fold_once(records, careful=careful)
+        except BaseException:
+            self.held = holds_before  # rolled back: the retry decides again, from the same records
+            metrics.PARTITIONS_HELD.labels(self.projection.name).set(len(self.held))
+            raise
+
+    async def _fold_once(
+        self, records: Sequence[RawRecord], *, careful: bool
+    ) -> tuple[list[RawRecord], list[DeadLettered], int]:
         async with transaction(self.pool, self.schema) as conn:
             if self.take_swap_lock:
                 # Shared with other consumers; `replay --swap` takes it exclusively for the moment of the swap.
@@ -162,8 +212,10 @@ class Folder:
             dead = await (self._apply_isolating(conn, fresh) if careful else self._apply_pipelined(conn, fresh))
             if dead:
                 await self._send_dead(dead)
-            await positions.advance(conn, positions.next_offsets(fresh))
-        return fresh, dead
+            # A held partition's position stays before its held record, whatever came after it in the batch.
+            kept = [r for r in fresh if not self.is_held(r)]
+            await positions.advance(conn, positions.next_offsets(kept))
+        return fresh, dead, len(fresh) - len(kept)
 
     async def _apply_pipelined(self, conn: asyncpg.Connection, fresh: list[RawRecord]) -> list[DeadLettered]:
         """Apply chunk after chunk in this transaction, decoding the next chunk while Postgres works on the one

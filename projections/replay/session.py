@@ -120,6 +120,11 @@ class Replay:
             applied += outcome.applied
             if progress:
                 progress(done, total)
+        if self.folder.held:
+            held = sorted(self.folder.held.items())
+            where = "; ".join(f"{t}[{p}] at offset {h.offset}: {h.reason}" for (t, p), h in held)
+            raise ReplayError(f"the log holds records this version cannot read ({where}): replay with a jobmeter that "
+                              "reads them")
         return done, applied
 
     async def catch_up(self, targets: Offsets) -> int:

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 router = APIRouter(tags=["operations"])
 
@@ -19,19 +19,40 @@ class Healthy(BaseModel):
     warnings: list[str]
 
 
+class HeldPartition(BaseModel):
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
 class Unhealthy(BaseModel):
     status: Literal["unhealthy"]
     reason: str
+    held: list[HeldPartition] = Field(
+        default_factory=list,
+        description="Partitions a consumer holds at a record it cannot read yet: upgrade the consumer.",
+    )
 
 
 @router.get("/healthz", response_model=Healthy, responses={503: {"model": Unhealthy, "description": "Not healthy."}})
 async def healthz(request: Request) -> JSONResponse:
-    """200 when Postgres answers and the process is running; 503 with the reason otherwise."""
+    """200 when Postgres answers and the process is running; 503 with the reason otherwise, among them partitions
+    a consumer holds at a record it cannot read yet (a newer version or an unknown type)."""
     runtime = request.app.state.runtime
     try:
         await runtime.res.ping(timeout=2)
     except Exception as error:  # any failure is "not healthy", reported with its reason
         return JSONResponse({"status": "unhealthy", "reason": f"postgres: {error}"}, status_code=503)
+    held = [HeldPartition(consumer=name, topic=topic, partition=partition, offset=hold.offset, reason=hold.reason)
+            for name, folder in sorted(runtime.folders.items())
+            for (topic, partition), hold in sorted(folder.held.items())]
+    if held:
+        reason = "; ".join(f"{h.consumer} holds {h.topic}[{h.partition}] at offset {h.offset}: {h.reason}"
+                           for h in held)
+        return JSONResponse({"status": "unhealthy", "reason": reason,
+                             "held": [h.model_dump() for h in held]}, status_code=503)
     return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders), "warnings": runtime.res.warnings})
 
 

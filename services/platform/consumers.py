@@ -2,7 +2,8 @@
 
 FastStream's Kafka default (ACK_FIRST) commits before the handler runs, i.e. at most once. Here the truth is
 the positions table written with the rows; the Kafka commit after success (NACK_ON_ERROR) is only a hint,
-and on every partition assignment the consumer seeks to the stored positions.
+and on every partition assignment the consumer seeks to the stored positions. A partition the fold holds (a record
+of a newer version) is paused where it is (`hold_partitions`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         self.subscriber: Any = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        try:
+            folder = self.folder_of()
+        except RuntimeError:
+            return  # the runtime is closing (or not open yet): no holds to forget
+        folder.release((tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if not assigned or self.subscriber is None or self.subscriber.consumer is None:
@@ -126,5 +131,20 @@ def mount_projection(
         ):
             with attempt:
                 await folder_of().fold(batch)
+        hold_partitions(subscriber.consumer, folder_of())
 
     return subscriber
+
+
+def hold_partitions(consumer: Any, folder: Folder) -> None:
+    """Stop reading the partitions the fold holds and go back to the held record, so that a batch fetched past it
+    cannot move on; the other partitions go on. A reader that can read the record takes over from the stored
+    position (every assignment seeks there)."""
+    if consumer is None or not folder.held:
+        return
+    assigned = consumer.assignment()
+    for (topic, partition), hold in folder.held.items():
+        tp = TopicPartition(topic, partition)
+        if tp in assigned and tp not in consumer.paused():
+            consumer.seek(tp, hold.offset)
+            consumer.pause(tp)

@@ -5,18 +5,21 @@ what had not committed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from events.codec import encode
+from events.codec import EventRegistry, encode
 from events.deadletters import DeadLettered
 from events.envelope import Envelope, Event
 from events.jobs import JobCompleted
+from events.registry import REGISTRY as EVENTS
 from jobmeter.settings import Settings
 from projections.db import create_pool
 from projections.fold import Folder
@@ -148,3 +151,59 @@ async def test_offsets_missing_from_the_log_are_counted_and_the_fold_goes_on(poo
     assert skipped() - before == 3
     _, stored = await seen_and_positions(pool)
     assert stored == {0: 10}
+
+
+class JobCompletedV2(JobCompleted):
+    """What a later release might make of JobCompleted: a new field, version 2."""
+
+    version: ClassVar[int] = 2
+    priority: str = "normal"
+
+
+def newer(offset: int, job_id: str, partition: int = 0, *, kind: str = "JobCompleted") -> RawRecord:
+    """A record a newer producer wrote: JobCompleted v2 with its new field, or a type this reader has never seen."""
+    raw = json.loads(record(offset, job_id, partition).value or b"")
+    raw.update(type=kind, version=2)
+    raw["data"]["priority"] = "high"
+    return RawRecord("t.jobs", partition, offset, 1_700_000_000_000, b"acme", json.dumps(raw).encode())
+
+
+def newer_reader() -> EventRegistry:
+    registry = EventRegistry([JobCompletedV2, *(m for m in EVENTS.models() if m.event_type != "JobCompleted")])
+    registry.upcaster("JobCompleted", 1)(lambda data: {**data, "priority": "normal"})
+    return registry
+
+
+async def test_a_record_of_a_newer_version_holds_its_partition_until_a_reader_knows_it(pool: asyncpg.Pool) -> None:
+    """Never dead-lettered, never skipped: the partition stops at the record (its position stays before it) while
+    the others go on; a reader that knows the version applies the held record and everything after it, once."""
+    letters = Letters()
+    folder = Folder(Probe(), pool, dead_letters=letters, chunk=2)
+    batch = [record(0, "p0-0"), newer(1, "p0-new"), record(2, "p0-2"), newer(3, "p0-unknown", kind="JobRefunded"),
+             record(0, "p1-0", partition=1), record(1, "p1-1", partition=1),
+             newer(0, "p2-unknown", partition=2, kind="JobRefunded"), record(1, "p2-1", partition=2)]
+    outcome = await folder.fold(batch)
+    assert (outcome.applied, outcome.dead, outcome.held) == (3, 0, 5)
+    assert letters == []
+    assert await seen_and_positions(pool) == (["p0-0", "p1-0", "p1-1"], {0: 1, 1: 2, 2: 0})
+    assert {p: (h.offset, "newer than this reader" in h.reason or "unknown event type" in h.reason)
+            for (_, p), h in folder.held.items()} == {0: (1, True), 2: (0, True)}
+    assert sample("jobmeter_partitions_held", projection="probe") == 2
+
+    # Fetched again (the consumer seeks back to the held record): still held, nothing more applied or lost.
+    again = await folder.fold([*batch, record(2, "p1-2", partition=1)])
+    assert (again.applied, again.dead) == (1, 0)
+    assert (await seen_and_positions(pool))[1] == {0: 1, 1: 3, 2: 0}
+
+    # The upgraded reader (JobCompleted v2, and a JobRefunded it still does not know) takes over from the positions.
+    upgraded = Folder(Probe(), pool, dead_letters=letters, registry=newer_reader())
+    done = await upgraded.fold(batch)
+    assert (done.applied, done.dead, done.held) == (2, 0, 3)
+    seen, stored = await seen_and_positions(pool)
+    assert seen == ["p0-0", "p0-2", "p0-new", "p1-0", "p1-1", "p1-2"]
+    assert stored == {0: 3, 1: 3, 2: 0}  # partition 0 now stops at the JobRefunded, partition 2 still does
+    assert letters == []
+
+
+def sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
