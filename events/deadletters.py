@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -30,3 +30,19 @@ class DeadLettered(Event):
 
     def partition_key(self) -> str:
         return self.key or self.source
+
+
+class DeadLetterRedriven(Event):
+    """A dead letter applied again through the consumer that refused it (`jobmeter deadletters redrive`), and what
+    came of it: kept beside the letter, so the list shows it and a letter applied at last is off the doctor's list."""
+
+    event_type: ClassVar[str] = "DeadLetterRedriven"
+    topic: ClassVar[str] = "deadletters"
+
+    letter_id: uuid.UUID = Field(description="the DeadLettered event's id")
+    consumer: str
+    outcome: Literal["applied", "refused"]
+    detail: str = Field(default="", description="why it was refused again")
+
+    def partition_key(self) -> str:
+        return str(self.letter_id)

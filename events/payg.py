@@ -22,8 +22,16 @@ MinorUnits = Annotated[int, Field(ge=0, le=10**12)]
 
 
 def recharge_id(account_id: str, seq: int) -> str:
-    """The id of an account's `seq`-th recharge; also its Stripe idempotency key, so a retry charges once."""
+    """The id of an account's `seq`-th recharge: the `metadata.recharge_id` of its PaymentIntent, and the stem of
+    its attempt-scoped idempotency keys (`recharge_attempt_key`)."""
     return f"rch_{natural_event_id('payg-recharge', account_id, str(seq)).hex}"
+
+
+def recharge_attempt_key(recharge_id: str, attempt: int) -> str:
+    """The idempotency key of one attempt at a recharge. Stripe saves a 500 under its key and replays it to every
+    retry with that key for 24 hours, so each attempt has its own; the recharger looks for the PaymentIntent an
+    earlier attempt may have made (by `metadata.recharge_id`) before it makes another."""
+    return f"{recharge_id}:{attempt}"
 
 
 class PaygConfigured(Event):
@@ -120,6 +128,24 @@ class RechargeFailed(Event):
 
     def natural_id(self) -> uuid.UUID:
         return natural_event_id("payg-recharge-failed", self.recharge_id)
+
+
+class RechargeCanceled(Event):
+    """A recharge ended without charging the card: no longer needed (the balance is at or above its threshold
+    now), or requested from history too old to charge and never sent to Stripe. No failure is counted and nobody
+    is told; the fold decides afresh whether the account needs a recharge."""
+
+    event_type: ClassVar[str] = "RechargeCanceled"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    recharge_id: RechargeId
+    reason: Literal["not_needed", "stale"]
+    detail: str = Field(default="", max_length=1000)
+    canceled_at: AwareDatetime
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-recharge-canceled", self.recharge_id)
 
 
 class AutoRechargeDisabled(Event):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.billing import MeterUsageReported, MeterUsageUnreportable
+from events.caps import CapCleared, CapPeriodEnded, CapSet
 from events.codec import EventRegistry
-from events.deadletters import DeadLettered
+from events.deadletters import DeadLettered, DeadLetterRedriven
 from events.jobs import JobCompleted, LegacyOperation
-from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended
+from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended, source_of_v1
 from events.payg import (
     AutoRechargeDisabled,
     BalanceCredited,
     BalanceDebited,
     PaygCardSaved,
     PaygConfigured,
+    RechargeCanceled,
     RechargeConfirmed,
     RechargeFailed,
     RechargeRequested,
@@ -27,6 +29,8 @@ from events.rapidapi import (
     ReconciliationDiscrepancy,
 )
 from events.stripe import PastDueGraceExpired, StripeEventReceived
+from events.usage import UsageCapReached, UsageThresholdCrossed
+from events.webhooks import WebhookEndpointAdded, WebhookEndpointRemoved
 
 REGISTRY = EventRegistry(
     [
@@ -35,6 +39,7 @@ REGISTRY = EventRegistry(
         AccountRegistered,
         StripeCustomerLinked,
         DeadLettered,
+        DeadLetterRedriven,
         MeterUsageReported,
         MeterUsageUnreportable,
         StripeEventReceived,
@@ -57,5 +62,16 @@ REGISTRY = EventRegistry(
         AutoRechargeDisabled,
         PaygCardSaved,
         RechargeConfirmed,
+        RechargeCanceled,
+        WebhookEndpointAdded,
+        WebhookEndpointRemoved,
+        CapSet,
+        CapCleared,
+        CapPeriodEnded,
+        UsageThresholdCrossed,
+        UsageCapReached,
     ]
 )
+
+for _held in (KeySuspended, KeyRestored):
+    REGISTRY.upcaster(_held.event_type, 1)(source_of_v1)

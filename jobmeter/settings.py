@@ -28,6 +28,7 @@ DEVELOPMENT_SECRETS = {
     "jobmeter_admin_token": "dev-admin-token",
     "stripe_webhook_secret": "whsec_dev",
     "rapidapi_proxy_secret": "dev-rapidapi-proxy-secret",
+    "jobmeter_webhook_signing_key": "dev-webhook-signing-key",
 }
 
 
@@ -174,8 +175,26 @@ class Settings(BaseSettings):
     jobmeter_payg_poll_seconds: float = Field(default=1.0, gt=0)
     # A recharge sent this long ago with no webhook settling it is looked up at Stripe (and again as often)
     jobmeter_payg_settle_after_seconds: float = Field(default=600.0, gt=0)
+    # An unsent recharge (Stripe failing, timing out, refusing our key) ends failed (`unreachable`) this long after
+    # the fold recorded it, so the fold's back-off and next recharge take over.
+    jobmeter_payg_recharge_give_up_seconds: float = Field(default=3600.0, gt=0)
     jobmeter_payg_return_url: str = "http://localhost:8080/billing/payg"
     next_public_stripe_payment_link_payg: str | None = None
+
+    # Outgoing webhooks: each endpoint's signing secret is HMAC(this key, the endpoint id), so no secret is stored or
+    # travels (changing the key changes every endpoint's secret); how long one POST may take; a factor on every
+    # retry delay (1: seconds to a minute at first, about three days in all; tests shrink it); the sender's idle poll
+    jobmeter_webhook_signing_key: SecretStr = SecretStr("")
+    jobmeter_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    jobmeter_webhook_retry_scale: float = Field(default=1.0, gt=0, le=1)
+    jobmeter_webhook_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # Usage caps: the plan's default hard cap on an account's jobs per period where it set none of its own (0: none),
+    # the alert thresholds in percent of every cap ("80,100"), and how often the cap clock looks for capped periods
+    # that are over
+    jobmeter_cap_default_jobs: int = Field(default=0, ge=0)
+    jobmeter_usage_alert_percents: str = Field(default="80,100", pattern=r"^\s*[0-9]{1,4}\s*(,\s*[0-9]{1,4}\s*)*$")
+    jobmeter_cap_clock_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
 

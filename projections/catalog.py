@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.accounts.projection import AccountRegistry
+from projections.caps.projection import UsageCaps
 from projections.key_lifecycle.projection import KeyLifecycle
 from projections.keys.projection import KeyStore
 from projections.ledger.projection import UsageLedger
@@ -12,6 +13,7 @@ from projections.payg.projection import PaygBalances
 from projections.projection import Projection
 from projections.rapidapi.projection import RapidApiChannel
 from projections.subscriptions.projection import Subscriptions
+from projections.webhooks.projection import WebhookOutbox
 
 PROJECTIONS: dict[str, Projection] = {
     p.name: p
@@ -25,6 +27,8 @@ PROJECTIONS: dict[str, Projection] = {
         LegacyNormaliser(),
         PaygBalances(),
         RapidApiChannel(),
+        UsageCaps(),
+        WebhookOutbox(),
     )
 }
 

@@ -6,8 +6,8 @@ transaction commits, so it is never lost (at worst dead-lettered twice after a c
 
 A record a newer reader could read (a newer version, an unknown type: `NotYetReadable`) is never dead-lettered:
 its partition is held there — neither it nor anything after it on that partition is applied, and the position
-stays before it — while the other partitions go on. The consumer pauses the partition (`held`); a reader that
-knows the record, after an upgrade, starts from that position and applies it all once.
+stays before it — while the other partitions go on (`projections.holds`). The consumer pauses the partition; a
+reader that knows the record, after an upgrade, starts from that position and applies it all once.
 
 Speed comes from overlap, never from weaker guarantees: the next chunk is decoded while Postgres applies the one
 in flight, and a projection that declares it safe (`Projection.side_by_side`) folds a batch as several such
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, cast
 
 import asyncpg
@@ -31,6 +31,7 @@ from events.registry import REGISTRY
 from jobmeter import metrics
 from projections import positions
 from projections.db import transaction
+from projections.holds import Holds
 from projections.projection import Projection
 from projections.records import RawRecord, Recorded, logged_at
 
@@ -53,13 +54,6 @@ class FoldOutcome(NamedTuple):
     skipped: int
     dead: int
     held: int = 0  # records not applied because their partition is held (the held record and those after it)
-
-
-class Hold(NamedTuple):
-    """Where a partition is held, and why: the first record this reader cannot read yet."""
-
-    offset: int
-    reason: str
 
 
 def by_partition(records: Sequence[RawRecord], groups: int) -> list[list[RawRecord]]:
@@ -111,39 +105,20 @@ class Folder:
         self.take_swap_lock = take_swap_lock
         self.chunk = chunk  # records per statement: small enough to overlap decoding with Postgres
         self.contiguous = contiguous  # False for a rebuild that starts part-way (`replay --since`)
-        self.held: dict[positions.Partition, Hold] = {}
-
-    def is_held(self, record: RawRecord) -> bool:
-        hold = self.held.get((record.topic, record.partition))
-        return hold is not None and record.offset >= hold.offset
-
-    def release(self, partitions: Iterable[positions.Partition]) -> None:
-        """Forget holds of partitions this process no longer reads (revoked): whoever reads them next decides."""
-        for partition in partitions:
-            self.held.pop(partition, None)
-        metrics.PARTITIONS_HELD.labels(self.projection.name).set(len(self.held))
-
-    def _hold(self, record: RawRecord, reason: str) -> None:
-        key = (record.topic, record.partition)
-        if key not in self.held or record.offset < self.held[key].offset:
-            self.held[key] = Hold(record.offset, reason)
-            log.error("partition held: a record this reader cannot read yet (upgrade the consumer)",
-                      projection=self.projection.name, topic=record.topic, partition=record.partition,
-                      offset=record.offset, reason=reason)
-        metrics.PARTITIONS_HELD.labels(self.projection.name).set(len(self.held))
+        self.held = Holds(projection.name)
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
         dead: list[DeadLettered] = []
         for record in records:
-            if self.is_held(record):
+            if self.held.covers(record):
                 continue  # behind a held record of its partition: applied after it, once a reader can
             try:
                 if record.value is None:
                     raise DecodeError("empty record value")
                 envelope, event = self.registry.decode(record.value)
             except NotYetReadable as error:
-                self._hold(record, error.reason)
+                self.held.hold(record, error.reason)
                 continue
             except DecodeError as error:
                 dead.append(dead_letter(record, self.projection.name, error.reason))
@@ -194,8 +169,7 @@ class Folder:
         try:
             return await self._fold_once(records, careful=careful)
         except BaseException:
-            self.held = holds_before  # rolled back: the retry decides again, from the same records
-            metrics.PARTITIONS_HELD.labels(self.projection.name).set(len(self.held))
+            self.held.restore(holds_before)  # rolled back: the retry decides again, from the same records
             raise
 
     async def _fold_once(
@@ -213,7 +187,7 @@ class Folder:
             if dead:
                 await self._send_dead(dead)
             # A held partition's position stays before its held record, whatever came after it in the batch.
-            kept = [r for r in fresh if not self.is_held(r)]
+            kept = [r for r in fresh if not self.held.covers(r)]
             await positions.advance(conn, positions.next_offsets(kept))
         return fresh, dead, len(fresh) - len(kept)
 
@@ -268,6 +242,25 @@ class Folder:
                     letter = dead_letter(raw, self.projection.name, f"could not apply: {error}")
                     dead.append(letter.model_copy(update={"payload": item.envelope.model_dump_json()}))
         return dead
+
+    async def reapply(self, record: RawRecord) -> str | None:
+        """Apply one record again, outside the positions: a dead letter redriven after its cause was fixed. None
+        when it was applied, else why it was refused again. As safe to repeat as a redelivery is, because every
+        projection applies a fact by its identity (a job by (api, job_id), a Stripe event by its id, …) rather than
+        by its position; the positions are left alone, since the log has moved past the record."""
+        try:
+            envelope, event = self.registry.decode(record.value or b"")
+        except DecodeError as error:
+            return error.reason
+        item = Recorded(record.topic, record.partition, record.offset, logged_at(record.timestamp), envelope, event)
+        try:
+            async with transaction(self.pool, self.schema) as conn:
+                if self.take_swap_lock:
+                    await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self.projection.name)
+                await self.projection.apply(conn, [item])
+        except DATA_ERRORS as error:
+            return f"could not apply: {error}"
+        return None
 
     def _report_gaps(self, found: dict[positions.Partition, tuple[int, int]]) -> None:
         """Records that never reached this projection cannot be folded now; say so loudly, and fold on."""

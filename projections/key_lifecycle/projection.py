@@ -130,8 +130,8 @@ class KeyLifecycle(Projection):
         """The key event to the outbox and the notification beside it; both once per cause."""
         kind = "suspended" if isinstance(action, Suspend) else "restored"
         model = KeySuspended if isinstance(action, Suspend) else KeyRestored
-        key_event = model(account_id=account, reason=action.reason, cause=cause.id, effective_at=cause.at,
-                          sequence=sequence)
+        key_event = model(account_id=account, source="dunning", reason=action.reason, cause=cause.id,
+                          effective_at=cause.at, sequence=sequence)
         await emit(conn, [key_event], producer=PRODUCER, occurred_at=cause.at)
         await store.add_notification(
             conn, natural_event_id("key-notice", account, kind, cause.id), account, customer_id, kind,

@@ -1,7 +1,8 @@
 """The key store: keys and account suspensions, folded from the `keys` topic.
 
 Per-account order holds on the topic (keyed by account), and the fold is idempotent besides: an issue is
-recorded once, a revocation is final, and a suspension or restoration only replaces an older decision.
+recorded once, a revocation is final, and a suspension or restoration only replaces an older decision of the
+same source (dunning, PAYG, a cap): each source's hold is its own row.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class KeyStore(Projection):
                 await store.revoke(conn, event.key_id, event.revoked_at, event.reason)
             elif isinstance(event, KeySuspended | KeyRestored):
                 await store.decide_suspension(
-                    conn, event.account_id, isinstance(event, KeySuspended), event.reason, event.cause,
-                    event.effective_at, event.sequence,
+                    conn, event.account_id, event.source, isinstance(event, KeySuspended), event.reason,
+                    event.cause, event.effective_at, event.sequence,
+                    event.until if isinstance(event, KeySuspended) else None,
                 )

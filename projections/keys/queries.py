@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import asyncpg
 
-KEY_VIEW = """
-SELECT k.key_id, k.account_id, k.prefix, k.state, coalesce(s.suspended, false) AS suspended,
-       CASE WHEN s.suspended THEN s.reason END AS suspended_reason, k.issued_at, k.revoked_at, k.revoke_reason
-FROM keys.keys AS k LEFT JOIN keys.suspensions AS s USING (account_id)
+# Every source that holds the account, as `source: reason`, joined in source order: what operators are shown.
+HOLDS = """
+SELECT account_id, string_agg(source || ': ' || reason, '; ' ORDER BY source) AS reasons,
+       array_agg(source ORDER BY source) AS sources
+FROM keys.suspensions WHERE suspended GROUP BY account_id
 """
+
+KEY_VIEW = f"""
+SELECT k.key_id, k.account_id, k.prefix, k.state, h.account_id IS NOT NULL AS suspended,
+       h.reasons AS suspended_reason, coalesce(h.sources, '{{}}'::text[]) AS held_by,
+       k.issued_at, k.revoked_at, k.revoke_reason
+FROM keys.keys AS k LEFT JOIN ({HOLDS}) AS h USING (account_id)
+"""  # noqa: S608 (constants only)
 
 
 async def key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record | None:
@@ -40,16 +48,24 @@ async def key_hashes(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def suspensions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every account's latest suspension decision (account_id, sequence, suspended, reason)."""
+    """Every source's latest decision per account (account_id, source, sequence, suspended, reason, until)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT account_id, sequence, suspended, reason FROM keys.suspensions"
+        "SELECT account_id, source, sequence, suspended, reason, until FROM keys.suspensions"
     )
     return rows
+
+
+async def held(conn: asyncpg.Connection) -> dict[str, str]:
+    """Every held account → its holding reasons (`source: reason; ...`)."""
+    return {r["account_id"]: r["reasons"] for r in await conn.fetch(HOLDS)}
 
 
 # What the console shows
 
 
-async def suspension(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record | None:
-    """The account's latest suspension decision, None when there never was one."""
-    return await conn.fetchrow("SELECT * FROM keys.suspensions WHERE account_id = $1", account_id)
+async def holds(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
+    """The account's latest decision of each source that ever decided on it, in source order."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM keys.suspensions WHERE account_id = $1 ORDER BY source", account_id
+    )
+    return rows

@@ -7,11 +7,11 @@ from datetime import datetime
 import asyncpg
 
 UPSERT_SUSPENSION = """
-INSERT INTO suspensions (account_id, suspended, reason, cause, effective_at, sequence)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (account_id) DO UPDATE SET
+INSERT INTO suspensions (account_id, source, suspended, reason, cause, effective_at, sequence, until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (account_id, source) DO UPDATE SET
     suspended = EXCLUDED.suspended, reason = EXCLUDED.reason, cause = EXCLUDED.cause,
-    effective_at = EXCLUDED.effective_at, sequence = EXCLUDED.sequence
+    effective_at = EXCLUDED.effective_at, sequence = EXCLUDED.sequence, until = EXCLUDED.until
 WHERE suspensions.sequence < EXCLUDED.sequence
 """
 
@@ -37,8 +37,9 @@ async def revoke(conn: asyncpg.Connection, key_id: str, revoked_at: datetime, re
 
 
 async def decide_suspension(
-    conn: asyncpg.Connection, account_id: str, suspended: bool, reason: str, cause: str, effective_at: datetime,
-    sequence: int,
+    conn: asyncpg.Connection, account_id: str, source: str, suspended: bool, reason: str, cause: str,
+    effective_at: datetime, sequence: int, until: datetime | None = None,
 ) -> None:
-    """Set the account's suspension decision unless a decision with a higher or equal sequence is already kept."""
-    await conn.execute(UPSERT_SUSPENSION, account_id, suspended, reason, cause, effective_at, sequence)
+    """Set one source's hold on the account unless that source's decision with a higher or equal sequence is
+    already kept; other sources' holds are untouched."""
+    await conn.execute(UPSERT_SUSPENSION, account_id, source, suspended, reason, cause, effective_at, sequence, until)

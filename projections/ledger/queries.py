@@ -155,3 +155,13 @@ async def jobs_per_channel(conn: asyncpg.Connection, start: datetime, end: datet
         start, end,
     )
     return rows
+
+
+async def busiest_accounts(conn: asyncpg.Connection, since: datetime, limit: int) -> list[asyncpg.Record]:
+    """The accounts with the most jobs from the hour `since` on: (account_id, jobs), most first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT account_id, sum(jobs)::bigint AS jobs FROM ledger.hourly WHERE hour >= $1
+           GROUP BY account_id ORDER BY jobs DESC, account_id LIMIT $2""",
+        since, limit,
+    )
+    return rows

@@ -1,5 +1,5 @@
 """What a batch of records means for PAYG: jobs to debit, registrations, configurations, top-ups, settlements,
-failures, saved cards, refunds and disputes, each in log order. Pure: sorting only, no I/O."""
+failures, cancellations, saved cards, refunds and disputes, each in log order. Pure: sorting only, no I/O."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 
 from events.envelope import Envelope, Event
 from events.jobs import JobCompleted
-from events.payg import PaygCardSaved, PaygConfigured, RechargeConfirmed, RechargeFailed
+from events.payg import PaygCardSaved, PaygConfigured, RechargeCanceled, RechargeConfirmed, RechargeFailed
 from events.registry import REGISTRY
 from events.stripe import StripeEventReceived
 from projections.account_view import ACCOUNT_EVENTS, AccountEvent
@@ -39,6 +39,7 @@ class Batch:
     topups: list[tuple[TopUp, Envelope]] = field(default_factory=list)
     settlements: list[RechargeSettled] = field(default_factory=list)
     failures: list[RechargeFailed] = field(default_factory=list)
+    cancels: list[RechargeCanceled] = field(default_factory=list)
     cards: list[PaygCardSaved] = field(default_factory=list)
     refunds: list[tuple[Refund, Envelope]] = field(default_factory=list)
     disputes: list[tuple[Dispute, Envelope]] = field(default_factory=list)
@@ -61,6 +62,8 @@ class Batch:
             self.configs.append(event)
         elif isinstance(event, RechargeFailed):
             self.failures.append(event)
+        elif isinstance(event, RechargeCanceled):
+            self.cancels.append(event)
         elif isinstance(event, RechargeConfirmed):  # the reconciler found the success the webhook did not bring
             self.settlements.append(confirmed_settlement(event))
         elif isinstance(event, PaygCardSaved):
@@ -90,6 +93,7 @@ class Batch:
             {j.account_id for j in self.jobs} | {c.account_id for c in self.configs}
             | {r.account_id for r in self.registrations}
             | {t.account_id for t, _ in self.topups} | {f.account_id for f in self.failures}
+            | {c.account_id for c in self.cancels}
             | {c.account_id for c in self.cards}
         )
 

@@ -103,6 +103,8 @@ class PaygBalances(Projection):
             out += await recharges.settle(conn, settled, cfg, now)
         for failed in batch.failures:
             out += await recharges.fail(conn, failed, cfg.policy)
+        for canceled in batch.cancels:
+            await recharges.cancel(conn, canceled)
         await reversals.reverse(conn, batch, payg, cfg, now)
         out += await recharges.decide(conn, payg, cfg.policy, now)
         await emit(conn, out, producer=PRODUCER)

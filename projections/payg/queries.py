@@ -79,6 +79,14 @@ async def customer_of(conn: asyncpg.Connection, account_id: str) -> str | None:
     return customer
 
 
+async def recharge_need(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record | None:
+    """The account's balance and threshold now (search_path schema): whether a recharge in flight is still
+    needed."""
+    return await conn.fetchrow(
+        "SELECT balance_minor, threshold_minor FROM balances WHERE account_id = $1", account_id
+    )
+
+
 # What the developer tools read (the demo's scenarios, the chaos run's invariants)
 
 
@@ -146,11 +154,12 @@ async def customer_of_payment(conn: asyncpg.Connection, payment_intent_id: str) 
 
 
 async def recharges_requested_before(conn: asyncpg.Connection, before: datetime) -> list[asyncpg.Record]:
-    """Recharges still `requested` (neither paid nor failed) that were requested before `before`, oldest first."""
+    """Recharges still `requested` (neither paid, failed nor canceled) that the fold recorded before `before` (the
+    wall clock: a consumer that was behind records them with old log times), oldest first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT recharge_id, account_id, amount_minor, currency, payment_intent_id, attempts, sent_at, last_error,
-                  requested_at
-           FROM payg.recharges WHERE state = 'requested' AND requested_at < $1 ORDER BY requested_at""",
+                  requested_at, recorded_at
+           FROM payg.recharges WHERE state = 'requested' AND recorded_at < $1 ORDER BY recorded_at""",
         before,
     )
     return rows

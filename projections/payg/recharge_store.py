@@ -13,7 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
-from events.payg import RechargeFailed, RechargeRequested
+from events.payg import RechargeCanceled, RechargeFailed, RechargeRequested
 
 # The fold's side.
 
@@ -34,7 +34,8 @@ async def recharge(conn: asyncpg.Connection, recharge_id: str) -> asyncpg.Record
 
 
 async def request_recharge(conn: asyncpg.Connection, event: RechargeRequested) -> None:
-    """Record the recharge for the recharger (its id is its idempotency key) and advance the account's count."""
+    """Record the recharge for the recharger and advance the account's count. `recorded_at` (the wall clock, the
+    column's default) is when the recharger's bound starts; `idempotency_key` is replaced by each attempt's."""
     await conn.execute(
         """INSERT INTO recharges (recharge_id, account_id, seq, amount_minor, currency, customer_id,
                                   payment_method_id, idempotency_key, requested_at)
@@ -59,6 +60,16 @@ async def recharge_failed(conn: asyncpg.Connection, failed: RechargeFailed) -> N
                   payment_intent_id = coalesce($4, payment_intent_id), settled_at = $5 WHERE recharge_id = $1""",
         failed.recharge_id, failed.code, failed.message, failed.payment_intent_id, failed.failed_at,
     )
+
+
+async def recharge_canceled(conn: asyncpg.Connection, canceled: RechargeCanceled) -> bool:
+    """End a recharge still in flight as canceled; False when it had already ended (a success or failure wins)."""
+    done = await conn.execute(
+        """UPDATE recharges SET state = 'canceled', cancel_reason = $2, settled_at = $3
+           WHERE recharge_id = $1 AND state = 'requested'""",
+        canceled.recharge_id, canceled.reason, canceled.canceled_at,
+    )
+    return bool(done != "UPDATE 0")
 
 
 async def notify_failure(conn: asyncpg.Connection, failed: RechargeFailed, recharge: asyncpg.Record, detail: str,
@@ -94,22 +105,23 @@ async def card_saved(conn: asyncpg.Connection, payment_intent_id: str, now: date
 
 # The workers' side: claims under a lease, and what came of them.
 
+# Every claim is a new attempt, with its own idempotency key (`events.payg.recharge_attempt_key`).
 CLAIM_DUE = """
-UPDATE recharges SET claimed_until = $2, attempts = attempts + 1
+UPDATE recharges SET claimed_until = $2, attempts = attempts + 1,
+                     idempotency_key = recharge_id || ':' || (attempts + 1)
 WHERE recharge_id IN (
     SELECT recharge_id FROM recharges
-    WHERE state = 'requested' AND sent_at IS NULL AND requested_at >= $3
-      AND (claimed_until IS NULL OR claimed_until <= $1)
-    ORDER BY requested_at LIMIT $4 FOR UPDATE SKIP LOCKED
+    WHERE state = 'requested' AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)
+    ORDER BY recorded_at LIMIT $3 FOR UPDATE SKIP LOCKED
 )
 RETURNING *
 """
 
 
 async def claim_due_recharges(conn: asyncpg.Connection, now: datetime, lease_until: datetime,
-                              requested_since: datetime, limit: int) -> list[asyncpg.Record]:
-    """Lease unsent recharges requested since `requested_since` (older ones come from a replay: never charged)."""
-    rows: list[asyncpg.Record] = await conn.fetch(CLAIM_DUE, now, lease_until, requested_since, limit)
+                              limit: int) -> list[asyncpg.Record]:
+    """Lease unsent recharges, however old: the recharger ends each (sent, failed or canceled) within its bound."""
+    rows: list[asyncpg.Record] = await conn.fetch(CLAIM_DUE, now, lease_until, limit)
     return rows
 
 
@@ -126,6 +138,14 @@ async def recharge_declined(conn: asyncpg.Connection, failed: RechargeFailed) ->
         """UPDATE recharges SET sent_at = $2, failure_code = $3, last_error = $4,
                   payment_intent_id = coalesce($5, payment_intent_id) WHERE recharge_id = $1""",
         failed.recharge_id, failed.failed_at, failed.code, failed.message, failed.payment_intent_id,
+    )
+
+
+async def recharge_ended_unsent(conn: asyncpg.Connection, recharge_id: str, at: datetime, why: str) -> None:
+    """Never to be sent (canceled): out of the recharger's and reconciler's way until the fold settles it."""
+    await conn.execute(
+        "UPDATE recharges SET sent_at = $2, last_error = $3 WHERE recharge_id = $1 AND sent_at IS NULL",
+        recharge_id, at, why[:1000],
     )
 
 

@@ -17,6 +17,7 @@ from events.keys import KeyRestored, KeySuspended
 from events.payg import (
     AutoRechargeDisabled,
     BalanceCredited,
+    RechargeCanceled,
     RechargeFailed,
     RechargeRequested,
     RechargeSucceeded,
@@ -91,6 +92,14 @@ async def fail(conn: asyncpg.Connection, failed: RechargeFailed, policy: PaygPol
     return out
 
 
+async def cancel(conn: asyncpg.Connection, canceled: RechargeCanceled) -> None:
+    """The recharger ended a recharge unsent: canceled, no failure counted, nobody told. The account is among the
+    batch's, so the rules that follow decide afresh (at this batch's log time) whether it needs another."""
+    if await recharge_store.recharge_canceled(conn, canceled):
+        log.info("recharge canceled", account_id=canceled.account_id, recharge_id=canceled.recharge_id,
+                 reason=canceled.reason)
+
+
 async def decide(conn: asyncpg.Connection, accounts: dict[str, str | None], policy: PaygPolicy,
                  now: datetime) -> list[Event]:
     """The rules, once per account and batch: at most one recharge requested, keys suspended or restored."""
@@ -123,7 +132,8 @@ async def decide_keys(conn: asyncpg.Connection, b: asyncpg.Record, policy: PaygP
     await store.decide_keys(conn, b["account_id"], action == "suspend", seq)
     kind = KeySuspended if action == "suspend" else KeyRestored
     reason = "payg_exhausted" if action == "suspend" else "payg_credit"
-    return kind(account_id=b["account_id"], reason=reason, cause=f"payg:{seq}", effective_at=now, sequence=seq)
+    return kind(account_id=b["account_id"], source="payg", reason=reason, cause=f"payg:{seq}", effective_at=now,
+                sequence=seq)
 
 
 async def request(conn: asyncpg.Connection, b: asyncpg.Record, now: datetime) -> RechargeRequested:

@@ -15,6 +15,9 @@ from jobmeter.settings import get_settings
 from services.cli.common import console, errors
 from services.devtools.bench import keycheck, stripe_requests
 from services.devtools.bench.bad_input import bench_bad_input
+from services.devtools.bench.engine import bench_engine
+from services.devtools.bench.engine_figures import DEFAULT_STEPS, EngineRun, figure, parse_modes, parse_steps
+from services.devtools.bench.engine_figures import as_json as engine_json
 from services.devtools.bench.ingest import bench_ingest
 from services.devtools.bench.ledger import bench_ledger
 
@@ -88,6 +91,62 @@ def bad_input(
     figures = asyncio.run(bench_bad_input(get_settings(), good, batch=batch, concurrency=concurrency,
                                           bad_ratio=bad_ratio, rounds=rounds))
     print(json.dumps({"good_items": good, "rounds": rounds, **figures.as_json()}, indent=2))
+
+
+@app.command("engine")
+def engine(
+    steps: Annotated[str, typer.Option(help="offered jobs/s per step, comma-separated")] = ",".join(
+        str(s) for s in DEFAULT_STEPS),
+    seconds: Annotated[float, typer.Option(min=1, help="seconds per step")] = 60,
+    mode: Annotated[str, typer.Option(
+        help="all (`run all`), one-process (`run all --one-process`), split (`run http` and `run NAME` each "
+             "started apart), comma-separated, or both (all,split)")] = "both",
+    batch: Annotated[int, typer.Option(min=1, help="jobs per HTTP request at most")] = 500,
+    in_flight: Annotated[int, typer.Option(min=1, help="HTTP requests in flight at most")] = 8,
+    drain: Annotated[float, typer.Option(min=1, help="seconds a step's backlog may take to drain")] = 120,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """The whole engine under a steady load through HTTP ingest, in steps: achieved rate, each consumer's lag,
+    202 → ledger / meter outbox / PAYG balance latency, CPU and peak RSS per process."""
+    try:
+        rates, modes = parse_steps(steps), parse_modes(mode)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+    def say(line: str) -> None:
+        errors.print(line, markup=False, highlight=False)
+
+    runs = [asyncio.run(bench_engine(get_settings(), m, rates, seconds, batch=batch, in_flight=in_flight,
+                                     drain_seconds=drain, log=say)) for m in modes]
+    if as_json:
+        print(engine_json(runs, seconds))
+        return
+    for run in runs:
+        _engine_tables(run, seconds)
+
+
+def _engine_tables(run: EngineRun, seconds: float) -> None:
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value * 1000:,.0f}"
+
+    table = Table(title=f"engine, {run.mode}: {seconds:g} s a step; figure {figure(run.steps) or 0:,} jobs/s")
+    for column in ("offered/s", "achieved/s", "keeps up", "most behind (consumer)", "ledger p50/p99 ms",
+                   "meter p50/p99 ms", "payg p50/p99 ms"):
+        table.add_column(column, justify="right")
+    for step in run.steps:
+        worst = max(step.lag, key=lambda c: step.lag[c])
+        cells = [f"{ms(lat.as_json()['p50_s'])} / {ms(lat.as_json()['p99_s'])}" for lat in step.latency.values()]
+        table.add_row(f"{step.offered:,}", f"{step.achieved:,.0f}", "yes" if step.keeps_up else "no",
+                      f"{step.lag[worst]:,} ({worst})", *cells)
+    console.print(table)
+    usage = Table(title=f"engine, {run.mode}: CPU % of one core / peak RSS MB, per process and step (jobs/s)")
+    usage.add_column("process")
+    for step in run.steps:
+        usage.add_column(f"{step.offered:,}", justify="right")
+    for name in (run.steps[0].processes if run.steps else {}):
+        usage.add_row(name, *(f"{s.processes[name].cpu_percent:.0f} / {s.processes[name].peak_rss_mb:.0f}"
+                              if name in s.processes else "—" for s in run.steps))
+    console.print(usage)
 
 
 app.command("keys")(keycheck.keys)

@@ -13,19 +13,26 @@ from jobmeter.settings import get_settings
 from services.cli.common import console, errors
 from services.devtools.chaos.runner import ChaosReport, Scenario
 from services.devtools.sandbox import close_sandbox, open_sandbox
-from services.devtools.stack import up
+from services.devtools.stack import StackError, up
 
 
 def chaos(
     minutes: Annotated[float, typer.Option(help="how long the workload and the faults run")] = 1.5,
     as_json: Annotated[bool, typer.Option("--json", help="one key per invariant, with its figures")] = False,
     keep: Annotated[bool, typer.Option(help="keep the run's database and topics for inspection")] = False,
+    brokers: Annotated[int, typer.Option(
+        min=1, max=9, help="Kafka nodes: from 2 up, two instances of every consumer and SIGKILLs of the node leading "
+        "the job partitions (run it on a stack of its own: JOBMETER_STATE_DIR)")] = 1,
 ) -> None:
     """Drive traffic through ingest while killing and restarting every consumer, the HTTP app, Kafka,
     Postgres and stripe-mock; exit non-zero if any invariant fails."""
-    up(quiet=True)
+    try:
+        up(quiet=True, brokers=brokers)
+    except StackError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
     get_settings.cache_clear()
-    report = asyncio.run(_run(minutes * 60, keep, quiet=as_json))
+    report = asyncio.run(_run(minutes * 60, keep, quiet=as_json, brokers=brokers))
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
     else:
@@ -41,12 +48,12 @@ def chaos(
         raise typer.Exit(1)
 
 
-async def _run(seconds: float, keep: bool, *, quiet: bool) -> ChaosReport:
+async def _run(seconds: float, keep: bool, *, quiet: bool, brokers: int) -> ChaosReport:
     base = get_settings()
     sandbox = await open_sandbox(base, jobmeter_batch_timeout_ms=100)
     try:
         log = (lambda _: None) if quiet else (lambda line: errors.print(f"[yellow]{line}[/yellow]"))
-        return await Scenario(sandbox, seconds=seconds, log=log).run_scenario()
+        return await Scenario(sandbox, seconds=seconds, brokers=brokers, log=log).run_scenario()
     finally:
         if not keep:
             await close_sandbox(base, sandbox)

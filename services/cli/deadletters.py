@@ -1,4 +1,5 @@
-"""`jobmeter deadletters list | show`: what the consumers could not parse or apply, with the reason."""
+"""`jobmeter deadletters list | show | redrive`: what the consumers could not parse or apply, with the reason; and
+applying it again once the cause is fixed."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from rich.markup import escape
 from events.topics import Topics
 from jobmeter.settings import get_settings
 from projections.log import LogError
-from services.cli.common import Format, console, emit_rows, errors
-from services.platform.deadletters import DeadLetter, NotFound, find_dead_letter, list_dead_letters
+from services.cli.common import Format, console, emit_rows, errors, with_resources
+from services.platform.deadletters import (
+    DeadLetter,
+    NotFound,
+    all_dead_letters,
+    find_dead_letter,
+    list_dead_letters,
+)
+from services.platform.redrive import Redriven, redrive
+from services.platform.resources import Resources
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -49,7 +58,8 @@ def _row(letter: DeadLetter) -> dict[str, str]:
     """A table row narrow enough for a terminal: the record as topic/partition@offset, the time to the second."""
     where = letter.source if letter.partition is None else f"{letter.source}/{letter.partition}@{letter.offset}"
     at = letter.at.isoformat(timespec="seconds")
-    return {"id": letter.id, "consumer": letter.consumer, "record": where, "reason": letter.reason, "at": at}
+    return {"id": letter.id, "consumer": letter.consumer, "record": where, "reason": letter.reason, "at": at,
+            "redriven": letter.redriven or ""}
 
 
 @app.command()
@@ -74,3 +84,43 @@ def show(
         console.print(f"[bold]key[/bold]: {escape(letter.key)}")
     console.print("[bold]payload[/bold]:")
     print(letter.payload)
+
+
+@app.command("redrive")
+def redrive_(
+    id_: Annotated[str | None, typer.Argument(metavar="[ID]", help="a dead letter's id, or the start of one")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every dead letter not applied yet (of --consumer)")] = False,
+    consumer: Annotated[str | None, typer.Option(help="with --all: only this consumer's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Apply dead letters again through the consumer that refused them, once their cause is fixed; each outcome is
+    recorded beside the letter. Safe to repeat: a redriven job still counts once. Exit 1 if any was refused."""
+    if (id_ is None) == (not every):
+        errors.print("[red]name one dead letter ID, or pass --all[/red]")
+        raise typer.Exit(2)
+
+    async def work(res: Resources) -> list[Redriven]:
+        if id_ is not None:
+            letters = [await find_dead_letter(res.settings.kafka_bootstrap_servers, res.topics, id_)]
+        else:
+            letters = [letter for letter in await all_dead_letters(res.settings.kafka_bootstrap_servers, res.topics)
+                       if not letter.settled and (consumer is None or letter.consumer == consumer)]
+        return [await redrive(res, letter) for letter in letters]
+
+    try:
+        done = with_resources(work, producer="jobmeter-redrive")
+    except LogError as error:
+        raise _unreadable(error) from None
+    except NotFound as error:
+        errors.print(escape(str(error)))
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps([r.as_json() for r in done], indent=2))
+    else:
+        for r in done:
+            said = "[green]applied[/green]" if r.applied else f"[red]refused[/red]: {escape(r.detail)}"
+            console.print(f"{r.letter.id} ({r.letter.consumer or '-'}): {said}")
+        if not done:
+            console.print("nothing to redrive")
+    if any(not r.applied for r in done):
+        raise typer.Exit(1)

@@ -1,5 +1,6 @@
-"""`jobmeter doctor`: everything not final past its bound, each with the command that resolves it; exit 1 when
-anything is listed, 0 when nothing is."""
+"""`jobmeter doctor`: everything not final past its bound (recharges, meter reports, parked jobs and top-ups,
+outgoing webhook deliveries, dead letters, under-replicated topics), each with the command that resolves it;
+exit 1 when anything is listed, 0 when nothing is."""
 
 from __future__ import annotations
 

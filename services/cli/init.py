@@ -13,7 +13,10 @@ import typer
 from services.cli.common import console, errors
 
 # Secrets jobmeter issues itself: `--rotate` makes a new one. What each protects: SECURITY.md.
-ISSUED = ("JOBMETER_INGEST_TOKEN", "JOBMETER_ADMIN_TOKEN", "JOBMETER_CONSOLE_SESSION_KEY")
+# Rotating JOBMETER_WEBHOOK_SIGNING_KEY changes every webhook endpoint's secret (docs/webhooks.md).
+ISSUED = (
+    "JOBMETER_INGEST_TOKEN", "JOBMETER_ADMIN_TOKEN", "JOBMETER_CONSOLE_SESSION_KEY", "JOBMETER_WEBHOOK_SIGNING_KEY",
+)
 # Issued by Stripe and RapidAPI: a random one keeps forgeries out until the real one replaces it.
 PLACEHOLDERS = {
     "STRIPE_WEBHOOK_SECRET": "replace with the signing secret of your Stripe webhook endpoint (Dashboard → "

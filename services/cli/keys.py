@@ -48,7 +48,7 @@ def list_(
     account: Annotated[str | None, typer.Option(help="only this account's keys")] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """List keys (prefix, state, suspension), never their secrets."""
+    """List keys (prefix, state, every source holding the account and why), never their secrets."""
     emit_rows(with_resources(lambda res: list_keys(res, account)), fmt, title="API keys")
 
 

@@ -1,7 +1,8 @@
-"""`jobmeter stack up|down|status|env`: the local Kafka, Postgres and stripe-mock."""
+"""`jobmeter stack up|down|status|env`: the local Kafka (one node or a cluster), Postgres and stripe-mock."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Annotated
 
@@ -22,10 +23,17 @@ def _fail(exc: StackError) -> typer.Exit:
 @app.command()
 def up(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; fail with a message.")] = False,
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=manager.MAX_BROKERS,
+            help="Kafka nodes (KRaft, broker and controller each). Default: the size the stack has, 1 at first.",
+        ),
+    ] = None,
 ) -> None:
     """Start what is not running (reuse what is), wait until healthy, write .jobmeter/stack.env."""
     try:
-        manager.up(quiet=quiet)
+        manager.up(quiet=quiet, brokers=brokers)
     except StackError as exc:
         raise _fail(exc) from exc
 
@@ -43,10 +51,15 @@ def down(
 
 
 @app.command()
-def status() -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Each server: role, state, address, pid.")] = False,
+) -> None:
     """Show each service; exit 1 when any is down or not started."""
     rows = manager.status()
-    manager.console().print(manager.table(rows))
+    if as_json:
+        print(json.dumps(manager.status_json(rows), indent=2))
+    else:
+        manager.console().print(manager.table(rows))
     if not all(row.ok for row in rows):
         raise typer.Exit(1)
 

@@ -101,3 +101,126 @@ def usage_chart(counts: dict[tuple[date, str], int], apis: list[str], days: list
         + (f"; busiest day {busiest.isoformat()} with {per_day[busiest]} jobs" if busiest else "")
     )
     return chart
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A horizontal line across the plot: the included jobs, or a cap."""
+
+    y: float
+    label: str
+    colour: str
+
+
+@dataclass
+class PeriodChart:
+    """Jobs so far in the billing period, summed day by day, and where the forecast says the period ends."""
+
+    width: int = WIDTH
+    height: int = HEIGHT
+    to_date: str = ""  # polyline points of the running total, day by day up to today
+    forecast: str = ""  # the line from today's total to the forecast at the period's end
+    band: str = ""  # the interval: a polygon from today's total to [low, high] at the end
+    rules: list[Rule] = field(default_factory=list)
+    y_ticks: list[Tick] = field(default_factory=list)
+    x_ticks: list[Tick] = field(default_factory=list)
+    description: str = ""
+    plot_left: int = LEFT
+    plot_right: int = WIDTH - RIGHT
+    plot_bottom: int = HEIGHT - BOTTOM
+
+
+def period_chart(days: list[date], today: date, per_day: dict[date, int], point: int, low: int, high: int,
+                 included: int | None, cap: int | None) -> PeriodChart:
+    """The period's running total up to `today` and the forecast fan to its last day, with the included jobs and
+    the cap as rules; one x step per day of `days` (the period's UTC days)."""
+    chart = PeriodChart()
+    if not days:
+        return chart
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    step, top = y_scale(max(high, point, included or 0, cap or 0))
+    slot = plot_w / max(len(days) - 1, 1)
+
+    def x(i: int) -> float:
+        return round(LEFT + i * slot, 2)
+
+    def y(v: float) -> float:
+        return round(HEIGHT - BOTTOM - plot_h * v / top, 2)
+
+    total, points = 0, []
+    for i, day in enumerate(d for d in days if d <= today):
+        total += per_day.get(day, 0)
+        points.append(f"{x(i)},{y(total)}")
+    now_i, end_i = len(points) - 1, len(days) - 1
+    chart.to_date = " ".join(points)
+    if end_i > now_i >= 0:
+        chart.forecast = f"{x(now_i)},{y(total)} {x(end_i)},{y(point)}"
+        chart.band = f"{x(now_i)},{y(total)} {x(end_i)},{y(high)} {x(end_i)},{y(low)}"
+    if included:
+        chart.rules.append(Rule(y(included), f"included: {included}", "#009E73"))
+    if cap:
+        chart.rules.append(Rule(y(cap), f"cap: {cap}", "#D55E00"))
+    chart.y_ticks = [Tick(y(v), str(v)) for v in range(0, top + 1, step)]
+    every = max(1, len(days) // 8)
+    chart.x_ticks = [Tick(x(i), d.strftime("%b %d")) for i, d in enumerate(days) if i % every == 0]
+    chart.description = (
+        f"{total} jobs from {days[0].isoformat()} to {today.isoformat()}; forecast {point} by {days[-1].isoformat()} "
+        f"({low} to {high})" + (f"; {included} included" if included else "") + (f"; cap {cap}" if cap else "")
+    )
+    return chart
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    account_id: str
+    to_date: int
+    forecast: int
+    cap: int | None
+    included: int | None
+
+
+@dataclass(frozen=True)
+class OverviewBar:
+    y: float
+    label: str
+    done: float  # the width of the jobs so far
+    ahead: float  # the width from there to the forecast
+    cap_x: float | None
+    included_x: float | None
+    title: str
+
+
+@dataclass
+class OverviewChart:
+    width: int = WIDTH
+    height: int = 0
+    bars: list[OverviewBar] = field(default_factory=list)
+    x_ticks: list[Tick] = field(default_factory=list)
+    row_height: int = 22
+    plot_left: int = 160
+    plot_right: int = WIDTH - RIGHT
+    description: str = ""
+
+
+def overview_chart(rows: list[OverviewRow]) -> OverviewChart:
+    """One bar per account: its jobs so far this period, and the rest of the way to its forecast; its cap and
+    included jobs as ticks. One scale for all, so accounts compare at a glance."""
+    chart = OverviewChart()
+    chart.height = TOP + chart.row_height * len(rows) + BOTTOM
+    step, top = y_scale(max((max(r.forecast, r.to_date, r.cap or 0, r.included or 0) for r in rows), default=0))
+    span = chart.plot_right - chart.plot_left
+
+    def x(v: int) -> float:
+        return round(span * v / top, 2)
+
+    for i, r in enumerate(rows):
+        chart.bars.append(OverviewBar(
+            TOP + i * chart.row_height, r.account_id, x(r.to_date), x(max(r.forecast - r.to_date, 0)),
+            chart.plot_left + x(r.cap) if r.cap else None,
+            chart.plot_left + x(r.included) if r.included else None,
+            f"{r.account_id}: {r.to_date} jobs so far, forecast {r.forecast}"
+            + (f", cap {r.cap}" if r.cap else "") + (f", {r.included} included" if r.included else ""),
+        ))
+    chart.x_ticks = [Tick(round(chart.plot_left + span * v / top, 2), str(v)) for v in range(0, top + 1, step)]
+    chart.description = "; ".join(b.title for b in chart.bars) or "no jobs this period yet"
+    return chart

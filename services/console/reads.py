@@ -26,6 +26,7 @@ from projections.positions import folded
 from projections.rapidapi import queries as rapidapi_queries
 from projections.rapidapi.reconcile import Tolerance, reconcile
 from projections.subscriptions import queries as subscription_queries
+from projections.webhooks import queries as outgoing_webhook_queries
 from services.console.chart import Chart, days_between, usage_chart
 from services.stripe_adapter import simulation
 from services.stripe_adapter import store as webhook_store
@@ -53,8 +54,9 @@ Columns = Callable[[dict[str, Any]], dict[str, Any]]
 
 async def _key_columns(conn: asyncpg.Connection) -> Columns:
     active = Counter(k["account_id"] for k in await key_queries.keys(conn) if k["state"] == "active")
-    suspended = {s["account_id"]: s["suspended"] for s in await key_queries.suspensions(conn)}
-    return lambda row: {"active_keys": active[row["account_id"]], "suspended": suspended.get(row["account_id"])}
+    held = await key_queries.held(conn)
+    return lambda row: {"active_keys": active[row["account_id"]], "suspended": row["account_id"] in held,
+                        "held_by": held.get(row["account_id"])}
 
 
 async def _standing_columns(conn: asyncpg.Connection) -> Columns:
@@ -168,10 +170,15 @@ def account_key_state(keys: Table, suspension: dict[str, Any] | None) -> str:
 
 
 async def suspension(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
+    """Whether any source holds the account, with every holding source's reason; None when none ever decided."""
     if not await has_table(conn, "keys.suspensions"):
         return None
-    row = await key_queries.suspension(conn, account_id)
-    return dict(row) if row else None
+    rows = await key_queries.holds(conn, account_id)
+    if not rows:
+        return None
+    holding = [r for r in rows if r["suspended"]]
+    return {"suspended": bool(holding), "reason": "; ".join(f"{r['source']}: {r['reason']}" for r in holding),
+            "holds": [dict(r) for r in rows]}
 
 
 async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, days: int = 30, at_least: int = 7,
@@ -193,6 +200,13 @@ async def meter_reports(conn: asyncpg.Connection, account_id: str | None = None,
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
     return Table(True, [dict(r) for r in await meter_queries.latest_reports(conn, account_id, limit)])
+
+
+async def webhook_deliveries(conn: asyncpg.Connection, account_id: str, limit: int = 20) -> Table:
+    """The account's outgoing webhook deliveries, newest first, with where they went."""
+    if not await has_table(conn, "outgoing_webhooks.deliveries"):
+        return Table.missing("outgoing webhooks")
+    return Table(True, [dict(r) for r in await outgoing_webhook_queries.deliveries(conn, account_id, limit)])
 
 
 async def meter_totals(conn: asyncpg.Connection) -> Table:

@@ -94,6 +94,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "JOBMETER_ADMIN_TOKEN": settings.jobmeter_admin_token.get_secret_value(),
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
         "RAPIDAPI_PROXY_SECRET": settings.rapidapi_proxy_secret.get_secret_value(),
+        "JOBMETER_WEBHOOK_SIGNING_KEY": settings.jobmeter_webhook_signing_key.get_secret_value(),
         "JOBMETER_METER_WINDOW_SECONDS": str(settings.jobmeter_meter_window_seconds),
         "JOBMETER_METER_LATENESS_SECONDS": str(settings.jobmeter_meter_lateness_seconds),
         "JOBMETER_METER_POLL_SECONDS": str(settings.jobmeter_meter_poll_seconds),

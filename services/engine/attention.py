@@ -37,6 +37,7 @@ class Bounds:
     recharge: timedelta  # a recharge still `requested` this long after it was asked for
     meter: timedelta  # a report not sent this long after its window closed
     parked: timedelta = PARKED_BOUND
+    webhook: timedelta = timedelta(hours=1)  # a delivery still failing this long after it was recorded
 
     @classmethod
     def of(cls, settings: Settings) -> Bounds:
@@ -47,6 +48,8 @@ class Bounds:
         return cls(
             recharge=timedelta(seconds=2 * s.jobmeter_payg_settle_after_seconds),
             meter=timedelta(seconds=s.jobmeter_meter_lateness_seconds + 2 * s.jobmeter_meter_lease_seconds),
+            # Past the first retries (seconds to a minute) and a few backed-off ones: the endpoint is down.
+            webhook=timedelta(hours=1) * s.jobmeter_webhook_retry_scale,
         )
 
 
@@ -55,14 +58,17 @@ def age(since: datetime, now: datetime) -> float:
 
 
 def unsettled_recharges(rows: Iterable[Row], now: datetime, bound: timedelta) -> list[Item]:
+    """Recharges still in flight past the bound, counted from when the fold recorded them (`recorded_at`, the wall
+    clock; the log time `requested_at` where a row has no other). Succeeded, failed and canceled ones are final."""
     items = []
     for r in rows:
-        if r["requested_at"] > now - bound:
+        since: datetime = r.get("recorded_at") or r["requested_at"]
+        if since > now - bound:
             continue
         sent = f"sent as {r['payment_intent_id']}" if r["payment_intent_id"] else "never sent to Stripe"
         error = f"; last error: {r['last_error']}" if r["last_error"] else ""
         items.append(Item(
-            "payg-recharge-unsettled", r["account_id"], age(r["requested_at"], now),
+            "payg-recharge-unsettled", r["account_id"], age(since, now),
             f"recharge {r['recharge_id']} of {r['amount_minor']} {r['currency']} neither paid nor failed: {sent}, "
             f"{r['attempts']} attempt(s){error}",
             f"jobmeter payg status --account {r['account_id']}",
@@ -84,8 +90,13 @@ def meter_reports(rows: Iterable[Row], now: datetime, bound: timedelta) -> list[
         error = f"; last error: {r['last_error']}" if r["last_error"] else ""
         if r["state"] == "failed":
             items.append(Item("meter-report-failed", subject, age(closed, now),
-                              f"Stripe refused {r['value']} job(s) for {r['customer_id']} for good{error}: bill them "
-                              "as an invoice item", resolve))
+                              f"Stripe refused {r['value']} job(s) for {r['customer_id']}{error}: fix the cause (the "
+                              "meter, the customer), then send them again",
+                              f"jobmeter stripe resend --account {r['account_id']}"))
+        elif r["state"] == "expired":
+            items.append(Item("meter-report-expired", subject, age(closed, now),
+                              f"{r['value']} job(s) for {r['customer_id']} are older than Stripe takes meter events "
+                              "for: bill them as an invoice item", resolve))
         elif r["state"] in ("pending", "sending") and closed <= now - bound:
             claim = "never claimed by a sender" if r["state"] == "pending" else \
                 f"claimed, lease until {r['claimed_until'].isoformat() if r['claimed_until'] else '-'}"
@@ -130,6 +141,25 @@ def parked_topups(rows: Iterable[Row], now: datetime, bound: timedelta) -> list[
                 f"top-up {r['session_id']} waits for account {account} to be registered",
                 f"jobmeter accounts create {account} --model payg",
             ))
+    return items
+
+
+def webhook_deliveries(rows: Iterable[Row], now: datetime, bound: timedelta) -> list[Item]:
+    """Deliveries given up on, and those still failing past the bound (the endpoint has been down that long)."""
+    items = []
+    for r in rows:
+        last = f"last {'HTTP ' + str(r['last_status']) if r['last_status'] else r['last_error'] or 'no answer'}"
+        where = f"{r['type']} delivery {r['delivery_id']} to {r['url']}"
+        resolve = f"jobmeter webhooks deliveries {r['account_id']}"
+        if r["state"] == "failed":
+            items.append(Item("webhook-delivery-failed", r["account_id"], age(r["created_at"], now),
+                              f"{where} given up after {r['attempts']} attempt(s), {last}: the customer missed it",
+                              resolve))
+        elif r["created_at"] <= now - bound:
+            due = r["next_attempt_at"].isoformat() if r["next_attempt_at"] else "-"
+            items.append(Item("webhook-delivery-failing", r["account_id"], age(r["created_at"], now),
+                              f"{where} still failing after {r['attempts']} attempt(s), {last}; next attempt {due}",
+                              resolve))
     return items
 
 

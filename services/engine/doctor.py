@@ -1,6 +1,6 @@
-"""Gathers what needs an operator (`services.engine.attention`) from every area: PAYG, the meter, the dead-letter
-topic and the topics' replication. Reads only: through each area's queries, a plain log reader and Kafka's admin
-describe calls. Shared by `jobmeter doctor` and the console's Attention page."""
+"""Gathers what needs an operator (`services.engine.attention`) from every area: PAYG, the meter, outgoing webhooks,
+the dead-letter topic and the topics' replication. Reads only: through each area's queries, a plain log reader and
+Kafka's admin describe calls. Shared by `jobmeter doctor` and the console's Attention page."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from datetime import datetime
 
 from events.topics import check_topics
 from projections.db import has_table
-from projections.log import LogReader
 from projections.meter import queries as meter_queries
 from projections.payg import queries as payg_queries
+from projections.webhooks import queries as webhook_queries
 from services.engine import attention
 from services.engine.attention import Bounds, Item, LetterCount
-from services.platform.deadletters import letter_of
+from services.platform.deadletters import all_dead_letters
 from services.platform.resources import Resources
 
 
@@ -35,6 +35,9 @@ async def gather(res: Resources, now: datetime) -> list[Item]:
             items += attention.meter_reports([dict(r) for r in rows], now, bounds.meter)
             rows = await meter_queries.parked_jobs_per_account(conn)
             items += attention.parked_jobs("meter", [dict(r) for r in rows], now, bounds.parked)
+        if await has_table(conn, "outgoing_webhooks.deliveries"):
+            rows = await webhook_queries.failing(conn, now - bounds.webhook)
+            items += attention.webhook_deliveries([dict(r) for r in rows], now, bounds.webhook)
     items += attention.dead_letters(await count_dead_letters(res), now)
     s = res.settings
     report = await check_topics(s.kafka_bootstrap_servers, res.topics, replication_factor=s.jobmeter_replication_factor,
@@ -44,20 +47,15 @@ async def gather(res: Resources, now: datetime) -> list[Item]:
 
 
 async def count_dead_letters(res: Resources) -> list[LetterCount]:
-    """Dead letters per consumer, the dead-letter topic read to its end as of now (a redelivery counted once)."""
-    seen: set[str] = set()
+    """Dead letters per consumer not applied since by a redrive, the dead-letter topic read to its end as of now."""
     counts: dict[str, LetterCount] = {}
-    async with LogReader(res.settings.kafka_bootstrap_servers) as log:
-        async for batch in log.read_to_end([res.topics.deadletters]):
-            for record in batch:
-                letter = letter_of(record)
-                if letter.id in seen:
-                    continue
-                seen.add(letter.id)
-                known = counts.get(letter.consumer)
-                if known is None or letter.at >= known.newest_at:
-                    total = known.count + 1 if known else 1
-                    counts[letter.consumer] = LetterCount(letter.consumer, total, letter.at, letter.reason)
-                else:
-                    counts[letter.consumer] = replace(known, count=known.count + 1)
+    for letter in await all_dead_letters(res.settings.kafka_bootstrap_servers, res.topics):
+        if letter.settled:
+            continue
+        known = counts.get(letter.consumer)
+        if known is None or letter.at >= known.newest_at:
+            total = known.count + 1 if known else 1
+            counts[letter.consumer] = LetterCount(letter.consumer, total, letter.at, letter.reason)
+        else:
+            counts[letter.consumer] = replace(known, count=known.count + 1)
     return list(counts.values())

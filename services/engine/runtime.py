@@ -24,6 +24,7 @@ from projections.catalog import PROJECTIONS
 from projections.fold import Folder
 from services.engine.settings_check import check
 from services.engine.stores import STORES
+from services.keys.cap_clock import run_cap_clock
 from services.keys.grace_clock import run_key_lifecycle_workers
 from services.meter.sender import run_meter_sender
 from services.payg.reconciler import run_payg_workers
@@ -32,6 +33,7 @@ from services.platform.poll import supervised
 from services.platform.relay import run_relay
 from services.platform.resources import Resources, open_resources
 from services.rapidapi.reconcile import run_rapidapi_reconciler
+from services.webhooks.sender import run_webhook_sender
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +43,8 @@ PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, Non
     "key-lifecycle": run_key_lifecycle_workers,
     "payg": run_payg_workers,
     "rapidapi": run_rapidapi_reconciler,
+    "caps": run_cap_clock,
+    "webhooks": run_webhook_sender,
 }
 
 # Which projection each consumer service folds; `jobmeter run NAME` and docker-compose use these names.
@@ -54,6 +58,8 @@ PROJECTION_SERVICES: dict[str, str] = {
     "keys": "keys",
     "key-lifecycle": "key-lifecycle",
     "payg": "payg",
+    "caps": "caps",
+    "webhooks": "webhooks",
 }
 
 
@@ -149,7 +155,7 @@ def build_runtime(settings: Settings, services: list[str]) -> Runtime:
     if unknown:
         raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(PROJECTION_SERVICES)}")
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_bootstrap_servers.split(","),  # FastStream reads one string as one address, not a list
         client_id=f"jobmeter-{'-'.join(services) or 'http'}",
         logger=logging.getLogger("jobmeter.broker"),  # FastStream's per-message lines, quiet by default
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import SecretStr, ValidationError
 
 from jobmeter.settings import DEVELOPMENT_SECRETS, Settings, get_settings
+from projections.caps.rules import parse_percents
 from projections.payg.rules import PriceError, parse_prices
 
 MIN_SECRET_LENGTH = 16
@@ -84,6 +85,10 @@ def other_problems(settings: Settings) -> list[str]:
         found.append(f"JOBMETER_MIN_INSYNC_REPLICAS ({isr}) is above the replication factor: no write could succeed")
     if settings.jobmeter_smtp_ca_file is not None and not settings.jobmeter_smtp_ca_file.is_file():
         found.append(f"JOBMETER_SMTP_CA_FILE {settings.jobmeter_smtp_ca_file} is not a readable file")
+    try:
+        parse_percents(settings.jobmeter_usage_alert_percents)
+    except ValueError as error:
+        found.append(f"JOBMETER_USAGE_ALERT_PERCENTS: {error}")
     return found
 
 

@@ -3,7 +3,8 @@
     app.add_middleware(KeyCheckMiddleware, check_url="https://billing.example.com/v1/keys/check")
 
 A request with a working key reaches the app with the answer in `request.state.jobmeter_key`
-(`{account_id, key_id, state, billing_model}`); otherwise jobmeter's 401/403 goes back as it came. Answers
+(`{account_id, key_id, state, billing_model}`); otherwise jobmeter's 401/403 goes back as it came, and its 429
+(a hard usage cap reached) with `Retry-After`: the seconds to the cap's period end. Answers
 are cached for `ttl_seconds` (1 s by default, so a suspension takes effect within about a second); when
 jobmeter cannot be reached the request is refused with 503 (fail closed: no key check, no free usage).
 """
@@ -24,7 +25,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-CACHEABLE = (200, 401, 403)
+CACHEABLE = (200, 401, 403, 429)
 
 
 class KeyCheckMiddleware:
@@ -100,5 +101,7 @@ async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if status == 429 and isinstance(body.get("retry_after"), int):
+        headers.append((b"retry-after", str(body["retry_after"]).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

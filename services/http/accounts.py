@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -130,7 +130,10 @@ class PeriodForecast(BaseModel):
     forecast_charge: Charge | None = Field(
         description="The forecast overage charge (subscriptions) or spend (PAYG); null when billed elsewhere."
     )
-    cap_reached_on: Timestamp | None = Field(description="When a cap will be reached; null until caps exist.")
+    cap_reached_on: date | None = Field(
+        description="The UTC day the account's cap on all its jobs will be reached (or was); null with no cap, or "
+                    "when the forecast stays under it."
+    )
 
 
 @router.get("/v1/accounts/{account_id}/forecast")

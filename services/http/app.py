@@ -16,6 +16,7 @@ from services.engine.runtime import build_runtime
 from services.engine.stores import retained
 from services.http import accounts, console, ingest, keys, ops, webhooks
 from services.http import billing as billing_http
+from services.http import caps as caps_http
 from services.http import payg as payg_http
 from services.http.limits import BodyLimits, BoundedBodies
 from services.keys.index import mount_key_index
@@ -50,7 +51,7 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
     app.state.runtime = runtime
     app.state.key_index = mount_key_index(runtime)
     runtime.workers.append(("retention", partial(keep_for_their_days, kept=retained(settings))))
-    for module in (ingest, accounts, ops, webhooks, keys, console, payg_http, billing_http):
+    for module in (ingest, accounts, ops, webhooks, keys, console, payg_http, billing_http, caps_http):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

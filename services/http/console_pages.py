@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from projections.catalog import PROJECTIONS
 from projections.log import LogError
-from services.console import integrations, reads
+from services.console import integrations, outlook, reads
 from services.console.web import ConsoleRoute, Refused, database, rebuilds, render, session_of, settings_of
 from services.engine import doctor
 from services.engine.attention import describe_age
@@ -32,7 +32,8 @@ async def accounts_page(request: Request) -> Response:
     for row in rows:
         row["key_state"] = reads.key_state(row, have["keys"])
         row["plan_status"] = reads.plan_status(row, have, plan_names)
-    return render(request, "accounts.html", section="accounts", accounts=rows, have=have)
+    chart = await outlook.overview(request.app.state.runtime.res, datetime.now(UTC))
+    return render(request, "accounts.html", section="accounts", accounts=rows, have=have, overview=chart)
 
 
 @router.get("/accounts/{account_id:path}")
@@ -49,6 +50,9 @@ async def account_page(account_id: str, request: Request) -> Response:
         suspension = await reads.suspension(conn, account_id)
         reports = await reads.meter_reports(conn, account_id, limit=20)
         hooks = await reads.webhook_log(conn, limit=20, account_id=account_id)
+        deliveries = await reads.webhook_deliveries(conn, account_id)
+        caps = await outlook.account_caps(conn, account_id)
+        alerts = await outlook.account_alerts(conn, account_id)
         try:
             billing = await integrations.subscription_summary(conn, request.app.state.runtime.res, account_id) \
                 if account["model"] == "subscription" else None
@@ -57,9 +61,12 @@ async def account_page(account_id: str, request: Request) -> Response:
             billing, has_billing = None, False
         payg = await reads.payg_recharges(conn, account_id) if account["model"] == "payg" else None
         balance = await reads.payg_balance(conn, account_id) if account["model"] == "payg" else None
+    period, forecast = await outlook.period(request.app.state.runtime.res, account_id, datetime.now(UTC))
     return render(
         request, "account.html", section="accounts", account=account, chart=chart, keys=keys,
-        key_state=reads.account_key_state(keys, suspension), reports=reports, hooks=hooks, payg=payg,
+        period=period, forecast=forecast, caps=caps, alerts=alerts,
+        key_state=reads.account_key_state(keys, suspension), reports=reports, hooks=hooks, deliveries=deliveries,
+        payg=payg,
         balance=balance, billing=billing, has_billing=has_billing, default_topup=settings.jobmeter_payg_recharge_minor,
         can_checkout=integrations.subscriptions_available(), can_topup=integrations.topups_available(),
         plans=integrations.PLANS, simulation_off=simulation.refusal(settings.stripe_secret_key.get_secret_value()),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from events.keys import KeyId
+from events.keys import HoldSource, KeyId
 from events.types import AccountId, BillingModel
 from services.http.auth import AdminRoute, bearer
 from services.http.problems import Timestamp, problems
@@ -19,19 +19,33 @@ router = APIRouter(tags=["keys"])
 admin = APIRouter(tags=["keys"], route_class=AdminRoute, responses=problems(401, 422))
 
 
+class Hold(BaseModel):
+    source: HoldSource = Field(description="Who holds the account's keys: dunning, payg or cap.")
+    reason: str
+    until: Timestamp | None = Field(description="When the hold ends by itself (a cap: its period's end).")
+
+
 class KeyStatus(BaseModel):
     account_id: str
     key_id: str
     state: KeyState
     billing_model: BillingModel | None
-    reason: str | None = Field(default=None, description="Why the key may not be used (403 only).")
+    reason: str | None = Field(default=None, description="Why the key may not be used (403 and 429 only).")
+    holds: list[Hold] | None = Field(default=None, description="Every source holding the account (403, 429).")
+    retry_after: int | None = Field(default=None, description="Seconds to the cap's period end (429 only).")
+
+
+STATUS: dict[str, int] = {"active": 200, "capped": 429}
 
 
 @router.get("/v1/keys/check", response_model=KeyStatus,
             responses={403: {"model": KeyStatus, "description": "A revoked key, or its account is suspended."},
+                       429: {"model": KeyStatus, "description": "Only usage caps hold the account: retry after "
+                                                                "`Retry-After` seconds (the period's end)."},
                        **problems(401, 503)})
 async def check_key(request: Request) -> JSONResponse:
-    """200 `{account_id, key_id, state, billing_model}` for a working key; 401 unknown, 403 revoked or suspended.
+    """200 `{account_id, key_id, state, billing_model}` for a working key; 401 unknown, 403 revoked or suspended,
+    429 with `Retry-After` when a hard usage cap is all that holds it.
 
     Answered from memory, without I/O: the index follows the key events as they reach Kafka."""
     index: KeyIndex = request.app.state.key_index
@@ -41,7 +55,8 @@ async def check_key(request: Request) -> JSONResponse:
     found = index.check(secret) if secret else None
     if found is None:
         return JSONResponse({"detail": "unknown API key"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    return JSONResponse(found.as_json(), status_code=200 if found.state == "active" else 403)
+    headers = {"Retry-After": str(found.retry_after)} if found.retry_after is not None else None
+    return JSONResponse(found.as_json(), status_code=STATUS.get(found.state, 403), headers=headers)
 
 
 class NewKey(BaseModel):
@@ -59,8 +74,10 @@ class Key(BaseModel):
     account_id: str
     prefix: str = Field(description="The secret's first characters, to tell keys apart.")
     state: Literal["active", "revoked"]
-    suspended: bool = Field(description="Whether the key's account is suspended (dunning, an empty balance).")
-    suspended_reason: str | None
+    suspended: bool = Field(description="Whether any source holds the key's account (dunning, an empty balance, "
+                                        "a usage cap).")
+    suspended_reason: str | None = Field(description="Every holding source's reason: `source: reason; ...`.")
+    held_by: list[HoldSource] = Field(default_factory=list, description="The sources holding the account.")
     issued_at: Timestamp
     revoked_at: Timestamp | None
     revoke_reason: str | None

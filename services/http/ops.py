@@ -39,7 +39,8 @@ class Unhealthy(BaseModel):
 @router.get("/healthz", response_model=Healthy, responses={503: {"model": Unhealthy, "description": "Not healthy."}})
 async def healthz(request: Request) -> JSONResponse:
     """200 when Postgres answers and the process is running; 503 with the reason otherwise, among them partitions
-    a consumer holds at a record it cannot read yet (a newer version or an unknown type)."""
+    a consumer holds at a record it cannot read yet (a newer version or an unknown type), and key events the key
+    index could not read for the same reason."""
     runtime = request.app.state.runtime
     try:
         await runtime.res.ping(timeout=2)
@@ -48,9 +49,11 @@ async def healthz(request: Request) -> JSONResponse:
     held = [HeldPartition(consumer=name, topic=topic, partition=partition, offset=hold.offset, reason=hold.reason)
             for name, folder in sorted(runtime.folders.items())
             for (topic, partition), hold in sorted(folder.held.items())]
-    if held:
-        reason = "; ".join(f"{h.consumer} holds {h.topic}[{h.partition}] at offset {h.offset}: {h.reason}"
-                           for h in held)
+    index = getattr(request.app.state, "key_index", None)
+    unreadable = [f"the key index cannot read {u}" for u in (index.unreadable if index is not None else [])]
+    if held or unreadable:
+        reason = "; ".join([*(f"{h.consumer} holds {h.topic}[{h.partition}] at offset {h.offset}: {h.reason}"
+                              for h in held), *unreadable])
         return JSONResponse({"status": "unhealthy", "reason": reason,
                              "held": [h.model_dump() for h in held]}, status_code=503)
     return JSONResponse({"status": "ok", "consumers": sorted(runtime.folders), "warnings": runtime.res.warnings})

@@ -34,7 +34,7 @@ class Recharge(BaseModel):
     seq: int
     amount_minor: int
     currency: str
-    state: Literal["requested", "succeeded", "failed"]
+    state: Literal["requested", "succeeded", "failed", "canceled"]
     idempotency_key: str
     payment_intent_id: str | None
     attempts: int

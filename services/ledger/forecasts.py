@@ -1,6 +1,7 @@
 """An account's forecast for its current billing period: the one answer the CLI and the HTTP API give.
 
-The period is the account's live Stripe subscription period when it has one, else the calendar month (UTC). The
+The period is the account's live Stripe subscription period when it has one, else the calendar month (UTC), as
+for caps; `cap_reached_on` is the day the account's cap on all its jobs (or the plan's default) will be reached. The
 jobs come from the ledger's hourly counts, so a period that starts mid-hour (a Stripe period starts when the
 subscription did) counts from the start of that hour. The method: `projections/ledger/forecast.py`; what it
 means in money: `projections/ledger/forecast_terms.py`.
@@ -8,6 +9,7 @@ means in money: `projections/ledger/forecast_terms.py`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 import asyncpg
 
 from projections.accounts import queries as accounts
+from projections.caps import queries as caps_queries
+from projections.db import has_table
 from projections.ledger.forecast import forecast
 from projections.ledger.forecast_terms import PayAsYouGo, Subscription, Terms, Unpriced, charge
 from projections.ledger.queries import daily_jobs
@@ -27,20 +31,36 @@ from services.stripe_adapter.catalog import CURRENCY, OVERAGE_CENTS_PER_JOB
 from services.subscriptions.plans import plans
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """The forecast of one account's period, with what a chart of it needs beside the answer."""
+
+    start: datetime
+    end: datetime
+    per_day: dict[date, int]  # the period's jobs so far, per UTC day
+    cap: int | None
+    document: dict[str, Any]  # the answer of `jobmeter forecast` and GET /v1/accounts/{id}/forecast
+
+
 async def period_forecast(res: Resources, account_id: str, now: datetime) -> dict[str, Any]:
+    return (await period_outlook(res, account_id, now)).document
+
+
+async def period_outlook(res: Resources, account_id: str, now: datetime) -> Outlook:
     async with res.pool.acquire() as conn:
         account = await accounts.account(conn, account_id)
         terms = await _terms(conn, res, account, now)
         start, end = (terms.start, terms.end) if isinstance(terms, Subscription) else _month(now)
         rows = await daily_jobs(conn, account_id, start.replace(minute=0, second=0, microsecond=0))
+        cap = await _jobs_cap(conn, res, account_id)
     per_day: dict[date, int] = {}
     per_api: dict[str, int] = {}
     for row in rows:  # one row per day and API surface
         per_day[row["day"]] = per_day.get(row["day"], 0) + int(row["jobs"])
         per_api[row["api"]] = per_api.get(row["api"], 0) + int(row["jobs"])
-    result = forecast(start, end, now, per_day)
+    result = forecast(start, end, now, per_day, cap)
     money = charge(terms, result.forecast_jobs, per_api)
-    return {
+    return Outlook(start, end, per_day, cap, {
         "period": {"start": start.isoformat(), "end": end.isoformat()},
         "billing_model": account["model"] if account is not None else None,
         "jobs_to_date": result.jobs_to_date,
@@ -52,7 +72,13 @@ async def period_forecast(res: Resources, account_id: str, now: datetime) -> dic
         "forecast_charge": (None if money.amount_minor is None
                             else {"amount": money.amount_minor, "currency": money.currency}),
         "cap_reached_on": result.cap_reached_on.isoformat() if result.cap_reached_on else None,
-    }
+    })
+
+
+async def _jobs_cap(conn: asyncpg.Connection, res: Resources, account_id: str) -> int | None:
+    """The cap the forecast says when it will reach: the account's cap on all its jobs, else the plan's default."""
+    own = await caps_queries.jobs_cap(conn, account_id) if await has_table(conn, "caps.caps") else None
+    return own or (res.settings.jobmeter_cap_default_jobs or None)
 
 
 def _month(now: datetime) -> tuple[datetime, datetime]:

@@ -9,7 +9,10 @@ publishes what it found as facts, which the fold applies:
 - **Late webhooks.** A recharge sent `settle_after` ago and still `requested` is looked up; `succeeded` becomes
   `RechargeConfirmed` (credited as `recharge:<pi>`, the same movement as the webhook's, so whichever comes second
   is a no-op), `requires_payment_method`/`canceled` a `RechargeFailed` (one per recharge, whoever notices first).
-  Anything else is asked again `settle_after` later.
+  Anything else is asked again `settle_after` later; still undecided `give_up` after it was sent (stuck in
+  `requires_action`, say), the PaymentIntent is canceled at Stripe and, once Stripe says it is canceled, the
+  recharge fails (`unsettled`): every recharge ends within a bound. (A PaymentIntent that succeeded cannot be
+  canceled: the next lookup finds the success.)
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 # How long a claimed card lookup is left to its claimer before another pass may make it again.
 LEASE = timedelta(minutes=2)
+# The code of a recharge whose PaymentIntent never settled and was canceled.
+UNSETTLED = "unsettled"
 
 def _id_of(value: Any) -> str | None:
     """An expandable field: the id whether Stripe sent the id or the object."""
@@ -54,6 +59,7 @@ class PaygReconciler:
         *,
         schema: str = "payg",
         settle_after: timedelta = timedelta(minutes=10),
+        give_up: timedelta = timedelta(hours=1),
         lease: timedelta = timedelta(minutes=2),
         retry_after: timedelta = timedelta(seconds=30),
         clock: Callable[[], datetime] = utcnow,
@@ -62,6 +68,7 @@ class PaygReconciler:
         self.client = client
         self.schema = schema
         self.settle_after = settle_after
+        self.give_up = give_up
         self.lease = lease
         self.retry_after = retry_after
         self.clock = clock
@@ -142,6 +149,13 @@ class PaygReconciler:
             message = (last.message if last else None) or f"the payment intent is {intent.status}"
             fact = RechargeFailed(account_id=row["account_id"], recharge_id=recharge, code=code,
                                   message=message[:1000], payment_intent_id=pi, failed_at=now)
+        elif row["sent_at"] <= now - self.give_up:
+            canceled = await self._abandon(row)
+            if canceled is None:
+                return
+            fact = RechargeFailed(account_id=row["account_id"], recharge_id=recharge, code=UNSETTLED,
+                                  message=f"still {intent.status} {self.give_up} after it was sent: canceled",
+                                  payment_intent_id=pi, failed_at=now)
         else:
             log.info("recharge still unsettled at Stripe", recharge_id=recharge, payment_intent=pi,
                      status=intent.status)
@@ -151,10 +165,24 @@ class PaygReconciler:
         log.warning("recharge settled without its webhook", account_id=row["account_id"], recharge_id=recharge,
                     payment_intent=pi, status=intent.status)
 
+    async def _abandon(self, row: asyncpg.Record) -> stripe.PaymentIntent | None:
+        """Cancel a PaymentIntent that never settled; None when Stripe did not (it succeeded meanwhile, or is
+        unreachable): asked again `settle_after` later."""
+        pi = row["payment_intent_id"]
+        try:
+            intent = await self.client.v1.payment_intents.cancel_async(pi)
+        except (stripe.StripeError, TimeoutError, OSError) as error:
+            log.warning("unsettled recharge not canceled, will ask again", recharge_id=row["recharge_id"],
+                        payment_intent=pi, error=str(error))
+            return None
+        return intent if intent.status == "canceled" else None
+
 
 def reconciler_for(res: Resources, schema: str = "payg") -> PaygReconciler:
-    settle_after = timedelta(seconds=res.settings.jobmeter_payg_settle_after_seconds)
-    return PaygReconciler(res.pool, make_client(res.settings), schema=schema, settle_after=settle_after, lease=LEASE)
+    s = res.settings
+    return PaygReconciler(res.pool, make_client(s), schema=schema, lease=LEASE,
+                          settle_after=timedelta(seconds=s.jobmeter_payg_settle_after_seconds),
+                          give_up=timedelta(seconds=s.jobmeter_payg_recharge_give_up_seconds))
 
 
 async def run_payg_reconciler(res: Resources, schema: str = "payg") -> None:

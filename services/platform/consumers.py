@@ -48,7 +48,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             folder = self.folder_of()
         except RuntimeError:
             return  # the runtime is closing (or not open yet): no holds to forget
-        folder.release((tp.topic, tp.partition) for tp in revoked)
+        folder.held.release((tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if not assigned or self.subscriber is None or self.subscriber.consumer is None:

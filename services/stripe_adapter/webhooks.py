@@ -84,7 +84,16 @@ def verify(body: bytes, header: str | None, secret: str, tolerance_seconds: int)
         raise WebhookRefused(f"bad signature: timestamp {signed_at} is in the future")
 
 
-def parse(body: bytes) -> StripeEventReceived | ThinEvent:
+def parse(body: bytes) -> StripeEventReceived:
+    """A snapshot event's verified body as our event (without the account, resolved later); WebhookRefused if it
+    is not one."""
+    parsed = parse_delivery(body)
+    if isinstance(parsed, ThinEvent):
+        raise WebhookRefused(f"{parsed.id} is a thin event: its body is fetched from Stripe (`receive`)")
+    return parsed
+
+
+def parse_delivery(body: bytes) -> StripeEventReceived | ThinEvent:
     """The verified body as our event (without the account, resolved later), or a thin event to fetch;
     WebhookRefused if it is neither."""
     try:
@@ -184,7 +193,7 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
     """Verify, parse, publish once, log. Returns after Kafka has the event (or had it before)."""
     settings = res.settings
     verify(body, header, settings.stripe_webhook_secret.get_secret_value(), settings.stripe_webhook_tolerance_seconds)
-    parsed = parse(body)
+    parsed = parse_delivery(body)
     event = await fetch_thin(res, parsed) if isinstance(parsed, ThinEvent) else parsed
     if not event.livemode and is_live_key(settings.stripe_secret_key.get_secret_value()):
         # Stripe sends a live account's endpoints live events only: this one was simulated (or sent to the

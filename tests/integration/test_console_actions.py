@@ -3,6 +3,8 @@ an unreachable Stripe, and logging out."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from jobmeter.settings import Settings
@@ -10,7 +12,7 @@ from services.http.app import create_app
 from services.platform.serving import free_port
 from services.stripe_adapter.fixtures import build_event, encode_event
 from services.stripe_adapter.webhooks import sign
-from tests.integration.helpers import ADMIN, INGEST, client_for, eventually, job, register
+from tests.integration.helpers import ADMIN, INGEST, applied_to_end, client_for, eventually, job, register
 from tests.integration.test_console_auth import ORIGIN, csrf_of, log_in
 
 pytestmark = pytest.mark.integration
@@ -106,6 +108,27 @@ async def test_a_subscribers_period_shows_once_stripe_says_so(settings: Settings
         assert "<dt>Status</dt><dd>active" in shown
         listing = (await client.get("/console/accounts")).text
         assert "· active" in listing
+
+
+async def test_the_account_page_draws_the_period_with_its_forecast_cap_and_alerts(settings: Settings) -> None:
+    app = create_app(settings, consumers=["accounts", "ledger", "caps"])
+    async with client_for(app) as client:
+        await register(client, "acme", "payg")
+        jobs = [{"account_id": "acme", "api": "extract", "job_id": f"j{i}", "channel": "direct", "mode": "sync",
+                 "completed_at": datetime.now(UTC).isoformat()} for i in range(8)]
+        capped = await client.put("/v1/accounts/acme/caps", json={"jobs": 10, "hard": False}, headers=ADMIN)
+        assert capped.status_code in (200, 202), capped.text
+        await applied_to_end(settings, "caps", "accounts")
+        assert (await client.post("/v1/jobs/completed", json=jobs, headers=INGEST)).status_code == 202
+        await applied_to_end(settings, "ledger", "jobs")
+        await applied_to_end(settings, "caps", "jobs")
+        await log_in(client)
+        page = (await client.get("/console/accounts/acme")).text
+        listing = (await client.get("/console/accounts")).text
+    assert 'id="overview-chart"' in listing and "acme: 8 jobs so far" in listing and "cap 10" in listing
+    assert 'id="period-chart"' in page and 'class="to-date"' in page and "cap: 10" in page
+    assert "<dt>Jobs so far</dt><dd>8</dd>" in page
+    assert "<td>cap:*:80</td>" in page  # the 80 % alert of the cap, raised once
 
 
 async def test_account_ids_with_a_slash_have_pages_and_actions(settings: Settings) -> None:

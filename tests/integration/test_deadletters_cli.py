@@ -85,3 +85,57 @@ async def test_dead_letters_are_listed_newest_first_and_shown_with_their_payload
 
     code, _, err = await jobmeter(settings, "deadletters", "show", "00000000-0000-0000-0000-000000000000")
     assert code == 1 and "no dead letter" in err
+
+
+def job_envelope(job_id: str, account: str) -> bytes:
+    return json.dumps({
+        "event_id": "7b0c7a53-8f3e-4a43-9d0e-6c2a3f0b1e12", "type": "JobCompleted", "version": 1,
+        "occurred_at": "2026-11-24T10:15:00Z", "producer": "hand",
+        "data": {"account_id": account, "api": "extract", "job_id": job_id, "channel": "direct", "mode": "sync",
+                 "completed_at": "2026-11-24T10:14:00Z"},
+    }).encode()
+
+
+async def test_a_redriven_letter_is_applied_once_after_the_fix_and_its_outcome_kept(settings: Settings) -> None:
+    """A job the ledger could not apply (here a constraint standing for a bug) is dead-lettered; once the cause is
+    gone, `redrive` applies it through the ledger, once however often it is redriven, and records the outcome
+    beside the letter: `list` shows it and the doctor no longer counts it. A letter that still cannot be applied is
+    refused again, with why (exit 1)."""
+    jobs = Topics(settings.jobmeter_topic_prefix).jobs
+    async with build_runtime(settings, ["ledger"]).running(producer="test") as runtime:
+        async with runtime.res.pool.acquire() as conn:
+            await conn.execute("ALTER TABLE ledger.jobs ADD CONSTRAINT stand_in_for_a_bug CHECK (account_id <> 'beta')")
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(jobs, job_envelope("j-beta", "beta"), key=b"beta")
+            await producer.send_and_wait(jobs, NOT_JSON, key=b"beta")
+            await applied_to_end(settings, "ledger", "jobs")
+        finally:
+            await producer.stop()
+        async with runtime.res.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM ledger.jobs") == 0
+            await conn.execute("ALTER TABLE ledger.jobs DROP CONSTRAINT stand_in_for_a_bug")  # the fix
+
+        garbage, job = await listed(settings)
+        assert "could not apply" in job["reason"] and job["redriven"] is None
+
+        code, out, err = await jobmeter(settings, "deadletters", "redrive", "--all", "--json")
+        assert code == 1, err  # the garbage is refused again
+        outcomes = {row["id"]: (row["applied"], row["detail"]) for row in json.loads(out)}
+        assert outcomes[job["id"]] == (True, "")
+        assert outcomes[garbage["id"]][0] is False and "not an event envelope" in outcomes[garbage["id"]][1]
+
+        code, out, err = await jobmeter(settings, "deadletters", "redrive", job["id"][:8])  # again, by id
+        assert code == 0 and "applied" in out, err
+        async with runtime.res.pool.acquire() as conn:
+            assert await conn.fetch("SELECT job_id, account_id FROM ledger.jobs") == [("j-beta", "beta")]
+            assert await conn.fetchval("SELECT sum(jobs) FROM ledger.hourly WHERE account_id = 'beta'") == 1
+
+    after = {row["id"]: row["redriven"] for row in await listed(settings)}
+    assert after[job["id"]] == "applied" and after[garbage["id"]].startswith("refused: not an event envelope")
+    code, out, _ = await jobmeter(settings, "doctor", "--json")
+    letters = [item for item in json.loads(out) if item["kind"] == "dead-letters"]
+    assert [(item["subject"], item["detail"].split(";")[0]) for item in letters] == [("ledger", "1 dead letter(s)")]
+    code, out, err = await jobmeter(settings, "deadletters", "redrive")
+    assert code == 2 and "--all" in err

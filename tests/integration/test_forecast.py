@@ -36,11 +36,15 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     spread = (now - start) / 40
     batch = [job("acme", f"a{i}", api=("extract", "classify")[i % 2], at=start + spread * i) for i in range(40)]
     batch += [job("acme", "last-month", at=start - timedelta(hours=1)), job("other", "o1", at=start)]
-    async with client_for(create_app(settings, consumers=["ledger", "accounts"])) as client:
+    async with client_for(create_app(settings, consumers=["ledger", "accounts", "caps"])) as client:
         await register(client, "acme", "payg")
         assert (await client.post("/v1/jobs/completed", json=batch, headers=INGEST)).status_code == 202
         await applied_to_end(settings, "ledger", "jobs")
         await applied_to_end(settings, "accounts", "accounts")
+        # A soft cap the month's first 40 jobs already reached: the forecast names the day it was reached.
+        capped = await client.put("/v1/accounts/acme/caps", json={"jobs": 40, "hard": False}, headers=ADMIN)
+        assert capped.status_code in (200, 202), capped.text
+        await applied_to_end(settings, "caps", "accounts")
         answer = await client.get("/v1/accounts/acme/forecast", headers=ADMIN)
         assert answer.status_code == 200, answer.text
         over_http = answer.json()
@@ -52,7 +56,7 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     assert body["period"] == {"start": start.isoformat(), "end": next_month(start).isoformat()}
     assert body["jobs_to_date"] == 40
     assert 40 <= body["forecast_low"] <= body["forecast_jobs"] <= body["forecast_high"]
-    assert body["cap_reached_on"] is None
+    assert body["cap_reached_on"] == max(j["completed_at"] for j in batch[:40])[:10]
     # PAYG: no plan, and the spend keeps the month's mix so far (half extract at 5, half classify at 3: 4 a job).
     assert (body["billing_model"], body["included_jobs"], body["forecast_overage_jobs"]) == ("payg", None, None)
     assert body["forecast_charge"] == {"amount": 4 * body["forecast_jobs"], "currency": "usd"}

@@ -5,6 +5,7 @@ The stack is left running at the end: other integration tests share it.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -13,9 +14,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from typer.testing import CliRunner
 
+from services.cli import stack as stack_cli
 from services.devtools import stack
-from services.devtools.stack import manager
+from services.devtools.stack import StackError, manager
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +73,28 @@ def test_up_again_is_fast_and_reuses_processes(env: dict[str, str]) -> None:
     assert again == env
     assert {row.name: row.pid for row in stack.status()} == before
     assert elapsed < 5, f"second up() took {elapsed:.1f}s"
+
+
+def test_status_json_lists_every_server_with_its_role_address_and_pid(env: dict[str, str]) -> None:
+    answer = CliRunner().invoke(stack_cli.app, ["status", "--json"])
+    assert answer.exit_code == 0, answer.output
+    listed = json.loads(answer.stdout)
+    assert (listed["ok"], listed["brokers"]) == (True, 1)
+    servers = {s["name"]: s for s in listed["servers"]}
+    assert {name: (s["role"], s["state"], s["address"]) for name, s in servers.items()} == {
+        "kafka": ("broker,controller", "running", env["KAFKA_BOOTSTRAP_SERVERS"]),
+        "postgres": ("database", "running", env["DATABASE_URL"]),
+        "stripe-mock": ("stripe api", "running", env["STRIPE_API_BASE"]),
+    }
+    assert {name: s["pid"] for name, s in servers.items()} == {row.name: row.pid for row in stack.status()}
+
+
+def test_another_cluster_size_is_refused_while_the_single_broker_runs(env: dict[str, str]) -> None:
+    # The quorum's voters are written into each node's storage: a size is changed only with the stack down.
+    with pytest.raises(StackError, match="runs 1 Kafka broker .*jobmeter stack down"):
+        stack.up(quiet=True, brokers=3)
+    assert manager.saved_brokers() == 1
+    assert stack.up(quiet=True) == env
 
 
 async def test_kafka_topic_produce_consume(env: dict[str, str]) -> None:

@@ -65,4 +65,13 @@ async def test_a_newer_version_from_kcat_holds_its_partition_and_the_others_go_o
         stored = await fetchval(settings, "SELECT next_offset FROM ledger.positions WHERE topic = $1 AND partition = 0",
                                 topic)
         assert stored == 1
+
+        # The key index cannot hold a partition (it reads every key event itself): a key decision it cannot read
+        # makes the process unhealthy until it is upgraded, rather than leave a key it may have suspended working.
+        newer_hold = json.dumps({"event_id": str(uuid.uuid4()), "type": "KeySuspended", "version": 9,
+                                 "occurred_at": "2026-12-01T00:00:00Z", "producer": "kcat",
+                                 "data": {"account_id": "acme", "reason": "a reason from the future"}})
+        await kcat(settings, Topics(settings.jobmeter_topic_prefix).name("keys"), 0, [newer_hold])
+        told = await eventually(lambda: client.get("/healthz"), lambda r: "key index cannot read" in r.text)
+        assert "KeySuspended v9 is newer than this reader" in told.json()["reason"]
     assert [r for r in await read_to_end(settings, "deadletters")] == []

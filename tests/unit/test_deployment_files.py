@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 import yaml
 
+from events.topics import replication_for
 from jobmeter.settings import DEVELOPMENT_SECRETS, Settings
 from services.cli.run import SERVICES
 
@@ -67,3 +68,32 @@ def test_compose_requires_each_shared_secret_and_runs_in_production() -> None:
         assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", environment[name]), f"{name} must be required, not defaulted"
     text = (ROOT / "docker-compose.yml").read_text() + (ROOT / ".env.example").read_text()
     assert not [value for value in DEVELOPMENT_SECRETS.values() if value in text], "a published secret is offered"
+
+
+def test_compose_runs_a_three_node_kraft_cluster_and_replicates_on_it() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    nodes = {name: spec for name, spec in compose["services"].items() if spec.get("image", "").startswith("apache/")}
+    assert len(nodes) == 3, "a quorum of three voters: one node may be down"
+    env = {name: spec["environment"] for name, spec in nodes.items()}
+    ids = {name: e["KAFKA_NODE_ID"] for name, e in env.items()}
+    assert sorted(ids.values()) == ["1", "2", "3"]
+    voters = {e["KAFKA_CONTROLLER_QUORUM_VOTERS"] for e in env.values()}
+    assert voters == {",".join(f"{ids[name]}@{name}:9093" for name in sorted(nodes, key=ids.__getitem__))}
+    assert {e["CLUSTER_ID"] for e in env.values()} != {None} and len({e["CLUSTER_ID"] for e in env.values()}) == 1
+    for name, e in env.items():
+        assert e["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert e["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+    assert len({volume for spec in nodes.values() for volume in spec["volumes"]}) == 3, "a disk of its own each"
+    # The cluster's own topics and jobmeter's are replicated alike: three copies, two in sync for acks=all.
+    wanted = replication_for(3)
+    for e in env.values():
+        assert (e["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], e["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"],
+                e["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == (str(wanted.factor),) * 3
+        assert (e["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"], e["KAFKA_MIN_INSYNC_REPLICAS"]) == (
+            str(wanted.min_insync),) * 2
+    jobmeter = compose["x-jobmeter"]
+    assert jobmeter["environment"]["KAFKA_BOOTSTRAP_SERVERS"].split(",") == [f"{node}:9092" for node in sorted(nodes)]
+    assert (jobmeter["environment"]["JOBMETER_REPLICATION_FACTOR"],
+            jobmeter["environment"]["JOBMETER_MIN_INSYNC_REPLICAS"]) == (str(wanted.factor), str(wanted.min_insync))
+    assert {name: dep["condition"] for name, dep in jobmeter["depends_on"].items() if name in nodes} == dict.fromkeys(
+        nodes, "service_healthy")

@@ -53,11 +53,11 @@ def test_a_recharge_is_listed_once_requested_past_its_bound() -> None:
     assert "never sent to Stripe" in never.detail
 
 
-def test_meter_reports_unsent_past_the_bound_and_every_failed_one_are_listed() -> None:
+def test_meter_reports_unsent_past_the_bound_and_every_failed_or_expired_one_are_listed() -> None:
     bound = timedelta(seconds=605)
     assert meter_reports([report("pending", NOW - bound + SECOND), report("sending", NOW - bound + SECOND)],
                          NOW, bound) == []
-    assert meter_reports([report("sent", NOW - 10 * bound), report("expired", NOW - 10 * bound)], NOW, bound) == []
+    assert meter_reports([report("sent", NOW - 10 * bound)], NOW, bound) == []
     pending, sending = meter_reports([report("pending", NOW - bound),
                                       report("sending", NOW - bound, claimed_until=NOW - bound)], NOW, bound)
     assert {pending.kind, sending.kind} == {"meter-report-unsent"}
@@ -65,7 +65,10 @@ def test_meter_reports_unsent_past_the_bound_and_every_failed_one_are_listed() -
     assert pending.resolve == "jobmeter stripe reports --account acme"
     [failed] = meter_reports([report("failed", NOW - SECOND, last_error="no such customer")], NOW, bound)
     assert failed.kind == "meter-report-failed" and failed.age_seconds == 1
-    assert "no such customer" in failed.detail and "invoice item" in failed.detail
+    assert "no such customer" in failed.detail and "send them again" in failed.detail
+    assert failed.resolve == "jobmeter stripe resend --account acme"
+    [expired] = meter_reports([report("expired", NOW - 10 * bound)], NOW, bound)
+    assert expired.kind == "meter-report-expired" and "invoice item" in expired.detail
 
 
 def test_parked_jobs_are_listed_after_a_day_with_the_registration_that_releases_them() -> None:

@@ -24,6 +24,7 @@ STRONG = {
     "jobmeter_admin_token": SecretStr("a" * 32),
     "stripe_webhook_secret": SecretStr("whsec_" + "w" * 32),
     "rapidapi_proxy_secret": SecretStr("r" * 32),
+    "jobmeter_webhook_signing_key": SecretStr("h" * 32),
 }
 SECRET_VARS = [name.upper() for name in DEVELOPMENT_SECRETS]
 
@@ -112,7 +113,7 @@ def test_settings_that_do_not_parse_are_refused_when_read(field: str, value: str
 def test_no_runtime_is_built_on_a_bad_configuration() -> None:
     with pytest.raises(ConfigurationError) as refused:
         build_runtime(Settings(jobmeter_env="production", jobmeter_apis="alpha"), ["payg"])
-    assert len(refused.value.problems) == 6  # four secrets, alpha unpriced, four prices for unknown surfaces
+    assert len(refused.value.problems) == 7  # five secrets, alpha unpriced, four prices for unknown surfaces
     assert str(refused.value).startswith("invalid configuration:\n  - JOBMETER_INGEST_TOKEN is unset")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,5 +166,8 @@ def test_stream_events_and_batch_keys() -> None:
         "event_name": "jobmeter_jobs", "identifier": "cus_1-1795515300-60s-0", "timestamp": "2026-11-24T10:15:00Z",
         "payload": {"stripe_customer_id": "cus_1", "value": "7"},
     }
-    assert batch_key([a, b]) == batch_key([a, b]) != batch_key([b, a])
-    assert len(batch_key([a] * 100)) <= 255
+    assert batch_key([a, b], 1) == batch_key([a, b], 1) != batch_key([b, a], 1)
+    # A new key for every request and every claim: Stripe replays a saved 500 to a retry under the same key.
+    assert batch_key([a, b], 2) != batch_key([a, b], 1)
+    assert batch_key([replace(a, attempt=2), b], 1) != batch_key([a, b], 1)
+    assert len(batch_key([a] * 100, 6)) <= 255

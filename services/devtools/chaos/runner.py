@@ -29,6 +29,7 @@ from services.devtools.chaos.billing import (
     meter_outbox_unsent,
     register,
 )
+from services.devtools.chaos.cluster import BrokerFaults
 from services.devtools.chaos.invariants import (
     Invariant,
     lag_recovered,
@@ -44,6 +45,7 @@ from services.platform.poll import PollPolicy, poll
 from services.platform.serving import free_port
 
 Log = Callable[[str], None]
+HTTP_START_BOUND = 120.0
 
 
 @dataclass
@@ -64,7 +66,7 @@ class ChaosReport:
 class Scenario:
     def __init__(self, settings: Settings, *, seconds: float, accounts: int = 40, batch: int = 100,
                  bad_ratio: float = 0.1, lag_bound: float = 90.0, billing_bound: float = 90.0, seed: int = 11,
-                 log: Log = print) -> None:
+                 brokers: int = 1, log: Log = print) -> None:
         self.settings = settings = chaos_settings(settings)
         self.seconds = seconds
         self.batch = batch
@@ -82,7 +84,12 @@ class Scenario:
         env = service_env(settings)
         logs = state_dir() / "logs" / f"chaos-{self.run}"
         self.http = ServiceProcess("http", ["http", "--port", str(self.port)], env, logs)
-        self.consumers = [ServiceProcess(name, [name], env, logs) for name in PROJECTION_SERVICES]
+        # On a cluster, as a deployment runs them: two instances of every consumer, each a static group member.
+        instances = [("", env)] if brokers == 1 else [
+            (f"-{n}", {**env, "JOBMETER_INSTANCE_ID": f"chaos-{self.run}-{n}"}) for n in (1, 2)]
+        self.consumers = [ServiceProcess(f"{name}{suffix}", [name], penv, logs)
+                          for name in PROJECTION_SERVICES for suffix, penv in instances]
+        self.brokers = BrokerFaults(settings, self.rng, log) if brokers > 1 else None
         self.book = ClientBook()
         self.faults: list[str] = []
         self.garbage = 0
@@ -133,6 +140,7 @@ class Scenario:
         people = self.people
         return {"retries": self.book.retries, "kills": {p.name: p.kills for p in self._all()},
                 "exits": {p.name: p.exits for p in self._all() if p.exits},
+                "broker_kills": self.brokers.killed if self.brokers else [],
                 "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
                 "webhook_deliveries": self.stripe.deliveries, "meter_usage_reported_on_bus": self.announced,
                 "meter_outbox_unrelayed": self.unrelayed,
@@ -143,14 +151,17 @@ class Scenario:
         return [self.http, *self.consumers]
 
     async def _wait_http(self, client: httpx.AsyncClient) -> None:
-        for _ in range(300):
+        # Generous: on a cluster, two dozen processes start at once, and two cores take a while to import them all.
+        deadline = time.monotonic() + HTTP_START_BOUND
+        while time.monotonic() < deadline:
             try:
                 if (await client.get("/healthz")).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
-        raise RuntimeError("the HTTP app did not come up; see its log in .jobmeter/logs")
+        raise RuntimeError(f"the HTTP app did not come up within {HTTP_START_BOUND:.0f}s; see its log in "
+                           f"{state_dir() / 'logs' / f'chaos-{self.run}'}")
 
     async def _traffic(self, client: httpx.AsyncClient) -> None:
         token = self.settings.jobmeter_ingest_token.get_secret_value()
@@ -176,7 +187,7 @@ class Scenario:
         actions: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             *[(f"SIGKILL {p.name}", self._bounce(p)) for p in self.consumers],
             ("SIGKILL http", self._bounce(self.http)),
-            ("restart kafka", self._restart_server("kafka")),
+            *(self.brokers.actions() if self.brokers else [("restart kafka", self._restart_server("kafka"))]),
             ("restart postgres", self._restart_server("postgres")),
             ("stripe-mock down", self._stripe_down),
         ]

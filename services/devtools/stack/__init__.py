@@ -11,11 +11,12 @@ from services.devtools.stack.processes import ServiceStatus, StackError
 __all__ = ["ServiceStatus", "StackError", "down", "kill", "restart", "status", "up"]
 
 
-def up(quiet: bool = False) -> dict[str, str]:
-    """Start (or reuse) every service, wait until each is healthy, write stack.env; returns its values."""
+def up(quiet: bool = False, brokers: int | None = None) -> dict[str, str]:
+    """Start (or reuse) every service, wait until each is healthy, write stack.env; returns its values. `brokers`
+    asks for a Kafka cluster of that many KRaft nodes; by default the stack keeps the size it has (one at first)."""
     from services.devtools.stack import manager
 
-    return manager.up(quiet=quiet)
+    return manager.up(quiet=quiet, brokers=brokers)
 
 
 def down(purge: bool = False) -> None:

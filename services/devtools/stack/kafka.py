@@ -1,13 +1,18 @@
-"""Apache Kafka 4.1.1 from Maven Central: one KRaft node in combined mode, jars cached per machine."""
+"""Apache Kafka 4.1.1 from Maven Central: KRaft nodes in combined mode (one, or a cluster of several), jars cached
+per machine."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from events.topics import Replication, replication_for
 from jobmeter.settings import cache_dir, state_dir
 from services.devtools.stack.processes import HOST, StackError, file_lock, pick_port, run_logged, spawn, write_atomic
 from services.devtools.stack.server import Server
@@ -59,9 +64,27 @@ rootLogger.appenderRef.file.ref = FILE
 
 
 class Kafka(Server):
-    name = "kafka"
+    """One KRaft node, broker and controller both. Alone (`nodes == 1`) it is `kafka`, with the folders the stack has
+    always used; in a cluster of `nodes` it is `kafka-N`, and every node votes in one controller quorum."""
+
     env_key = "KAFKA_BOOTSTRAP_SERVERS"
+    role = "broker,controller"
     health_timeout = 120.0
+
+    def __init__(self, node: int = 1, nodes: int = 1) -> None:
+        if not 1 <= node <= nodes:
+            raise ValueError(f"node {node} of a {nodes}-node cluster")
+        self.node, self.nodes = node, nodes
+        self.name = "kafka" if nodes == 1 else f"kafka-{node}"
+
+    def peers(self) -> list[Kafka]:
+        """Every node of this node's cluster, itself included, in node order."""
+        return [Kafka(n, self.nodes) for n in range(1, self.nodes + 1)]
+
+    @property
+    def replication(self) -> Replication:
+        """What the cluster's internal topics (offsets, transactions) get, by the rule jobmeter's own follow."""
+        return replication_for(self.nodes)
 
     @property
     def marker(self) -> str:
@@ -73,11 +96,15 @@ class Kafka(Server):
 
     @property
     def conf_dir(self) -> Path:
-        return state_dir() / "kafka"
+        return state_dir() / self.name
 
     @property
     def data_dir(self) -> Path:
-        return state_dir() / "data" / "kafka"
+        return state_dir() / "data" / self.name
+
+    @property
+    def cluster_id_file(self) -> Path:
+        return state_dir() / "data" / f"kafka-cluster-{self.nodes}.id"
 
     def install(self, console: Console | None) -> None:
         done = self.home / ".complete"
@@ -101,6 +128,10 @@ class Kafka(Server):
         port = self.saved_ports().get("broker")
         return f"{HOST}:{port}" if port else None
 
+    def env_value(self) -> str | None:
+        addresses = [peer.address() for peer in self.peers()]
+        return ",".join(a for a in addresses if a) if all(addresses) else None
+
     def _java(self, main: str, *args: str) -> list[str]:
         return [
             "java", "-Xms256m", "-Xmx512m", "-Djava.awt.headless=true",
@@ -109,11 +140,13 @@ class Kafka(Server):
             "-cp", f"{self.home / 'libs'}/*", main, *args,
         ]  # fmt: skip
 
-    def _write_config(self, broker: int, controller: int) -> Path:
+    def _write_config(self, ports: dict[int, dict[str, int]]) -> Path:
+        broker, controller = ports[self.node]["broker"], ports[self.node]["controller"]
+        internal = self.replication
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{controller}",
+            "node.id": str(self.node),
+            "controller.quorum.voters": ",".join(f"{n}@{HOST}:{p['controller']}" for n, p in sorted(ports.items())),
             "listeners": f"PLAINTEXT://{HOST}:{broker},CONTROLLER://{HOST}:{controller}",
             "advertised.listeners": f"PLAINTEXT://{HOST}:{broker}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -122,54 +155,85 @@ class Kafka(Server):
             "log.dirs": str(self.data_dir),
             "num.partitions": "6",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "min.insync.replicas": "1",
+            "default.replication.factor": str(internal.factor),
+            "offsets.topic.replication.factor": str(internal.factor),
+            "transaction.state.log.replication.factor": str(internal.factor),
+            "transaction.state.log.min.isr": str(internal.min_insync),
+            "share.coordinator.state.topic.replication.factor": str(internal.factor),
+            "share.coordinator.state.topic.min.isr": str(internal.min_insync),
+            "min.insync.replicas": str(internal.min_insync),
             "group.initial.rebalance.delay.ms": "0",
             # After a crash the controller refuses the new incarnation until the old session expires (9 s by
-            # default); fault-injection tests crash Kafka often, and one local node has no flaky network.
+            # default); fault-injection tests crash Kafka often, and local nodes have no flaky network. The same
+            # timeout fences a killed node of a cluster, which takes it out of every ISR: acks=all stalls that long.
             "broker.session.timeout.ms": "4000",
             "broker.heartbeat.interval.ms": "1000",
             # Test-sized: two cores are plenty for one node, and the defaults would claim more.
             "num.network.threads": "2",
             "num.io.threads": "2",
         }
+        if self.nodes > 1:
+            # A follower back from a crash catches up from a leader one of its peers is: a quick, small fetch.
+            props["num.replica.fetchers"] = "1"
         path = self.conf_dir / "server.properties"
         write_atomic(path, "".join(f"{k}={v}\n" for k, v in props.items()))
         write_atomic(self.conf_dir / "log4j2.properties", LOG4J2)
         return path
+
+    def _cluster_id(self) -> str:
+        """One id for every node of the cluster, chosen at its first start (Kafka's form: 16 random bytes,
+        URL-safe base64 without padding, never starting with a dash)."""
+        with contextlib.suppress(OSError):
+            if saved := self.cluster_id_file.read_text().strip():
+                return saved
+        while (chosen := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+            pass
+        write_atomic(self.cluster_id_file, chosen + "\n")
+        return chosen
 
     def _format_once(self, config: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
         log = self.log_dir / "storage-format.log"
         with log.open("w") as out:
-            uuid = subprocess.run(
-                self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=False
-            )
-            out.write(uuid.stdout + uuid.stderr)
-            cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.returncode == 0 and uuid.stdout else ""
-            if not cluster_id:
-                raise StackError(f"kafka-storage random-uuid failed; read {log}")
             fmt = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                self._java("kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(config)),
                 stdout=out, stderr=subprocess.STDOUT, check=False,
             )  # fmt: skip
         if fmt.returncode != 0:
             raise StackError(f"formatting Kafka storage failed; read {log}")
 
+    def _ports(self) -> dict[int, dict[str, int]]:
+        """node -> its broker and controller ports. Each node keeps its ports across restarts when it can; in a
+        cluster, the first node to start picks them for every node, since each config names every voter."""
+        saved = {peer.node: peer.saved_ports() for peer in self.peers()}
+        taken = {port for node, ports in saved.items() if node != self.node for port in ports.values()}
+        chosen: dict[int, dict[str, int]] = {}
+        for node in sorted(saved, key=lambda n: n != self.node):  # this node first: it may keep its ports
+            previous = saved[node]
+            if node != self.node and {"broker", "controller"} <= previous.keys():
+                chosen[node] = previous
+                continue
+            broker = pick_port(previous.get("broker"), taken)
+            controller = pick_port(previous.get("controller"), taken | {broker})
+            if self.nodes > 1 and previous.get("controller") not in (None, controller):
+                raise StackError(
+                    f"{self.name}'s controller port {previous['controller']} is taken by another program, and every "
+                    "node's config names it; free it, or `jobmeter stack down --purge` and start afresh"
+                )
+            chosen[node] = {"broker": broker, "controller": controller}
+            taken |= {broker, controller}
+        for peer in self.peers():
+            if peer.saved_ports() != chosen[peer.node]:
+                peer.save_ports(chosen[peer.node])
+        return chosen
+
     def launch(self) -> None:
-        saved = self.saved_ports()
-        broker = pick_port(saved.get("broker"))
-        controller = pick_port(saved.get("controller"), taken={broker})
+        ports = self._ports()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        config = self._write_config(broker, controller)
+        config = self._write_config(ports)
         self._format_once(config)
-        self.save_ports({"broker": broker, "controller": controller})
         self.write_pid(spawn(self._java("kafka.Kafka", str(config)), self.log))
 
     async def check(self, address: str) -> None:
@@ -185,7 +249,15 @@ class Kafka(Server):
         admin = AIOKafkaAdminClient(bootstrap_servers=address, request_timeout_ms=5000)
         await admin.start()
         try:
-            response = await admin.create_topics([NewTopic(HEALTH_TOPIC, 1, 1)])
+            if address == self.address() and self.nodes > 1:
+                # A node that answers may still be fenced (not yet caught up with the quorum): it serves nothing.
+                brokers = {b["node_id"] for b in (await admin.describe_cluster())["brokers"]}
+                if self.node not in brokers:
+                    raise StackError(f"node {self.node} is not among the cluster's live brokers {sorted(brokers)}")
+            # Every node holds a copy: the probe still writes while any one node is down.
+            copies = self.replication.factor
+            health = NewTopic(HEALTH_TOPIC, 1, copies, topic_configs={"min.insync.replicas": "1"})
+            response = await admin.create_topics([health])
             for _topic, code, *_ in response.topic_errors:
                 if code and for_code(code) is not TopicAlreadyExistsError:
                     raise for_code(code)()

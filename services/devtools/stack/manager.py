@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import shutil
 import sys
@@ -14,10 +15,11 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from events.topics import replication_for
 from jobmeter.settings import state_dir
 from services.devtools.stack.kafka import Kafka
 from services.devtools.stack.postgres import Postgres
-from services.devtools.stack.processes import ServiceStatus, StackError, file_lock, write_atomic
+from services.devtools.stack.processes import ServiceStatus, StackError, file_lock, read_int, write_atomic
 from services.devtools.stack.server import Server
 from services.devtools.stack.stripe_mock import StripeMock
 
@@ -32,8 +34,30 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
-def services() -> dict[str, Server]:
-    return {svc.name: svc for svc in (Kafka(), Postgres(), StripeMock())}
+MAX_BROKERS = 9
+
+
+def brokers_file() -> Path:
+    return state_dir() / "run" / "kafka.brokers"
+
+
+def saved_brokers() -> int | None:
+    """How many Kafka nodes this stack was last started with; None before the first `up`."""
+    return read_int(brokers_file())
+
+
+def services(brokers: int | None = None) -> dict[str, Server]:
+    """The stack's servers: its Kafka nodes (as many as it was started with, unless `brokers` says), Postgres and
+    stripe-mock."""
+    nodes = brokers or saved_brokers() or 1
+    kafka = Kafka(1, nodes).peers()
+    return {svc.name: svc for svc in (*kafka, Postgres(), StripeMock())}
+
+
+def _every_kafka_node() -> list[Kafka]:
+    """Nodes of either layout (the single broker and a cluster keep apart folders): what `down` must stop."""
+    sizes = {1, saved_brokers() or 1}
+    return [node for size in sorted(sizes) for node in Kafka(1, size).peers()]
 
 
 def get(name: str) -> Server:
@@ -65,9 +89,39 @@ def external(svc: Server) -> str | None:
     """The address from a real environment variable, when it points at a server we did not start."""
     value = os.environ.get(svc.env_key)
     # `eval "$(jobmeter stack env)"` exports our own addresses: those still mean "ours", not external.
-    if not value or value == svc.address():
+    if not value or value == svc.env_value():
         return None
     return value
+
+
+def _choose_brokers(brokers: int | None) -> int:
+    """The cluster size `up` runs: the one asked for, else the one the stack has, else a single broker. Another
+    size than the running one is refused: the quorum's voters are written into each node's storage."""
+    current = saved_brokers() or 1
+    wanted = brokers or current
+    if not 1 <= wanted <= MAX_BROKERS:
+        raise StackError(f"--brokers takes 1 to {MAX_BROKERS}, not {wanted}")
+    running = [node.name for node in Kafka(1, current).peers() if node.alive()]
+    if wanted != current and running:
+        raise StackError(
+            f"this stack runs {current} Kafka broker{'s' * (current > 1)} ({', '.join(running)}); stop it with "
+            f"`jobmeter stack down` before starting {wanted} (each size keeps its own data)"
+        )
+    return wanted
+
+
+def _stack_values(svcs: list[Server], ext: dict[str, str | None], brokers: int) -> dict[str, str]:
+    values = {svc.env_key: ext[svc.name] or str(svc.env_value()) for svc in svcs}
+    if brokers > 1 and not any(ext[svc.name] for svc in svcs if isinstance(svc, Kafka)):
+        # Clients create topics by these: every copy the cluster can hold, and acks=all meaning two of them.
+        replication = replication_for(brokers)
+        values["JOBMETER_REPLICATION_FACTOR"] = str(replication.factor)
+        values["JOBMETER_MIN_INSYNC_REPLICAS"] = str(replication.min_insync)
+    if not any(ext.values()):
+        # Servers we started on this machine, holding nothing of value: the published development secrets
+        # are fine here. Never said when a server is external: that may be a real deployment's.
+        values["JOBMETER_ENV"] = "development"
+    return values
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -108,10 +162,12 @@ async def _wait_healthy(svc: Server, address: str, own: bool) -> None:
         await asyncio.sleep(0.5)
 
 
-def up(quiet: bool = False) -> dict[str, str]:
+def up(quiet: bool = False, brokers: int | None = None) -> dict[str, str]:
     out = None if quiet else console()
     with file_lock(state_dir() / "run" / "stack.lock"):
-        svcs = list(services().values())
+        size = _choose_brokers(brokers)
+        write_atomic(brokers_file(), f"{size}\n")
+        svcs = list(services(size).values())
         ext = {svc.name: external(svc) for svc in svcs}
         own = [svc for svc in svcs if ext[svc.name] is None]
         for svc in own:
@@ -132,14 +188,10 @@ def up(quiet: bool = False) -> dict[str, str]:
             await asyncio.gather(*waits)
 
         run_sync(settle())
-        values = {svc.env_key: ext[svc.name] or str(svc.address()) for svc in svcs}
-        if not any(ext.values()):
-            # Servers we started on this machine, holding nothing of value: the published development secrets
-            # are fine here. Never said when a server is external: that may be a real deployment's.
-            values["JOBMETER_ENV"] = "development"
+        values = _stack_values(svcs, ext, size)
         _write_env_file(values)
     if out:
-        rows = [_row(svc, "external" if ext[svc.name] else "running", values[svc.env_key]) for svc in svcs]
+        rows = [_row(svc, "external" if ext[svc.name] else "running", ext[svc.name] or svc.address()) for svc in svcs]
         out.print(table(rows))
         out.print(f'Connection file: {env_file()}  (shell: eval "$(jobmeter stack env)")')
     return values
@@ -147,7 +199,7 @@ def up(quiet: bool = False) -> dict[str, str]:
 
 def _row(svc: Server, state: str, address: str | None) -> ServiceStatus:
     pid = svc.pid() if state in ("running", "unhealthy") else None
-    return ServiceStatus(svc.name, state, address or "-", pid, svc.log_hint())
+    return ServiceStatus(svc.name, state, address or "-", pid, svc.log_hint(), svc.role)
 
 
 def status() -> list[ServiceStatus]:
@@ -173,23 +225,34 @@ def status() -> list[ServiceStatus]:
 
 def table(rows: list[ServiceStatus]) -> Table:
     out = Table(title="jobmeter stack")
-    for column in ("service", "state", "address", "pid"):
+    for column in ("service", "role", "state", "address", "pid"):
         # Fold rather than cut with an ellipsis: a cut address is useless to copy.
         out.add_column(column, overflow="fold")
     for row in rows:
         colour = "green" if row.ok else "red"
-        out.add_row(row.name, f"[{colour}]{row.state}[/{colour}]", row.address, str(row.pid or "-"))
+        out.add_row(row.name, row.role, f"[{colour}]{row.state}[/{colour}]", row.address, str(row.pid or "-"))
     return out
+
+
+def status_json(rows: list[ServiceStatus]) -> dict[str, Any]:
+    """`jobmeter stack status --json`: every server with its role, state, address, pid and log."""
+    return {"ok": all(row.ok for row in rows), "brokers": saved_brokers() or 1, "env_file": str(env_file()),
+            "servers": [dataclasses.asdict(row) for row in rows]}
 
 
 def down(purge: bool = False) -> None:
     with file_lock(state_dir() / "run" / "stack.lock"):
-        for svc in reversed(list(services().values())):
+        for svc in (StripeMock(), Postgres()):
             if external(svc) is None:
                 svc.stop()
+        nodes = [node for node in _every_kafka_node() if external(node) is None]
+        # All at once: stopped one by one, the last node would wait out its timeout for a quorum (a majority of
+        # the voters) that its peers took away, before it could leave in order.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            list(pool.map(lambda node: node.stop(), nodes))
         if purge:
             root = state_dir()
-            for folder in ("data", "logs", "kafka", "run"):
+            for folder in ("data", "logs", "run", "kafka", *(p.name for p in root.glob("kafka-[0-9]*"))):
                 shutil.rmtree(root / folder, ignore_errors=True)
             env_file().unlink(missing_ok=True)
 
@@ -204,8 +267,9 @@ def restart(name: str) -> str:
         address = str(svc.address())
         run_sync(_wait_healthy(svc, address, True))
         # The port stays unless something else took it meanwhile; keep the connection file true either way.
-        if read_env_file().get(svc.env_key) not in (None, address):
-            _write_env_file({**read_env_file(), svc.env_key: address})
+        value = str(svc.env_value())
+        if read_env_file().get(svc.env_key) not in (None, value):
+            _write_env_file({**read_env_file(), svc.env_key: value})
     return address
 
 

@@ -28,6 +28,7 @@ def _majors() -> list[int]:
 class Postgres(Server):
     name = "postgres"
     env_key = "DATABASE_URL"
+    role = "database"
     health_timeout = 60.0
 
     @property

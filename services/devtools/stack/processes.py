@@ -33,6 +33,7 @@ class ServiceStatus:
     address: str
     pid: int | None
     log: str = ""
+    role: str = ""
 
     @property
     def ok(self) -> bool:
@@ -114,8 +115,14 @@ def _children(pid: int) -> list[int]:
 def _wait_reaped(pids: list[int], timeout: float) -> None:
     # A zombie keeps its pid until its parent (init) reaps it, and Postgres takes the pid in a stale
     # postmaster.pid for a live server: a restart must wait for the reaping, not just the death.
+    # A child of this very process is ours to reap (init never will while we live): polling it does that.
     deadline = time.monotonic() + timeout
-    while any(_proc_state(pid) is not None for pid in pids) and time.monotonic() < deadline:
+    while True:
+        for pid in pids:
+            if (child := _CHILDREN.get(pid)) is not None and child.poll() is not None:
+                del _CHILDREN[pid]
+        if all(_proc_state(pid) is None for pid in pids) or time.monotonic() > deadline:
+            return
         time.sleep(0.05)
 
 

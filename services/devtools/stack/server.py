@@ -18,6 +18,7 @@ class Server:
 
     name = ""
     env_key = ""
+    role = ""  # what it is to jobmeter, for `jobmeter stack status`
     health_timeout = 60.0
 
     @property
@@ -62,6 +63,10 @@ class Server:
     def address(self) -> str | None:
         """The env value (bootstrap servers, URL) for the saved ports; None before the first start."""
         raise NotImplementedError
+
+    def env_value(self) -> str | None:
+        """What `env_key` is set to for clients: the address, or for a node of a cluster every node's address."""
+        return self.address()
 
     def install(self, console: Console | None) -> None:
         """Fetch binaries once (cached); a no-op when they are present."""

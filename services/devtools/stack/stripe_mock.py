@@ -28,6 +28,7 @@ def _go() -> str:
 class StripeMock(Server):
     name = "stripe-mock"
     env_key = "STRIPE_API_BASE"
+    role = "stripe api"
     health_timeout = 30.0
 
     @property
