@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -25,6 +26,7 @@ from services.platform.redrive import Redriven, redrive
 from services.platform.resources import Resources
 
 app = typer.Typer(no_args_is_help=True)
+T = TypeVar("T")
 
 
 def _where() -> tuple[str, Topics]:
@@ -35,6 +37,18 @@ def _where() -> tuple[str, Topics]:
 def _unreadable(error: LogError) -> typer.Exit:
     errors.print(f"[red]cannot read the dead-letter topic:[/red] {escape(str(error))}")
     return typer.Exit(1)
+
+
+def _found(call: Callable[[], T]) -> T:
+    """What `call` reads from the dead-letter topic; exit 1 saying why when the topic cannot be read or the letter
+    asked for is not there."""
+    try:
+        return call()
+    except LogError as error:
+        raise _unreadable(error) from None
+    except NotFound as error:
+        errors.print(escape(str(error)))
+        raise typer.Exit(1) from None
 
 
 @app.command("list")
@@ -68,13 +82,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
 ) -> None:
     """One dead letter with the record it holds (the original bytes as UTF-8); exit 1 if there is none."""
-    try:
-        letter = asyncio.run(find_dead_letter(*_where(), id_))
-    except LogError as error:
-        raise _unreadable(error) from None
-    except NotFound as error:
-        errors.print(escape(str(error)))
-        raise typer.Exit(1) from None
+    letter = _found(lambda: asyncio.run(find_dead_letter(*_where(), id_)))
     if as_json:
         print(json.dumps(letter.detail(), indent=2))
         return
@@ -107,13 +115,7 @@ def redrive_(
                        if not letter.settled and (consumer is None or letter.consumer == consumer)]
         return [await redrive(res, letter) for letter in letters]
 
-    try:
-        done = with_resources(work, producer="jobmeter-redrive")
-    except LogError as error:
-        raise _unreadable(error) from None
-    except NotFound as error:
-        errors.print(escape(str(error)))
-        raise typer.Exit(1) from None
+    done = _found(lambda: with_resources(work, producer="jobmeter-redrive"))
     if as_json:
         print(json.dumps([r.as_json() for r in done], indent=2))
     else:

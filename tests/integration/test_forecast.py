@@ -3,31 +3,18 @@ of this month, and a forecast of it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from jobmeter.settings import Settings, get_settings
-from services.cli.main import app
+from jobmeter.settings import Settings
 from services.http.app import create_app
 from services.ledger.periods import month_start, next_month
+from tests.integration.cli import run_cli
 from tests.integration.helpers import ADMIN, INGEST, applied_to_end, client_for, job, register
 
 pytestmark = pytest.mark.integration
-
-
-async def cli(settings: Settings, *args: str) -> Result:
-    """The CLI in a thread (it runs its own event loop), pointed at this test's database."""
-    get_settings.cache_clear()
-    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
-           "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix}
-    try:
-        return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-    finally:
-        get_settings.cache_clear()
 
 
 async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Settings) -> None:
@@ -50,7 +37,7 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
         over_http = answer.json()
         assert (await client.get("/v1/accounts/acme/forecast")).status_code == 401
 
-    result = await cli(settings, "forecast", "acme", "--json")
+    result = await run_cli(settings, "forecast", "acme", "--json")
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["period"] == {"start": start.isoformat(), "end": next_month(start).isoformat()}
@@ -64,12 +51,12 @@ async def test_the_forecast_counts_this_months_jobs_of_the_account(settings: Set
     assert (over_http["period"], over_http["jobs_to_date"]) == (body["period"], 40)
     assert 40 <= over_http["forecast_low"] <= over_http["forecast_jobs"] <= over_http["forecast_high"]
 
-    unknown = json.loads((await cli(settings, "forecast", "nobody", "--json")).stdout)
+    unknown = json.loads((await run_cli(settings, "forecast", "nobody", "--json")).stdout)
     assert (unknown["jobs_to_date"], unknown["forecast_jobs"], unknown["forecast_high"]) == (0, 0, 0)
     assert (unknown["billing_model"], unknown["forecast_charge"]) == (None, None)
 
 
 async def test_without_an_account_or_backtest_the_command_says_what_it_needs(settings: Settings) -> None:
-    result = await cli(settings, "forecast")
+    result = await run_cli(settings, "forecast")
     assert result.exit_code == 2
     assert "name an ACCOUNT" in result.output

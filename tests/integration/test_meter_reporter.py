@@ -7,27 +7,25 @@ The last test runs the whole path through Kafka and the Runtime.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from events.accounts import AccountRegistered, StripeCustomerLinked
 from events.billing import MeterUsageReported
 from events.registry import REGISTRY
 from events.stripe import StripeEventReceived
 from events.topics import Topics
-from jobmeter.settings import Settings, get_settings
+from jobmeter.settings import Settings
 from projections.meter.errors import ERROR_REPORT
 from projections.meter.windows import window_start
-from services.cli.main import app
 from services.engine.runtime import build_runtime
 from services.meter.sender import MeterSender
 from services.stripe_adapter.client import MeterEvent, StripeMeterEvents
+from tests.integration.cli import run_cli
 from tests.integration.fake_meter_stripe_front import FakeMeterStripeFront
 from tests.integration.helpers import eventually, read_topic
 from tests.integration.meter_harness import CUSTOMER, LEASE, WIDTH, Harness, jobs, open_harness
@@ -266,17 +264,6 @@ def iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-async def cli(settings: Settings, *args: str) -> Result:
-    """The CLI in a thread (it runs its own event loop), pointed at this test's database."""
-    get_settings.cache_clear()
-    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
-           "JOBMETER_TOPIC_PREFIX": settings.jobmeter_topic_prefix}
-    try:
-        return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-    finally:
-        get_settings.cache_clear()
-
-
 async def test_what_stripes_validation_refused_fails_with_the_reason_and_is_sent_again_on_resend(
     harness: Harness,
 ) -> None:
@@ -310,8 +297,8 @@ async def test_what_stripes_validation_refused_fails_with_the_reason_and_is_sent
     await h.publish(refused)  # delivered again: nothing more fails, nothing more is said
     assert len([e for e in await h.emitted() if e.event_type == "MeterUsageUnreportable"]) == 2
 
-    assert (await cli(h.settings, "stripe", "resend")).exit_code == 2  # says what to name
-    result = await cli(h.settings, "stripe", "resend", "--account", "acme", "--json")
+    assert (await run_cli(h.settings, "stripe", "resend")).exit_code == 2  # says what to name
+    result = await run_cli(h.settings, "stripe", "resend", "--account", "acme", "--json")
     assert result.exit_code == 0, result.output
     assert sorted(r["identifier"] for r in json.loads(result.stdout)) == sorted([first.identifier, second.identifier])
     assert (await h.sender(at=datetime.now(UTC) + timedelta(seconds=1)).send_due()).sent == 2
@@ -319,7 +306,7 @@ async def test_what_stripes_validation_refused_fails_with_the_reason_and_is_sent
     again = h.front.meter_events()[-2:]
     assert sorted(r.form["identifier"] for r in again) == sorted([first.identifier, second.identifier])
     assert all(r.idempotency_key == f"{r.form['identifier']}:2.1" for r in again)  # the second claim: a new key
-    nothing = await cli(h.settings, "stripe", "resend", "--account", "acme", "--json")
+    nothing = await run_cli(h.settings, "stripe", "resend", "--account", "acme", "--json")
     assert json.loads(nothing.stdout) == []
 
 

@@ -10,7 +10,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -274,37 +274,6 @@ async def test_a_burst_across_the_threshold_charges_the_card_once_and_webhooks_c
     assert len(await emitted(settings, "BalanceCredited")) == 2
     assert len(await emitted(settings, "RechargeRequested")) == 1
     assert len(await emitted(settings, "RechargeSucceeded")) == 1
-
-
-async def test_a_crash_between_charging_and_recording_finds_the_payment_intent_and_charges_once(
-    settings: Settings, front: PaygFakeStripeFront, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = payg_recharger.Recharger.record_sent
-    crashes: list[str] = []
-
-    async def dies_once(self: payg_recharger.Recharger, row: Any, payment_intent_id: str) -> None:
-        if not crashes:
-            crashes.append(payment_intent_id)
-            raise RuntimeError("process died after Stripe created the PaymentIntent")
-        await real(self, row, payment_intent_id)
-
-    monkeypatch.setattr(payg_recharger.Recharger, "record_sent", dies_once)
-    monkeypatch.setattr(payg_recharger, "LEASE", timedelta(seconds=1))
-    app = create_app(with_front(settings, front), consumers=["accounts", "payg"])
-    async with client_for(app) as client:
-        await register(client, "crash", "cus_CRASH")
-        # Below the threshold from the start (0 < 500): configuring auto-recharge requests one at once.
-        configured = await client.post("/v1/accounts/crash/payg/config", headers=ADMIN, json={
-            "auto_recharge": True, "payment_method_id": "pm_card_visa"})
-        assert configured.status_code == 202, configured.text
-        shown = await eventually(
-            lambda: balance(client, "crash"), lambda b: b["recharges"] and b["recharges"][0]["payment_intent_id"]
-        )
-    [recharge] = shown["recharges"]
-    # The second attempt looks for a PaymentIntent carrying the recharge's id before creating one, and finds it.
-    [only] = front.payment_intents()
-    assert crashes and only.idempotency_key == f"{recharge['recharge_id']}:1"
-    assert recharge["attempts"] == 2 and recharge["payment_intent_id"] == crashes[0]
 
 
 async def test_declines_notify_back_off_turn_auto_off_and_exhaustion_suspends_keys_until_credit(
