@@ -9,7 +9,7 @@ transaction, on the tables of its search_path (`payg`, or its replay shadow).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -209,16 +209,29 @@ async def postpone_card_capture(conn: asyncpg.Connection, payment_intent_id: str
     )
 
 
-async def claim_unsent_notifications(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """The oldest unsent notices, locked (skipping those another sender holds) until the transaction ends."""
+async def claim_unsent_notifications(
+    conn: asyncpg.Connection, limit: int, now: datetime, lease: timedelta
+) -> list[asyncpg.Record]:
+    """Lease the oldest unsent notices no other recharger holds; each is sent after this transaction commits, and
+    marked in a transaction of its own."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM notifications WHERE sent_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
+        """UPDATE notifications SET claimed_until = $2 + $3::interval
+           WHERE notification_id IN (SELECT notification_id FROM notifications
+                                     WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2)
+                                     ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING *""",
+        limit, now, lease,
     )
-    return rows
+    return sorted(rows, key=lambda r: r["created_at"])
+
+
+async def notification_unsent(conn: asyncpg.Connection, notification_id: str) -> None:
+    """The send failed: free the notice for the next pass."""
+    await conn.execute("UPDATE notifications SET claimed_until = NULL WHERE notification_id = $1", notification_id)
 
 
 async def notification_sent(conn: asyncpg.Connection, notification_id: str, pay_url: str, at: datetime) -> None:
     await conn.execute(
-        "UPDATE notifications SET pay_url = $2, sent_at = $3 WHERE notification_id = $1", notification_id, pay_url, at,
+        "UPDATE notifications SET pay_url = $2, sent_at = $3, claimed_until = NULL WHERE notification_id = $1",
+        notification_id, pay_url, at,
     )

@@ -257,21 +257,26 @@ class Recharger:
             return await queries.customer_of(conn, account_id)
 
     async def send_notifications(self, *, limit: int = 20) -> int:
-        """Send what the fold decided to tell customers; marked sent only after the send succeeded."""
+        """Send what the fold decided to tell customers: each notice leased in a short transaction, sent with none
+        open, and marked sent in one of its own only after the send succeeded, so a failed commit cannot undo the
+        mark of a message that went out (a crash resends at most the one being sent, under the same Message-ID)."""
         sent = 0
         async with transaction(self.pool, self.schema) as conn:
-            rows = await recharge_store.claim_unsent_notifications(conn, limit)
-            for row in rows:
-                try:
-                    url = row["pay_url"] or await self.pay_link(row)
-                    await self.mailer.send(compose(row, url, self.settings.jobmeter_notify_from))
-                except (OSError, smtplib.SMTPException, stripe.StripeError) as error:
-                    # Left unsent, so the next pass tries again; one stuck notice must not hold up the others.
-                    log.warning("payg notification not sent, will retry", notification_id=row["notification_id"],
-                                error=str(error))
-                    continue
+            rows = await recharge_store.claim_unsent_notifications(conn, limit, self.clock(), self.lease)
+        for row in rows:
+            try:
+                url = row["pay_url"] or await self.pay_link(row)
+                await self.mailer.send(compose(row, url, self.settings.jobmeter_notify_from))
+            except (OSError, smtplib.SMTPException, stripe.StripeError) as error:
+                # Left unsent, so the next pass tries again; one stuck notice must not hold up the others.
+                log.warning("payg notification not sent, will retry", notification_id=row["notification_id"],
+                            error=str(error))
+                async with transaction(self.pool, self.schema) as conn:
+                    await recharge_store.notification_unsent(conn, row["notification_id"])
+                continue
+            async with transaction(self.pool, self.schema) as conn:
                 await recharge_store.notification_sent(conn, row["notification_id"], url, self.clock())
-                sent += 1
+            sent += 1
         return sent
 
 

@@ -13,9 +13,13 @@ import pytest
 from pydantic import SecretStr
 
 from jobmeter.settings import Settings
+from projections.migrate import migrate
+from projections.payg.projection import PaygBalances
 from services.keys.notify import notify_once
+from services.payg.recharger import Recharger
 from services.platform.mail import SmtpMailer, mailer_for
 from services.platform.resources import open_resources
+from services.stripe_adapter.client import make_client
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +146,42 @@ def test_without_an_smtp_url_messages_go_to_the_log(settings: Settings) -> None:
     mailer = mailer_for(with_smtp)
     assert isinstance(mailer, SmtpMailer)
     assert (mailer.host, mailer.port, mailer.password) == ("mail.example", 2525, "p@ss")
+
+
+async def test_payg_notices_are_marked_one_by_one_so_a_recharger_dying_later_sends_each_once(
+    settings: Settings,
+) -> None:
+    """The same for the recharger's notices (a failed recharge): marked in a transaction of their own."""
+    await migrate(settings.database_url, PaygBalances.schema, PaygBalances.migrations)
+    async with open_resources(settings, producer="test") as res, smtp_sink() as (port, received):
+        async with res.pool.acquire() as conn:
+            for n in (1, 2):
+                await conn.execute(
+                    """INSERT INTO payg.notifications (notification_id, account_id, kind, amount_minor, currency,
+                                                       detail, created_at, pay_url)
+                       VALUES ($1, 'acme', 'recharge_failed', 2000, 'usd', 'card declined', now(), $2)""",
+                    f"n{n}", f"https://pay.example/{n}",
+                )
+        real = SmtpMailer(f"smtp://127.0.0.1:{port}")
+
+        class DiesOnTheSecond:
+            calls = 0
+
+            async def send(self, message: EmailMessage) -> None:
+                self.calls += 1
+                if self.calls == 2:
+                    raise ProcessDied
+                await real.send(message)
+
+        dying = Recharger(res.pool, make_client(settings), settings, mailer=DiesOnTheSecond())
+        with pytest.raises(ProcessDied):
+            await dying.send_notifications()
+        async with res.pool.acquire() as conn:
+            marked = await conn.fetch("SELECT notification_id, sent_at FROM payg.notifications ORDER BY created_at")
+        assert [(r["notification_id"], r["sent_at"] is not None) for r in marked] == [("n1", True), ("n2", False)]
+        again = Recharger(res.pool, make_client(settings), settings, mailer=real)
+        assert await again.send_notifications() == 0  # n2 is still leased to the dead recharger
+        async with res.pool.acquire() as conn:
+            await conn.execute("UPDATE payg.notifications SET claimed_until = now() - interval '1 second'")
+        assert await again.send_notifications() == 1
+    assert len(received) == 2
