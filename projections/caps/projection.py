@@ -3,9 +3,10 @@
 A hard cap reached holds the account's keys (KeySuspended, source `cap`, `until` the period's end) through the
 outbox, in the transaction that counted the job that reached it; raising or clearing the cap, or the period
 ending (a job of a later period, or the cap clock's CapPeriodEnded), releases the hold. Every threshold crossed
-(of each cap) is an alert once per period. An account's current period is the one holding the latest time the log
-has shown for it (a job, a cap change, a period's end), on its subscription's period grid or the calendar month: a
-late job of an earlier period is counted there and changes nothing now.
+(of each cap, and of the jobs a subscription's plan includes) is an alert once per period. An account's current
+period is the one holding the latest time the log has shown for it (a job, a cap change, a period's end), on its
+subscription's period grid or the calendar month: a late job of an earlier period is counted there and changes
+nothing now.
 """
 
 from __future__ import annotations
@@ -24,18 +25,29 @@ from events.envelope import Event
 from events.jobs import JobCompleted
 from events.keys import KeyRestored, KeySuspended
 from events.stripe import StripeEventReceived
-from events.usage import UsageCapReached, UsageThresholdCrossed
+from events.usage import LimitKind, UsageCapReached, UsageThresholdCrossed
 from jobmeter.settings import Settings
 from projections.account_view import ACCOUNT_EVENTS, fold_accounts
 from projections.caps import store
-from projections.caps.rules import ALL, Cap, Crossing, Grid, Period, effective_caps, evaluate, parse_percents, period_of
+from projections.caps.rules import (
+    ALL,
+    Cap,
+    Crossing,
+    Grid,
+    Period,
+    effective_caps,
+    evaluate,
+    included_crossings,
+    parse_percents,
+    period_of,
+)
 from projections.caps.store import Standing
 from projections.db import lock_each
 from projections.outbox import emit
 from projections.payg.rules import parse_prices
 from projections.projection import Projection
 from projections.records import Recorded
-from projections.subscriptions.state import ENDED, snapshot
+from projections.subscriptions.state import ENDED, plan_allowances, snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -47,11 +59,13 @@ class CapsConfig:
     default_jobs: int = 0
     percents: tuple[int, ...] = (80, 100)
     prices: dict[str, int] = field(default_factory=dict)
+    plans: dict[str, int] = field(default_factory=dict)  # base price -> jobs a period includes
 
     @classmethod
     def of(cls, s: Settings) -> CapsConfig:
         return cls(s.jobmeter_cap_default_jobs, parse_percents(s.jobmeter_usage_alert_percents),
-                   parse_prices(s.jobmeter_payg_prices))
+                   parse_prices(s.jobmeter_payg_prices),
+                   plan_allowances(s.stripe_pro_price_id, s.stripe_pro_annual_price_id, s.jobmeter_plan_included_jobs))
 
 
 def subscription_grid(event: StripeEventReceived) -> Grid | None:
@@ -65,14 +79,19 @@ def subscription_grid(event: StripeEventReceived) -> Grid | None:
                    datetime.fromtimestamp(anchor, UTC) if isinstance(anchor, int) else None)
 
 
-def subscription_events(events: Sequence[Recorded[Event]]) -> list[tuple[StripeEventReceived, Grid | None]]:
+def subscription_events(
+    events: Sequence[Recorded[Event]],
+) -> list[tuple[StripeEventReceived, Grid | None, str | None]]:
+    """Each subscription event with the period grid and the plan (base price) it sets for its customer."""
     found = []
     for item in events:
         event = item.event
         if isinstance(event, StripeEventReceived) and event.type.startswith("customer.subscription.") \
                 and event.customer_id is not None:
             try:
-                found.append((event, subscription_grid(event)))
+                grid = subscription_grid(event)
+                plan = snapshot(event.data_object).base_price_id if grid is not None else None
+                found.append((event, grid, plan))
             except ValueError:
                 continue  # not a subscription object: the subscriptions projection says why; no period to learn
     return found
@@ -126,7 +145,7 @@ class UsageCaps(Projection):
         subscriptions = subscription_events(events)
         if not (jobs or registry or changes or subscriptions):
             return  # other facts: nothing to count
-        customers = sorted({e.customer_id for e, _ in subscriptions if e.customer_id})
+        customers = sorted({e.customer_id for e, _, _ in subscriptions if e.customer_id})
         billed = await store.accounts_of_customers(conn, customers) if customers else []
         await lock_each(conn, "caps:account:", {j.account_id for j in jobs} | registered
                         | {e.account_id for e in changes} | set(billed))
@@ -145,7 +164,8 @@ class UsageCaps(Projection):
         await emit(conn, await self.decide(conn, latest), producer=PRODUCER)
 
     async def regrid(self, conn: asyncpg.Connection, registry: Sequence[Recorded[Event]],
-                     subscriptions: Sequence[tuple[StripeEventReceived, Grid | None]], latest: Latest) -> set[str]:
+                     subscriptions: Sequence[tuple[StripeEventReceived, Grid | None, str | None]],
+                     latest: Latest) -> set[str]:
         """Fold the registry and the subscriptions' period grids; the accounts whose grid may have changed, to be
         recounted onto it, so a job counts in the same period whichever topic the fold read first."""
         await fold_accounts(conn, [item.event for item in registry])
@@ -154,9 +174,9 @@ class UsageCaps(Projection):
             if isinstance(item.event, ACCOUNT_EVENTS) and item.event.stripe_customer_id:
                 regrid.add(item.event.account_id)
                 latest.see(item.event.account_id, item.envelope.occurred_at)
-        for event, grid in subscriptions:
+        for event, grid, plan in subscriptions:
             assert event.customer_id is not None
-            if await store.save_grid(conn, event.customer_id, grid, event.created):
+            if await store.save_grid(conn, event.customer_id, grid, event.created, plan):
                 for account in await store.accounts_of_customers(conn, [event.customer_id]):
                     regrid.add(account)
                     latest.see(account, event.created)
@@ -169,12 +189,14 @@ class UsageCaps(Projection):
         caps = await store.caps_of(conn, accounts)
         standing = await store.standings(conn, accounts)
         grids = await store.grids_of(conn, accounts)
+        plans = await store.plans_of(conn, accounts) if self.config.plans else {}
+        included = {a: n for a, price in plans.items() if (n := self.config.plans.get(price, 0))}
         current: dict[str, tuple[datetime, Period]] = {}
         for account in accounts:
             own = effective_caps(caps.get(account, []), self.config.default_jobs)
             row = standing.get(account)
-            if not own and (row is None or not row.held):
-                continue  # nothing to hold or alert on; its period is found again once it has a cap
+            if not own and account not in included and (row is None or not row.held):
+                continue  # nothing to hold or alert on; its period is found again once it has a cap or a plan
             at = max(latest[account], row.latest_at) if row else latest[account]
             current[account] = (at, period_of(at, grids.get(account)))
         usage = await store.usage_in(conn, {a: p.start for a, (_, p) in current.items()})
@@ -198,7 +220,9 @@ class UsageCaps(Projection):
             after = Standing(at, period.start, period.end, held, verdict.hold, decisions)
             if after != before or account not in standing:
                 await store.save_standing(conn, account, after)
-            out += await alerts(conn, account, period, verdict.crossings, verdict.reached, at)
+            crossings = verdict.crossings + included_crossings(included.get(account), usage.get(account, {}),
+                                                               self.config.percents)
+            out += await alerts(conn, account, period, crossings, verdict.reached, at)
             if held != before.held:
                 log.info("cap hold " + ("placed" if held else "released"), account_id=account, reason=verdict.hold)
         return out
@@ -211,14 +235,19 @@ async def alerts(conn: asyncpg.Connection, account: str, period: Period, crossin
     new = await store.raise_alerts(conn, account, period.start, keys, at)
     out: list[Event] = [
         UsageThresholdCrossed(account_id=account, period_start=period.start, period_end=period.end,
-                              limit_kind="cap" if c.limit_kind == "cap" else "spend_cap", api=c.scope or None,
+                              limit_kind=limit_kind(c), api=c.scope or None,
                               threshold_percent=c.percent, limit=c.limit, used=c.used, crossed_at=at)
         for c in crossings if c.key in new
     ]
     out += [
         UsageCapReached(account_id=account, period_start=period.start, period_end=period.end,
-                        limit_kind="cap" if c.limit_kind == "cap" else "spend_cap", api=c.scope or None,
+                        limit_kind=limit_kind(c), api=c.scope or None,
                         hard=c.hard, limit=c.limit, used=c.used, reached_at=at)
         for c in reached if c.reached_key in new
     ]
     return out
+
+
+def limit_kind(crossing: Crossing) -> LimitKind:
+    return "included" if crossing.limit_kind == "included" else "spend_cap" if crossing.limit_kind == "spend_cap" \
+        else "cap"

@@ -34,7 +34,7 @@ class Period:
 class Crossing:
     """A threshold of a limit that the period's usage is at or past: an alert to send once per period."""
 
-    limit_kind: str  # "cap" | "spend_cap"
+    limit_kind: str  # "cap" | "spend_cap" | "included"
     scope: str
     percent: int
     limit: int
@@ -143,6 +143,15 @@ def evaluate(caps: Sequence[Cap], usage: Mapping[str, int], prices: Mapping[str,
                 if cap.hard:
                     reasons.append("hard cap reached: " + words)
     return Verdict("; ".join(reasons) or None, tuple(crossings), tuple(reached))
+
+
+def included_crossings(included: int | None, usage: Mapping[str, int], percents: Sequence[int]) -> tuple[Crossing, ...]:
+    """Every alert threshold of the period's included jobs (a subscription's plan) the usage is at or past: an alert,
+    never a hold (jobs past them are overage, billed)."""
+    if not included:
+        return ()
+    used = used_jobs(usage, ALL)
+    return tuple(Crossing("included", ALL, p, included, used, False) for p in percents if used * 100 >= p * included)
 
 
 def parse_percents(text: str) -> tuple[int, ...]:

@@ -120,18 +120,21 @@ async def raise_alerts(conn: asyncpg.Connection, account_id: str, period_start: 
     return {r["alert"] for r in rows}
 
 
-async def save_grid(conn: asyncpg.Connection, customer_id: str, grid: Grid | None, created: datetime) -> bool:
-    """Keep the customer's period grid from its latest subscription event; True when the grid it keeps changed."""
+async def save_grid(conn: asyncpg.Connection, customer_id: str, grid: Grid | None, created: datetime,
+                    base_price_id: str | None = None) -> bool:
+    """Keep the customer's period grid (and its plan's base price) from its latest subscription event; True when
+    the grid it keeps changed."""
     before = await conn.fetchrow("SELECT * FROM grids WHERE customer_id = $1 FOR UPDATE", customer_id)
     if before is not None and before["created"] > created:
         return False  # an older event, delivered late
     await conn.execute(
-        """INSERT INTO grids (customer_id, anchor, months, period_start, period_end, created)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        """INSERT INTO grids (customer_id, anchor, months, period_start, period_end, created, base_price_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (customer_id) DO UPDATE SET anchor = EXCLUDED.anchor, months = EXCLUDED.months,
-               period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, created = EXCLUDED.created""",
+               period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, created = EXCLUDED.created,
+               base_price_id = EXCLUDED.base_price_id""",
         customer_id, grid.anchor if grid else None, grid.months if grid else None, grid.start if grid else None,
-        grid.end if grid else None, created,
+        grid.end if grid else None, created, base_price_id if grid else None,
     )
     return as_grid(before) != grid if before is not None else grid is not None
 
@@ -155,6 +158,16 @@ async def grids_of(conn: asyncpg.Connection, accounts: Sequence[str]) -> dict[st
         list(accounts),
     )
     return {r["account_id"]: grid for r in rows if (grid := as_grid(r)) is not None}
+
+
+async def plans_of(conn: asyncpg.Connection, accounts: Sequence[str]) -> dict[str, str]:
+    """The base price of each account's live subscription: what its period includes."""
+    rows = await conn.fetch(
+        """SELECT a.account_id, g.base_price_id FROM accounts AS a JOIN grids AS g USING (customer_id)
+           WHERE a.account_id = ANY($1) AND g.anchor IS NOT NULL AND g.base_price_id IS NOT NULL""",
+        list(accounts),
+    )
+    return {r["account_id"]: r["base_price_id"] for r in rows}
 
 
 async def recount(conn: asyncpg.Connection, account_id: str, grid: Grid | None) -> None:

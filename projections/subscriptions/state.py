@@ -73,6 +73,16 @@ def snapshot(obj: Mapping[str, Any], *, deleted: bool = False) -> SubscriptionSn
     )
 
 
+def plan_allowances(monthly_price: str | None, annual_price: str | None, included: int) -> dict[str, int]:
+    """Base price -> jobs included per billing period (an annual period includes twelve months' worth)."""
+    found: dict[str, int] = {}
+    if monthly_price:
+        found[monthly_price] = included
+    if annual_price:
+        found[annual_price] = included * 12
+    return found
+
+
 def included_jobs(base_price_id: str | None, status: str, plans: Mapping[str, int]) -> int:
     """Jobs the period includes: the plan's allowance for a live subscription on a known plan, else none."""
     if status in ENDED or base_price_id is None:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import stripe
 
 from jobmeter.settings import Settings
-from projections.subscriptions.state import SubscriptionSnapshot, snapshot
+from projections.subscriptions.state import SubscriptionSnapshot, plan_allowances, snapshot
 
 Behaviour = Literal["create_prorations", "always_invoice", "none"]
 BEHAVIOURS: tuple[Behaviour, ...] = ("create_prorations", "always_invoice", "none")
@@ -36,14 +36,9 @@ def plan_price(settings: Settings, plan: Plan) -> str:
 
 
 def plans(settings: Settings) -> dict[str, int]:
-    """Base price -> jobs included per billing period (an annual period includes twelve months' worth)."""
-    included = settings.jobmeter_plan_included_jobs
-    found: dict[str, int] = {}
-    if settings.stripe_pro_price_id:
-        found[settings.stripe_pro_price_id] = included
-    if settings.stripe_pro_annual_price_id:
-        found[settings.stripe_pro_annual_price_id] = included * 12
-    return found
+    """Base price -> jobs included per billing period, from the configured Pro prices."""
+    return plan_allowances(settings.stripe_pro_price_id, settings.stripe_pro_annual_price_id,
+                           settings.jobmeter_plan_included_jobs)
 
 
 def checkout_params(settings: Settings, account_id: str, customer_id: str, plan: Plan) -> dict[str, Any]:

@@ -170,6 +170,8 @@ async def test_an_account_with_a_subscription_is_capped_over_its_stripe_period_w
     settings: Settings,
 ) -> None:
     consumers = [*CONSUMERS, "subscriptions"]
+    # The plan includes two jobs a period: crossing 80 % and 100 % of them is an alert each (never a hold).
+    settings = settings.model_copy(update={"stripe_pro_price_id": "price_pro_m", "jobmeter_plan_included_jobs": 2})
     async with client_for(create_app(settings, consumers=consumers)) as client:
         await register(client, "subbed", "cus_SUBBED")
         key = (await new_key(client, "subbed"))["key"]
@@ -182,8 +184,10 @@ async def test_an_account_with_a_subscription_is_capped_over_its_stripe_period_w
         await eventually(lambda: caps_of(client, "subbed"), lambda c: c["caps"][0]["used"] >= 1)
         # The subscription's period started two days ago (Stripe's `current_period_start`) and ends in 28 days.
         created = int(now.timestamp()) - 24 * 3600
-        await signed_post(client, build_event("customer.subscription.updated", "cus_SUBBED", status="active",
-                                              created=created))
+        subscribed = build_event("customer.subscription.updated", "cus_SUBBED", status="active", created=created)
+        subscribed["data"]["object"]["items"] = {"data": [{"id": "si_base", "price": {
+            "id": "price_pro_m", "recurring": {"interval": "month", "usage_type": "licensed"}}}]}
+        await signed_post(client, subscribed)
         start = datetime.fromtimestamp(created - 24 * 3600, UTC)
         shown = await eventually(lambda: caps_of(client, "subbed"),
                                  lambda c: c["period_start"] and datetime.fromisoformat(c["period_start"]) == start)
@@ -196,6 +200,12 @@ async def test_an_account_with_a_subscription_is_capped_over_its_stripe_period_w
         denied = await eventually(lambda: check(client, key), lambda r: r.status_code == 429)
         end = datetime.fromtimestamp(created + 29 * 24 * 3600, UTC)
         assert abs(int(denied.headers["Retry-After"]) - (end - datetime.now(UTC)).total_seconds()) < 60
+
+        async def included() -> list[tuple[int, int, bool]]:
+            return sorted((e.threshold_percent, e.limit, e.used >= 2) for e in await alerts(settings)
+                          if isinstance(e, UsageThresholdCrossed) and e.limit_kind == "included")
+
+        assert await eventually(included, lambda found: len(found) >= 2) == [(80, 2, True), (100, 2, True)]
 
 
 async def cli(settings: Settings, *args: str) -> str:

@@ -15,6 +15,7 @@ from projections.caps.rules import (
     Period,
     effective_caps,
     evaluate,
+    included_crossings,
     month_of,
     parse_percents,
     period_of,
@@ -113,3 +114,12 @@ def test_a_live_subscription_sets_its_grid_and_an_ended_one_the_calendar_month_a
     assert subscription_grid(subscription_event("active")) == Grid.of(start, end)
     assert subscription_grid(subscription_event("past_due")) is not None
     assert subscription_grid(subscription_event("canceled", "customer.subscription.deleted")) is None
+
+
+def test_the_included_jobs_of_a_plan_are_alerted_on_never_held() -> None:
+    crossed = included_crossings(1000, {"extract": 700, "classify": 150}, (80, 100))
+    assert [(c.limit_kind, c.percent, c.limit, c.used, c.hard) for c in crossed] == [("included", 80, 1000, 850, False)]
+    assert [c.key for c in included_crossings(1000, {"extract": 1000}, (80, 100))] == ["included:*:80",
+                                                                                       "included:*:100"]
+    assert included_crossings(None, {"extract": 10**6}, (80, 100)) == ()
+    assert included_crossings(0, {"extract": 10**6}, (80, 100)) == ()
