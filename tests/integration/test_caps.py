@@ -4,9 +4,7 @@ the cap clock lifts it once the period is over, and each alert fires once per pe
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,11 +18,11 @@ from events.usage import UsageCapReached, UsageThresholdCrossed
 from jobmeter.settings import Settings
 from projections import replay
 from projections.caps.rules import month_of
-from services.devtools.sandbox import service_env
 from services.gateway.keycheck import KeyCheckMiddleware
 from services.http.app import create_app
 from services.keys.cap_clock import publish_period_ends
 from services.stripe_adapter.fixtures import build_event
+from tests.integration.cli import run_cli
 from tests.integration.helpers import (
     ADMIN,
     INGEST,
@@ -209,13 +207,9 @@ async def test_an_account_with_a_subscription_is_capped_over_its_stripe_period_w
 
 
 async def cli(settings: Settings, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli.main", "caps", *args, env=service_env(settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    done = await run_cli(settings, "caps", *args)
+    assert done.exit_code == 0, done.output
+    return done.stdout
 
 
 async def test_the_cli_sets_lists_and_clears_caps(settings: Settings) -> None:
