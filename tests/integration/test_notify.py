@@ -108,6 +108,20 @@ class ProcessDied(BaseException):
     """Stands for the process being killed: not an Exception, so nothing on the way catches it."""
 
 
+class DiesOnTheSecond:
+    """A mailer whose process dies while sending its second message; the first goes through the real one."""
+
+    def __init__(self, real: SmtpMailer) -> None:
+        self.real = real
+        self.calls = 0
+
+    async def send(self, message: EmailMessage) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise ProcessDied
+        await self.real.send(message)
+
+
 async def test_a_message_sent_is_marked_at_once_so_a_notifier_dying_later_sends_it_once(settings: Settings) -> None:
     """Sent with no transaction open and marked in one of its own: dying on the second message cannot undo the
     first one's mark, and the message being sent when it died waits for its lease, then goes once."""
@@ -117,17 +131,8 @@ async def test_a_message_sent_is_marked_at_once_so_a_notifier_dying_later_sends_
             await add_notification(conn, "restored", "ops@acme.example")
         real = SmtpMailer(f"smtp://127.0.0.1:{port}")
 
-        class DiesOnTheSecond:
-            calls = 0
-
-            async def send(self, message: EmailMessage) -> None:
-                self.calls += 1
-                if self.calls == 2:
-                    raise ProcessDied
-                await real.send(message)
-
         with pytest.raises(ProcessDied):
-            await notify_once(res.pool, "key_lifecycle", DiesOnTheSecond(), "b@j.test")
+            await notify_once(res.pool, "key_lifecycle", DiesOnTheSecond(real), "b@j.test")
         async with res.pool.acquire() as conn:
             marked = await conn.fetch("SELECT kind, sent_at FROM key_lifecycle.notifications ORDER BY id")
         assert [(r["kind"], r["sent_at"] is not None) for r in marked] == [("suspended", True), ("restored", False)]
@@ -164,16 +169,7 @@ async def test_payg_notices_are_marked_one_by_one_so_a_recharger_dying_later_sen
                 )
         real = SmtpMailer(f"smtp://127.0.0.1:{port}")
 
-        class DiesOnTheSecond:
-            calls = 0
-
-            async def send(self, message: EmailMessage) -> None:
-                self.calls += 1
-                if self.calls == 2:
-                    raise ProcessDied
-                await real.send(message)
-
-        dying = Recharger(res.pool, make_client(settings), settings, mailer=DiesOnTheSecond())
+        dying = Recharger(res.pool, make_client(settings), settings, mailer=DiesOnTheSecond(real))
         with pytest.raises(ProcessDied):
             await dying.send_notifications()
         async with res.pool.acquire() as conn:

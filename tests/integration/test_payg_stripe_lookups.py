@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from services.payg import reconciler as payg_reconciler
 from services.stripe_adapter.webhooks import sign
 from tests.integration import test_payg
 from tests.integration.helpers import ADMIN, client_for, eventually, fetchval
-from tests.integration.payg_stripe_front import PaygFakeStripeFront, payg_fake_stripe_front
+from tests.integration.payg_stripe_front import PaygFakeStripeFront
 from tests.integration.test_payg import (
     balance,
     balance_is,
@@ -39,10 +38,7 @@ pytestmark = pytest.mark.integration
 payg_policy = test_payg.payg_policy  # autouse: the same PAYG prices and policy as test_payg
 
 
-@pytest.fixture
-async def front(settings: Settings) -> AsyncIterator[PaygFakeStripeFront]:
-    async with payg_fake_stripe_front(settings.stripe_api_base) as f:
-        yield f
+front = test_payg.front  # the PAYG fake Stripe front, as test_payg starts it
 
 
 def signed_checkout(account: str, session: str, amount: int, customer: str, payment_intent: str) -> bytes:

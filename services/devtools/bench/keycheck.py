@@ -78,13 +78,7 @@ async def bench_stack(base: Settings, *, requests: int, rounds: int) -> dict[str
                 key = (await client.post("/v1/keys", headers=admin, json={"account_id": "bench"})).json()["key"]
                 index: KeyIndex = app.state.key_index
                 await _until(lambda: _state(index, key) == "active", 10)
-                check = {"Authorization": f"Bearer {key}"}
-                http = []
-                for _ in range(requests):
-                    started = time.perf_counter()
-                    response = await client.get("/v1/keys/check", headers=check)
-                    http.append((time.perf_counter() - started) * 1000)
-                    response.raise_for_status()
+                http = await _timed_checks(client, key, requests, 200)
                 capping = await _caps(client, settings, index, admin, requests=requests, rounds=rounds)
                 suspend, restore = [], []
                 secret = settings.stripe_webhook_secret.get_secret_value()
@@ -123,14 +117,7 @@ async def _caps(client: httpx.AsyncClient, settings: Settings, index: KeyIndex, 
         raised = time.perf_counter()
         await _until(lambda: _state(index, key) == "active", 10)
         lift.append((time.perf_counter() - raised) * 1000)
-    check = {"Authorization": f"Bearer {key}"}
-    http = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        response = await client.get("/v1/keys/check", headers=check)
-        http.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 429:
-            raise RuntimeError(f"a capped key answered {response.status_code}")
+    http = await _timed_checks(client, key, requests, 429)
     found = {"http_capped_ms": percentiles(http), "cap_reached_ms": percentiles(reach)}
     if len(lift) > 1:
         found["cap_raised_ms"] = percentiles(lift)
@@ -189,3 +176,16 @@ def keys(
         unit = "µs" if name.endswith("_us") else "ms"
         print(f"{name.rsplit('_', 1)[0]:<20} p50 {stats['p50']:8.3f} {unit}   p99 {stats['p99']:8.3f} "
               f"{unit}   max {stats['max']:8.3f} {unit}   (n={int(stats['n'])})")
+
+
+async def _timed_checks(client: httpx.AsyncClient, key: str, requests: int, expected: int) -> list[float]:
+    """`requests` key checks over HTTP one after the other, each in ms; RuntimeError on any other status."""
+    check = {"Authorization": f"Bearer {key}"}
+    took = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = await client.get("/v1/keys/check", headers=check)
+        took.append((time.perf_counter() - started) * 1000)
+        if response.status_code != expected:
+            raise RuntimeError(f"the key check answered {response.status_code}, not {expected}")
+    return took
