@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install stack test unit lint typecheck demo down clean
+.PHONY: install stack test soak unit lint typecheck demo down clean
 
 install: $(STAMP)
 
@@ -21,7 +21,10 @@ stack: install
 test: stack
 	$(BIN)/ruff check .
 	$(BIN)/mypy events projections jobmeter services tests
-	JOBMETER_ENV=development $(BIN)/pytest -q
+	JOBMETER_ENV=development $(BIN)/pytest -q --durations=25
+
+soak: stack
+	JOBMETER_ENV=development $(BIN)/pytest -q -m soak
 
 unit: install
 	JOBMETER_ENV=development $(BIN)/pytest -q tests/unit

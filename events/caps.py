@@ -22,7 +22,9 @@ Minor = Annotated[int, Field(ge=1, le=10**13)]
 class CapSet(Event):
     """The account may run `jobs` jobs (on `api`, or on all) per billing period. A hard cap stops its keys once
     reached, until the period ends or the cap is raised; a soft cap only alerts. `spend_minor` caps what the
-    period's jobs cost (PAYG prices), in minor units, the same way."""
+    period's jobs cost, in minor units, the same way: the overage past the plan's included jobs for an account on
+    a live subscription, the PAYG prices for any other. A hard cap on one surface stops the keys on that surface
+    only (KeySuspended's `scope`)."""
 
     event_type: ClassVar[str] = "CapSet"
     topic: ClassVar[str] = "accounts"

@@ -14,12 +14,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from events.envelope import Event, natural_event_id
-from events.types import AccountId
+from events.types import AccountId, ApiName
 
 KeyId = Annotated[str, StringConstraints(pattern=r"^key_[A-Za-z0-9]+$", max_length=64)]
 KeyHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 HoldSource = Literal["dunning", "payg", "cap"]
 HOLD_SOURCES: tuple[HoldSource, ...] = ("dunning", "payg", "cap")
+
+
+def scope_of_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Upcast a v2 KeySuspended, which named no scope: every hold then stopped every API surface (scope null)."""
+    return dict(data)
 
 
 def source_of_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -60,10 +65,13 @@ class KeyRevoked(Event):
 class KeySuspended(Event):
     """One source holds every key of the account. `effective_at` is when the cause happened (Stripe's `created`);
     `sequence` numbers this source's decisions for the account, so readers keep the highest per (account, source)
-    and a replayed or repeated delivery cannot undo a newer decision of the same source, nor touch another's."""
+    and a replayed or repeated delivery cannot undo a newer decision of the same source, nor touch another's.
+    `scope` (v3) names the API surfaces the hold stops, for a cap on some surfaces only; null stops them all. It is
+    a new version, not only a new optional field, so a process from before it refuses it as unreadable (and says
+    so) instead of dropping the hold as malformed."""
 
     event_type: ClassVar[str] = "KeySuspended"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     topic: ClassVar[str] = "keys"
 
     account_id: AccountId
@@ -74,6 +82,10 @@ class KeySuspended(Event):
     sequence: int = Field(ge=1, description="this source's decision number for the account: the highest wins")
     until: AwareDatetime | None = Field(
         default=None, description="when the hold ends by itself (a cap: its period's end), so callers may retry"
+    )
+    scope: list[ApiName] | None = Field(
+        default=None, min_length=1,
+        description="the API surfaces the hold stops (caps on some surfaces only); null: every surface",
     )
 
     def natural_id(self) -> uuid.UUID:

@@ -81,6 +81,29 @@ class BalanceCredited(Event):
         return natural_event_id("payg-credit", self.reference)
 
 
+class BalanceReversed(Event):
+    """Money a refund or a dispute of a top-up or a recharge moved: a refund or a dispute takes it back, a dispute
+    won gives back what the dispute took. One per movement, whatever the order and the duplicates of Stripe's
+    events (a refund folded before the credit it reverses waits for it, then moves the balance once)."""
+
+    event_type: ClassVar[str] = "BalanceReversed"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    amount_minor: MinorUnits = Field(description="what moved: taken back, or given back for dispute_won")
+    currency: Currency
+    reason: Literal["refund", "dispute", "dispute_won"]
+    payment_intent_id: PaymentIntentId = Field(description="the top-up's or recharge's payment reversed")
+    charge_id: str | None = Field(default=None, max_length=255, description="the charge refunded or disputed")
+    dispute_id: str | None = Field(default=None, max_length=255)
+    movement_id: str = Field(min_length=1, max_length=255, description="the movement's identity: refund:<charge>:"
+                             "<cumulative refunded>, dispute:<dispute>, dispute-won:<dispute>")
+    reversed_at: AwareDatetime = Field(description="when the refund or dispute event was logged")
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-reversal", self.movement_id)
+
+
 class RechargeRequested(Event):
     """The balance fell below the threshold: charge the saved card off-session, once."""
 

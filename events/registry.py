@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from events.accounts import AccountRegistered, StripeCustomerLinked
+from events.accounts import AccountContactSet, AccountRegistered, StripeCustomerLinked, contact_of_v1
 from events.billing import MeterUsageReported, MeterUsageUnreportable
 from events.caps import CapCleared, CapPeriodEnded, CapSet
 from events.codec import EventRegistry
 from events.deadletters import DeadLettered, DeadLetterRedriven
 from events.jobs import JobCompleted, LegacyOperation
-from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended, source_of_v1
+from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended, scope_of_v2, source_of_v1
 from events.payg import (
     AutoRechargeDisabled,
     BalanceCredited,
     BalanceDebited,
+    BalanceReversed,
     PaygCardSaved,
     PaygConfigured,
     RechargeCanceled,
@@ -29,7 +30,7 @@ from events.rapidapi import (
     ReconciliationDiscrepancy,
 )
 from events.stripe import PastDueGraceExpired, StripeEventReceived
-from events.usage import UsageCapReached, UsageThresholdCrossed
+from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed
 from events.webhooks import WebhookEndpointAdded, WebhookEndpointRemoved
 
 REGISTRY = EventRegistry(
@@ -63,6 +64,7 @@ REGISTRY = EventRegistry(
         PaygCardSaved,
         RechargeConfirmed,
         RechargeCanceled,
+        BalanceReversed,
         WebhookEndpointAdded,
         WebhookEndpointRemoved,
         CapSet,
@@ -70,8 +72,12 @@ REGISTRY = EventRegistry(
         CapPeriodEnded,
         UsageThresholdCrossed,
         UsageCapReached,
+        AccountContactSet,
+        UsageForecastExceeded,
     ]
 )
 
 for _held in (KeySuspended, KeyRestored):
     REGISTRY.upcaster(_held.event_type, 1)(source_of_v1)
+REGISTRY.upcaster(KeySuspended.event_type, 2)(scope_of_v2)
+REGISTRY.upcaster(AccountRegistered.event_type, 1)(contact_of_v1)

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     # Connections
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/jobmeter"
+    # One projection's own Postgres (its tables, positions, migrations, replay and readers) in place of DATABASE_URL:
+    # JOBMETER_<NAME>_DATABASE_URL, NAME its consumer name upper-cased ('-' as '_'); `database_url_for` reads them
+    jobmeter_ledger_database_url: str | None = None
+    jobmeter_accounts_database_url: str | None = None
+    jobmeter_keys_database_url: str | None = None
+    jobmeter_key_lifecycle_database_url: str | None = None
+    jobmeter_meter_database_url: str | None = None
+    jobmeter_subscriptions_database_url: str | None = None
+    jobmeter_normalizer_database_url: str | None = None
+    jobmeter_payg_database_url: str | None = None
+    jobmeter_rapidapi_database_url: str | None = None
+    jobmeter_caps_database_url: str | None = None
+    jobmeter_webhooks_database_url: str | None = None
     stripe_api_base: str = "http://127.0.0.1:12111"
 
     # The event log
@@ -259,6 +272,11 @@ class Settings(BaseSettings):
                 if not getattr(self, name).get_secret_value():
                     setattr(self, name, SecretStr(published))
         return self
+
+    def database_url_for(self, projection: str) -> str:
+        """Where projection `projection` (its consumer name) lives: its own database if set, else DATABASE_URL."""
+        own: str | None = getattr(self, f"jobmeter_{projection.replace('-', '_')}_database_url", None)
+        return own or self.database_url
 
 
 @lru_cache(maxsize=1)

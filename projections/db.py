@@ -1,10 +1,11 @@
-"""The one way to reach Postgres: a pool, and a transaction scoped to a projection's schema."""
+"""The one way to reach Postgres: a pool, a transaction scoped to a projection's schema, and for a read that
+spans several projections (each may live in its own database) a connection per database."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
 
@@ -51,3 +52,56 @@ async def lock_each(conn: asyncpg.Connection, prefix: str, keys: Iterable[str]) 
         "SELECT pg_advisory_xact_lock(hashtext($1 || k)) FROM unnest($2::text[]) k ORDER BY k", prefix,
         sorted(set(keys)),
     )
+
+
+# A connection to the database where a projection (named by its consumer name) lives.
+Connect = Callable[[str], Awaitable[asyncpg.Connection]]
+
+
+def connector(db: Connect | asyncpg.Connection) -> Connect:
+    """`db` as a Connect; a plain connection stands for a deployment with every projection in one database."""
+    if isinstance(db, asyncpg.Connection):
+        conn = db
+
+        async def one(_: str) -> asyncpg.Connection:
+            return conn
+
+        return one
+    return db
+
+
+class Connections:
+    """For one read over several projections' tables: `await db("keys")` is a connection to the database where that
+    projection lives (`pool_for`), taken on first use and shared by every projection living in the same database.
+    No statement may join two projections' tables: each may be in another database."""
+
+    def __init__(
+        self, pool_for: Callable[[str], asyncpg.Pool], stack: AsyncExitStack, timeout: float | None = None
+    ) -> None:
+        self._pool_for = pool_for
+        self._stack = stack
+        self._timeout = timeout
+        self._taken: dict[int, asyncpg.Connection] = {}
+
+    async def __call__(self, projection: str) -> asyncpg.Connection:
+        return await self.on(self._pool_for(projection))
+
+    def share(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        """Use `conn`, already taken from `pool` (say, in a transaction), for what lives in `pool`'s database: a
+        second connection from the same pool while holding one could wait for ever on a busy pool."""
+        self._taken.setdefault(id(pool), conn)
+
+    async def on(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        """A connection of `pool` (a store's, not a projection's), shared as the projections' are."""
+        if id(pool) not in self._taken:
+            self._taken[id(pool)] = await self._stack.enter_async_context(pool.acquire(timeout=self._timeout))
+        return self._taken[id(pool)]
+
+
+@asynccontextmanager
+async def connections(
+    pool_for: Callable[[str], asyncpg.Pool], timeout: float | None = None
+) -> AsyncIterator[Connections]:
+    """Connections for one read, released together when it ends; each waits `timeout` seconds at most for a pool."""
+    async with AsyncExitStack() as stack:
+        yield Connections(pool_for, stack, timeout)

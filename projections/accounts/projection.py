@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
-from events.accounts import AccountRegistered, StripeCustomerLinked
+from events.accounts import AccountContactSet, AccountRegistered, StripeCustomerLinked
 from events.envelope import Event
 from projections.projection import Projection
 from projections.records import Recorded
@@ -26,14 +26,19 @@ class AccountRegistry(Projection):
             event = item.event
             if isinstance(event, AccountRegistered):
                 await conn.execute(
-                    """INSERT INTO accounts (account_id, model, stripe_customer_id, display_name,
+                    """INSERT INTO accounts (account_id, model, stripe_customer_id, display_name, contact_email,
                                              registered_at, updated_at)
-                       VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (account_id) DO NOTHING""",
+                       VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (account_id) DO NOTHING""",
                     event.account_id, event.model, event.stripe_customer_id, event.display_name,
-                    item.envelope.occurred_at,
+                    event.contact_email, item.envelope.occurred_at,
                 )
             elif isinstance(event, StripeCustomerLinked):
                 await conn.execute(
                     "UPDATE accounts SET stripe_customer_id = $2, updated_at = $3 WHERE account_id = $1",
                     event.account_id, event.stripe_customer_id, item.envelope.occurred_at,
+                )
+            elif isinstance(event, AccountContactSet):
+                await conn.execute(
+                    "UPDATE accounts SET contact_email = $2, updated_at = $3 WHERE account_id = $1",
+                    event.account_id, event.contact_email, item.envelope.occurred_at,
                 )

@@ -45,3 +45,10 @@ async def models(conn: asyncpg.Connection) -> dict[str, str]:
 
 async def count(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM accounts.accounts"))
+
+
+async def positions(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
+    """The registry's next offset per partition of `topic`, as committed with its rows: read in the same
+    transaction as `models`, it says which records those rows already hold."""
+    rows = await conn.fetch("SELECT partition, next_offset FROM accounts.positions WHERE topic = $1", topic)
+    return {r["partition"]: r["next_offset"] for r in rows}

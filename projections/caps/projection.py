@@ -34,7 +34,9 @@ from projections.caps.rules import (
     Cap,
     Crossing,
     Grid,
+    Overage,
     Period,
+    SpendTerms,
     effective_caps,
     evaluate,
     included_crossings,
@@ -60,6 +62,11 @@ class CapsConfig:
     percents: tuple[int, ...] = (80, 100)
     prices: dict[str, int] = field(default_factory=dict)
     plans: dict[str, int] = field(default_factory=dict)  # base price -> jobs a period includes
+
+    def terms(self, plan: str | None) -> SpendTerms:
+        """How the account's jobs are priced for a spend cap: the overage past its live subscription's plan (a plan
+        this deployment does not know includes nothing, as on the invoice), else the PAYG prices."""
+        return self.prices if plan is None else Overage(self.plans.get(plan, 0))
 
     @classmethod
     def of(cls, s: Settings) -> CapsConfig:
@@ -189,7 +196,7 @@ class UsageCaps(Projection):
         caps = await store.caps_of(conn, accounts)
         standing = await store.standings(conn, accounts)
         grids = await store.grids_of(conn, accounts)
-        plans = await store.plans_of(conn, accounts) if self.config.plans else {}
+        plans = await store.plans_of(conn, accounts)
         included = {a: n for a, price in plans.items() if (n := self.config.plans.get(price, 0))}
         current: dict[str, tuple[datetime, Period]] = {}
         for account in accounts:
@@ -203,15 +210,18 @@ class UsageCaps(Projection):
         out: list[Event] = []
         for account, (at, period) in current.items():
             own = effective_caps(caps.get(account, []), self.config.default_jobs)
-            verdict = evaluate(own, usage.get(account, {}), self.config.prices, self.config.percents)
+            verdict = evaluate(own, usage.get(account, {}), self.config.terms(plans.get(account)),
+                               self.config.percents)
             before = standing.get(account) or Standing(at, period.start, period.end, False, None, 0)
             moved = before.period_start != period.start
             held = verdict.hold is not None
             decisions = before.decisions
             if held and (not before.held or moved or verdict.hold != before.reason):
                 decisions += 1
+                # The reason names every hard cap reached, so a change of the surfaces held changes it too.
                 out.append(KeySuspended(account_id=account, source="cap", reason=verdict.hold or "", effective_at=at,
-                                        cause=f"cap:{decisions}", sequence=decisions, until=period.end))
+                                        cause=f"cap:{decisions}", sequence=decisions, until=period.end,
+                                        scope=list(verdict.scope) if verdict.scope else None))
             elif before.held and not held:
                 decisions += 1
                 why = "usage caps: a new period" if moved else "usage caps: the cap was raised or cleared"

@@ -57,3 +57,12 @@ async def jobs_cap(conn: asyncpg.Connection, account_id: str) -> int | None:
         "SELECT min(jobs) FROM caps.caps WHERE account_id = $1 AND scope = '' AND jobs > 0", account_id
     )
     return found
+
+
+async def first_job_at(conn: asyncpg.Connection, account_id: str) -> datetime | None:
+    """When the account's first job (that the caps fold has counted) completed: the day a forecast's history
+    starts for an account never registered, or used before it was. None before any."""
+    found: datetime | None = await conn.fetchval(
+        "SELECT min(completed_at) FROM caps.seen WHERE account_id = $1", account_id
+    )
+    return found

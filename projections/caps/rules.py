@@ -4,6 +4,10 @@ No I/O. An account's billing period is its live Stripe subscription's (the grid 
 monthly or yearly steps from the period's start, kept on the same day of the month as Stripe keeps a billing
 anchor), else the UTC calendar month. A cap is reached at its limit: the job that makes the count equal to the cap
 is the last one the key check lets through (jobs in flight while the hold travels overshoot it: docs/keys.md).
+
+What a period's jobs cost, for a spend cap, depends on how the account pays: an account on a live subscription
+pays the overage past its plan's included jobs at the metered price (`Overage`); any other account is priced at
+the PAYG prices of its API surfaces.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from projections.subscriptions.state import OVERAGE_MINOR_PER_JOB, overage
 
 ALL = ""  # the scope of a cap on every API surface (how the tables key it; events carry null)
 
@@ -22,6 +29,17 @@ class Cap:
     jobs: int
     hard: bool = True
     spend_minor: int | None = None
+
+
+@dataclass(frozen=True)
+class Overage:
+    """A live subscription's terms: the period includes `included` jobs, and each job past them costs `unit_minor`."""
+
+    included: int
+    unit_minor: Decimal = OVERAGE_MINOR_PER_JOB
+
+
+SpendTerms = Mapping[str, int] | Overage  # PAYG prices per API surface, or a subscription's overage
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,9 @@ class Verdict:
     hold: str | None  # why the keys stop, when a hard cap is reached
     crossings: tuple[Crossing, ...]  # every alert threshold the usage is at or past
     reached: tuple[Crossing, ...]  # every limit (hard or soft) the usage is at or past, as its 100 %
+    # The API surfaces the hold stops: those of the hard caps reached, or None (every surface) when one of them
+    # counts all surfaces. Meaningless without a hold.
+    scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,16 +138,25 @@ def used_jobs(usage: Mapping[str, int], scope: str) -> int:
     return sum(usage.values()) if scope == ALL else usage.get(scope, 0)
 
 
-def spent_minor(usage: Mapping[str, int], scope: str, prices: Mapping[str, int]) -> int:
-    return sum(n * prices.get(api, 0) for api, n in usage.items() if scope in (ALL, api))
+def spent_minor(usage: Mapping[str, int], scope: str, terms: SpendTerms) -> int:
+    """What the period's jobs (of one API surface, or ALL) cost, in minor units. A subscription's overage is the
+    account's, not a surface's: one surface's share of it is in proportion to its jobs (rounded down), whichever
+    jobs came first, so it does not depend on the order they were counted in."""
+    if isinstance(terms, Overage):
+        total = sum(usage.values())
+        charge = overage(terms.included, total, terms.unit_minor, "").charge_minor
+        return charge if scope == ALL else (charge * usage.get(scope, 0) // total if total else 0)
+    return sum(n * terms.get(api, 0) for api, n in usage.items() if scope in (ALL, api))
 
 
-def evaluate(caps: Sequence[Cap], usage: Mapping[str, int], prices: Mapping[str, int],
+def evaluate(caps: Sequence[Cap], usage: Mapping[str, int], prices: SpendTerms,
              percents: Sequence[int]) -> Verdict:
-    """What the period's usage (jobs per API surface) holds against the caps, and every threshold it is past."""
+    """What the period's usage (jobs per API surface) holds against the caps, priced by `prices` (the account's
+    spend terms), and every threshold it is past."""
     reasons: list[str] = []
     crossings: list[Crossing] = []
     reached: list[Crossing] = []
+    stopped: set[str] = set()
     for cap in sorted(caps, key=lambda c: c.scope):
         on = f" on {cap.scope}" if cap.scope != ALL else ""
         # The reason names the limit, not the count: it stays the same while jobs in flight add to the count, so
@@ -142,7 +172,9 @@ def evaluate(caps: Sequence[Cap], usage: Mapping[str, int], prices: Mapping[str,
                 reached.append(Crossing(kind, cap.scope, 100, limit, used, cap.hard))
                 if cap.hard:
                     reasons.append("hard cap reached: " + words)
-    return Verdict("; ".join(reasons) or None, tuple(crossings), tuple(reached))
+                    stopped.add(cap.scope)
+    scope = None if ALL in stopped or not stopped else tuple(sorted(stopped))
+    return Verdict("; ".join(reasons) or None, tuple(crossings), tuple(reached), scope)
 
 
 def included_crossings(included: int | None, usage: Mapping[str, int], percents: Sequence[int]) -> tuple[Crossing, ...]:

@@ -39,4 +39,5 @@ class KeyStore(Projection):
                     conn, event.account_id, event.source, isinstance(event, KeySuspended), event.reason,
                     event.cause, event.effective_at, event.sequence,
                     event.until if isinstance(event, KeySuspended) else None,
+                    event.scope if isinstance(event, KeySuspended) else None,
                 )

@@ -48,9 +48,10 @@ async def key_hashes(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def suspensions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every source's latest decision per account (account_id, source, sequence, suspended, reason, until)."""
+    """Every source's latest decision per account (account_id, source, sequence, suspended, reason, until, scope:
+    the API surfaces a hold stops, null for all)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT account_id, source, sequence, suspended, reason, until FROM keys.suspensions"
+        "SELECT account_id, source, sequence, suspended, reason, until, scope FROM keys.suspensions"
     )
     return rows
 
@@ -69,3 +70,10 @@ async def holds(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Recor
         "SELECT * FROM keys.suspensions WHERE account_id = $1 ORDER BY source", account_id
     )
     return rows
+
+
+async def positions(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
+    """The key store's next offset per partition of `topic`, as committed with its rows: read in the same
+    transaction as `key_hashes` and `suspensions`, it says which records those rows already hold."""
+    rows = await conn.fetch("SELECT partition, next_offset FROM keys.positions WHERE topic = $1", topic)
+    return {r["partition"]: r["next_offset"] for r in rows}

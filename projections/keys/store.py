@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 UPSERT_SUSPENSION = """
-INSERT INTO suspensions (account_id, source, suspended, reason, cause, effective_at, sequence, until)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO suspensions (account_id, source, suspended, reason, cause, effective_at, sequence, until, scope)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (account_id, source) DO UPDATE SET
     suspended = EXCLUDED.suspended, reason = EXCLUDED.reason, cause = EXCLUDED.cause,
-    effective_at = EXCLUDED.effective_at, sequence = EXCLUDED.sequence, until = EXCLUDED.until
+    effective_at = EXCLUDED.effective_at, sequence = EXCLUDED.sequence, until = EXCLUDED.until,
+    scope = EXCLUDED.scope
 WHERE suspensions.sequence < EXCLUDED.sequence
 """
 
@@ -38,8 +40,9 @@ async def revoke(conn: asyncpg.Connection, key_id: str, revoked_at: datetime, re
 
 async def decide_suspension(
     conn: asyncpg.Connection, account_id: str, source: str, suspended: bool, reason: str, cause: str,
-    effective_at: datetime, sequence: int, until: datetime | None = None,
+    effective_at: datetime, sequence: int, until: datetime | None = None, scope: Sequence[str] | None = None,
 ) -> None:
     """Set one source's hold on the account unless that source's decision with a higher or equal sequence is
-    already kept; other sources' holds are untouched."""
-    await conn.execute(UPSERT_SUSPENSION, account_id, source, suspended, reason, cause, effective_at, sequence, until)
+    already kept; other sources' holds are untouched. `scope`: the API surfaces it stops (None: all)."""
+    await conn.execute(UPSERT_SUSPENSION, account_id, source, suspended, reason, cause, effective_at, sequence, until,
+                       list(scope) if scope is not None else None)

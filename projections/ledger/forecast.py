@@ -3,6 +3,11 @@ arithmetic over the daily job counts of the period so far (UTC days; a day missi
 
 The method, kept simple enough to explain to the customer who asks why we warned them:
 
+- **Observed history.** It starts at the later of the period's start and the account's first day (the UTC day it
+  was registered or ran its first job, whichever came first): the days of the period before the account existed
+  are not days it ran nothing, and counting them as such would drag a new account's rate down by the share of the
+  period it did not exist. The first day counts whole, like every day; a day it existed only in part makes the
+  forecast a little low, not by the days before it.
 - **Run rate by weekday.** Each complete day of the period so far is a sample. A remaining day is expected to run
   the mean of past days on the same weekday when there are at least two of them (API traffic is often quiet at
   weekends), else the mean of every past day: one sample of a weekday is too noisy to stand on its own.
@@ -115,13 +120,15 @@ def _rates(history: list[tuple[date, float]], today_pace: float) -> _Rates:
 
 
 def forecast(
-    start: datetime, end: datetime, now: datetime, daily: Mapping[date, int], cap: int | None = None
+    start: datetime, end: datetime, now: datetime, daily: Mapping[date, int], cap: int | None = None,
+    since: datetime | None = None,
 ) -> Forecast:
     """The forecast for the period [start, end) as seen at `now` (start <= now <= end), from the period's daily
     job counts so far; `cap_reached_on` is the UTC day the running total reaches `cap` (already or expected),
-    None when it will not within the period or no cap is given."""
-    if start.tzinfo is None or end.tzinfo is None or now.tzinfo is None:
-        raise ValueError("start, end and now need a time zone")
+    None when it will not within the period or no cap is given. `since` is when the account began (registered or
+    first ran a job): the period's days before its day are no part of the history."""
+    if start.tzinfo is None or end.tzinfo is None or now.tzinfo is None or (since and since.tzinfo is None):
+        raise ValueError("start, end, now and since need a time zone")
     if not start < end:
         raise ValueError("the period must end after it starts")
     if not start <= now <= end:
@@ -129,6 +136,7 @@ def forecast(
     if cap is not None and cap < 0:
         raise ValueError("a cap is a number of jobs, at least 0")
     start, end, now = start.astimezone(UTC), end.astimezone(UTC), now.astimezone(UTC)
+    observed = start if since is None else min(max(start, _midnight(since.astimezone(UTC).date())), now)
     first, last, today = start.date(), (end - timedelta(microseconds=1)).date(), now.date()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     past = [d for d in days if d < today]
@@ -136,8 +144,8 @@ def forecast(
     jobs_to_date = sum(done.values())
 
     # A past day only partly inside the period (a period starting mid-day) counts as its full-day rate.
-    history = [(d, done[d] / w) for d in past if (w := _overlap(d, start, end)) > 0]
-    elapsed_today = _overlap(today, start, now)
+    history = [(d, done[d] / w) for d in past if (w := _overlap(d, observed, end)) > 0]
+    elapsed_today = _overlap(today, observed, now)
     pace = done.get(today, 0) / elapsed_today if elapsed_today > 0 else 0.0
     rates = _rates(history, pace)
 

@@ -126,13 +126,15 @@ async def outbox_unsent(conn: asyncpg.Connection) -> int:
 
 
 async def unfinished_reports(conn: asyncpg.Connection, window_before: datetime) -> list[asyncpg.Record]:
-    """Reports not sent (pending or sending) of windows that started before `window_before`, and every report
-    Stripe refused (failed) or that came too late for it (expired); oldest window first."""
+    """Reports not sent (pending or sending) of windows that started before `window_before`, every report Stripe
+    refused (failed), and those that came too late for it (expired) until an operator acknowledged billing them by
+    hand; oldest window first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT account_id, customer_id, window_start, window_seconds, seq, value, state, attempts, last_error,
-                  claimed_until
+                  claimed_until, identifier
            FROM meter.reports
-           WHERE (state IN ('pending', 'sending') AND window_start < $1) OR state IN ('failed', 'expired')
+           WHERE (state IN ('pending', 'sending') AND window_start < $1) OR state = 'failed'
+              OR (state = 'expired' AND acknowledged_at IS NULL)
            ORDER BY window_start, customer_id, seq""",
         window_before,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from projections.db import Connect, connector
 from projections.ledger import queries as ledger
 from projections.meter import queries as meter
 
@@ -69,15 +70,17 @@ def reconcile(figures: list[CustomerUsage]) -> list[Reconciled]:
 
 
 async def our_figures(
-    conn: asyncpg.Connection, start: datetime, end: datetime, account_id: str | None = None
+    db: Connect | asyncpg.Connection, start: datetime, end: datetime, account_id: str | None = None
 ) -> list[CustomerUsage]:
-    """Per subscription customer: the direct-channel jobs the ledger counted beside what the meter recorded."""
+    """Per subscription customer: the direct-channel jobs the ledger counted beside what the meter recorded (each
+    read in its own projection's database)."""
+    connect = connector(db)
     counted = {
         r["account_id"]: int(r["jobs"])
-        for r in await ledger.jobs_per_channel(conn, start, end)
+        for r in await ledger.jobs_per_channel(await connect("ledger"), start, end)
         if r["channel"] == "direct"
     }
-    rows = await meter.figures_per_customer(conn, start, end, account_id)
+    rows = await meter.figures_per_customer(await connect("meter"), start, end, account_id)
     return [CustomerUsage(ledger=counted.get(r["account_id"], 0), **dict(r)) for r in rows]
 
 

@@ -15,6 +15,7 @@ import asyncpg
 
 from events.billing import MeterUsageReported, MeterUsageUnreportable
 from projections.meter.errors import ErrorReport, Failure
+from projections.meter.windows import expiry_detail, oldest_sendable
 from projections.outbox import emit
 
 PRODUCER = "meter"
@@ -62,6 +63,8 @@ class Report:
     created_at: datetime
     claimed_until: datetime | None
     sent_at: datetime | None
+    acknowledged_at: datetime | None = None  # an expired report an operator billed by hand
+    acknowledged_note: str | None = None
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Report:
@@ -149,15 +152,68 @@ async def resend(
 ) -> list[Report]:
     """Put failed reports back in line, as claims whose lease has run out: the sender takes them on its next pass,
     with the value and identifier they had (Stripe recorded none of them, and counts an identifier once should one
-    have got through after all). Only failed reports: an expired window is past what Stripe accepts."""
+    have got through after all). Only failed reports Stripe would still take: a window past its age is expired
+    by the sender (`expire_unsendable`), not sent."""
     rows = await conn.fetch(
         """UPDATE reports SET state = 'sending', claimed_until = $3
            WHERE state = 'failed' AND ($1::text IS NULL OR account_id = $1)
-             AND (cardinality($2::text[]) = 0 OR identifier = ANY($2::text[]))
+             AND (cardinality($2::text[]) = 0 OR identifier = ANY($2::text[])) AND window_start >= $4
            RETURNING *""",
-        account_id, identifiers, now,
+        account_id, identifiers, now, oldest_sendable(now),
     )
     return [Report.of(r) for r in rows]
+
+
+async def expire_unsendable(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[Report]:
+    """Failed reports whose window is now past what Stripe takes: no resend can ever succeed, so each ends
+    expired (final), keeping why it failed. Nothing new goes on the bus: it heard `MeterUsageUnreportable` for the
+    report when Stripe refused it, and that event is once per identifier (its natural id). Pending and claimed
+    reports past the age are expired by the claim itself (`send_verdict`)."""
+    rows = await conn.fetch(
+        """SELECT * FROM reports WHERE state = 'failed' AND window_start < $1
+           ORDER BY window_start LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        oldest_sendable(now), limit,
+    )
+    expired = [Report.of(r) for r in rows]
+    for report in expired:
+        await conn.execute(
+            """UPDATE reports SET state = 'expired', claimed_until = NULL, last_error = $4
+               WHERE customer_id = $1 AND window_start = $2 AND seq = $3""",
+            *report.key(), expiry_detail(report.last_error)[:1000],
+        )
+    return expired
+
+
+async def acknowledge(conn: asyncpg.Connection, identifiers: list[str], note: str, now: datetime) -> list[Report]:
+    """Expired reports an operator has billed by hand: off `jobmeter doctor` from now on, with the note."""
+    rows = await conn.fetch(
+        """UPDATE reports SET acknowledged_at = $3, acknowledged_note = $2
+           WHERE state = 'expired' AND acknowledged_at IS NULL AND identifier = ANY($1::text[])
+           RETURNING *""",
+        identifiers, note[:1000], now,
+    )
+    return [Report.of(r) for r in rows]
+
+
+async def expired_reports(conn: asyncpg.Connection, account_id: str | None, *, acknowledged: bool) -> list[Report]:
+    """Expired reports (of one account, when given), oldest window first; acknowledged ones only when asked."""
+    rows = await conn.fetch(
+        """SELECT * FROM reports WHERE state = 'expired' AND ($1::text IS NULL OR account_id = $1)
+             AND ($2 OR acknowledged_at IS NULL)
+           ORDER BY window_start, customer_id, seq""",
+        account_id, acknowledged,
+    )
+    return [Report.of(r) for r in rows]
+
+
+async def window_jobs(conn: asyncpg.Connection, customer_id: str, start: datetime) -> list[tuple[str, str]]:
+    """(api, job_id) of every job counted in the customer's window, whichever sequence number took it (the fold
+    records a job's window, not its report)."""
+    rows = await conn.fetch(
+        "SELECT api, job_id FROM jobs_seen WHERE customer_id = $1 AND window_start = $2 ORDER BY api, job_id",
+        customer_id, start,
+    )
+    return [(r["api"], r["job_id"]) for r in rows]
 
 
 async def postpone(conn: asyncpg.Connection, report: Report, until: datetime, error: str) -> None:

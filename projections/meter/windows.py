@@ -13,7 +13,10 @@ Stripe's timestamp rules (an event's timestamp lies within the past 35 days and 
   ahead of the clock;
 - a window older than 35 days (less a safety margin for the request's own delay) cannot be sent: it is EXPIRED,
   reported on the bus as usage Stripe cannot take and listed by `jobmeter stripe reports`, for an operator to
-  bill as an invoice item. Never silently dropped.
+  bill as an invoice item. Never silently dropped. The same holds for a window Stripe refused (failed) or one
+  still claimed when it crosses that edge: it can no longer be sent (`resendable`), so it becomes EXPIRED too,
+  keeping the reason it could not be sent. An operator bills it by hand and acknowledges it
+  (`jobmeter stripe acknowledge`), which takes it off `jobmeter doctor`.
 """
 
 from __future__ import annotations
@@ -66,9 +69,25 @@ def meter_event_identifier(customer_id: str, start: datetime, width_seconds: int
     return f"h{digest}-{epoch}-{width_seconds}s-{seq}"
 
 
+def oldest_sendable(now: datetime) -> datetime:
+    """The oldest window start Stripe still takes as a meter event's timestamp, with the safety margin."""
+    return now - STRIPE_MAX_AGE + AGE_SAFETY_MARGIN
+
+
+def resendable(start: datetime, now: datetime) -> bool:
+    """Could a meter event for the window starting at `start` still be sent (now, or after a fix)?"""
+    return start >= oldest_sendable(now)
+
+
+def expiry_detail(last_error: str | None) -> str:
+    """Why a window ended expired, keeping why it was not sent before (Stripe's refusal, the last error)."""
+    why = "window older than Stripe accepts for meter events (35 days): bill as an invoice item"
+    return f"{why}; not sent before because: {last_error}" if last_error else why
+
+
 def send_verdict(start: datetime, width_seconds: int, lateness_seconds: float, now: datetime) -> Verdict:
     """May the window starting at `start` be sent now? (Its timestamp on the meter event is `start`.)"""
-    if start < now - STRIPE_MAX_AGE + AGE_SAFETY_MARGIN:
+    if not resendable(start, now):
         return Verdict.EXPIRED
     closes = window_end(start, width_seconds) + timedelta(seconds=lateness_seconds)
     if now < closes or start > now + STRIPE_MAX_AHEAD:

@@ -43,6 +43,7 @@ class Batch:
     cards: list[PaygCardSaved] = field(default_factory=list)
     refunds: list[tuple[Refund, Envelope]] = field(default_factory=list)
     disputes: list[tuple[Dispute, Envelope]] = field(default_factory=list)
+    dispute_charges: dict[str, str] = field(default_factory=dict)  # the charge each dispute is about
 
     @classmethod
     def of(cls, events: Sequence[Recorded[Event]]) -> Batch:
@@ -87,6 +88,9 @@ class Batch:
         dispute = dispute_of(event)
         if dispute is not None:
             self.disputes.append((dispute, envelope))
+            charge = event.data_object.get("charge")
+            if isinstance(charge, str) and charge:
+                self.dispute_charges[dispute.dispute_id] = charge
 
     def accounts(self) -> set[str]:
         return (
@@ -100,6 +104,22 @@ class Batch:
     def reversed_intents(self) -> set[str]:
         """The PaymentIntents whose money the batch's refunds and disputes move back."""
         return {r.payment_intent_id for r, _ in self.refunds} | {d.payment_intent_id for d, _ in self.disputes}
+
+    def credited_intents(self) -> set[str]:
+        """The PaymentIntents of the batch's top-ups and recharge settlements: what may credit a balance."""
+        return ({t.payment_intent_id for t, _ in self.topups if t.payment_intent_id}
+                | {s.payment_intent_id for s in self.settlements})
+
+
+def parked_reversal(envelope_json: str) -> Batch:
+    """A parked refund or dispute as it was logged, sorted as it was then: a batch of that one record."""
+    envelope, event = REGISTRY.decode(envelope_json.encode())
+    batch = Batch(envelope.occurred_at)
+    if isinstance(event, StripeEventReceived):
+        batch._add_stripe(event, envelope)
+    if not batch.refunds and not batch.disputes:
+        raise RuntimeError(f"parked reversal {envelope.event_id} no longer reads as a refund or a dispute")
+    return batch
 
 
 def parked_topup(envelope_json: str) -> tuple[TopUp, Envelope]:

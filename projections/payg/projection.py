@@ -65,7 +65,8 @@ class PaygBalances(Projection):
     migrations = Path(__file__).parent / "migrations"
     # What a replay must reproduce exactly: every movement, and which jobs still wait for their account. When a
     # recharge is requested depends on how the log was cut into batches, so balances' bookkeeping, recharges and
-    # notifications are not compared.
+    # notifications are not compared; nor is `parked_reversals` (its order column and wall-clock time differ by
+    # run; what its refunds and disputes moved is in `movements`).
     tables = ("movements", "accounts", "parked_jobs")
     emits = True
 
@@ -83,6 +84,8 @@ class PaygBalances(Projection):
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         batch = Batch.of(events)
+        # Before anything reads a payment: a credit and its refund folded at once by two consumers go in turn.
+        await reversals.lock_payments(conn, batch.reversed_intents() | batch.credited_intents())
         # A recharge's account is the one we recorded, whatever the PaymentIntent's metadata says.
         settling = await recharge_store.recharge_accounts(conn, [s.recharge_id for s in batch.settlements])
         # A refund's or dispute's account is the one its payment credited (before this batch, or in it: then the
@@ -90,9 +93,11 @@ class PaygBalances(Projection):
         reversing = {c.account_id for c in (await store.credited_payments(conn, batch.reversed_intents())).values()}
         candidates = batch.accounts() | set(settling) | reversing
         if not candidates:
-            reversals.ignore(batch)
+            await reversals.park(conn, batch)  # refunds and disputes of payments that credited nothing (yet)
             return  # our own events coming back from the bus, other Stripe events: nothing to do
         admitted = await self._admit(conn, batch, sorted(candidates))
+        released = {t.payment_intent_id for t, _ in admitted.released_topups if t.payment_intent_id}
+        await reversals.lock_payments(conn, released)
         cfg, now, payg = self.config, batch.at, admitted.payg
         await store.open_balances(conn, payg, cfg.defaults, now)
         await self._configure(conn, batch, payg, now)
@@ -105,7 +110,7 @@ class PaygBalances(Projection):
             out += await recharges.fail(conn, failed, cfg.policy)
         for canceled in batch.cancels:
             await recharges.cancel(conn, canceled)
-        await reversals.reverse(conn, batch, payg, cfg, now)
+        out += await reversals.reverse(conn, batch, payg, cfg, batch.credited_intents() | released, now)
         out += await recharges.decide(conn, payg, cfg.policy, now)
         await emit(conn, out, producer=PRODUCER)
 

@@ -5,9 +5,10 @@ Time is always passed in (the log time of the batch being folded), so a replay d
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Generic, Literal, Protocol, TypeVar
 
 Prices = dict[str, int]
 
@@ -192,3 +193,37 @@ def dispute_reversals(dispute_id: str, amount_minor: int, status: str, closed: b
     if closed and status == "won":
         moves.append(Reversal(f"dispute-won:{dispute_id}", "dispute", taken, dispute_id))
     return moves
+
+
+class Reversing(Protocol):
+    """A refund or a dispute as the parking rules see it."""
+
+    @property
+    def key(self) -> str: ...  # the fact's identity: parked once, however often it is delivered
+
+    @property
+    def payment_intent_id(self) -> str: ...
+
+
+R = TypeVar("R", bound=Reversing)
+
+
+@dataclass(frozen=True)
+class ReversalPlan(Generic[R]):
+    apply: list[R]  # their payment credited a balance: move it back now, in this order
+    park: list[R]  # the batch's whose payment credited nothing (yet): wait for it
+    released: list[str]  # keys of the parked ones applied now: no longer waiting
+
+
+def plan_reversals(parked: Sequence[R], arrived: Sequence[R], credited: Collection[str]) -> ReversalPlan[R]:
+    """What to do with refunds and disputes: those of a payment that credited a balance are applied, the parked
+    ones first (they were folded before), then the batch's, each in the order folded, so however the log is cut
+    into batches the same movements are recorded (a charge's refunds are cumulative totals: which total comes first
+    decides how the debit is split). The batch's others wait for their payment's credit; a parked one whose
+    payment still credited nothing stays as it is."""
+    ready = [p for p in parked if p.payment_intent_id in credited]
+    return ReversalPlan(
+        apply=ready + [a for a in arrived if a.payment_intent_id in credited],
+        park=[a for a in arrived if a.payment_intent_id not in credited],
+        released=[p.key for p in ready],
+    )

@@ -30,7 +30,8 @@ from projections.replay.shadow import ReplayError
 async def replaying(settings: Settings, name: str) -> AsyncIterator[Replay]:
     """One replay of `name` at a time: a second one (another operator, another host) is refused, not raced."""
     projection = catalog.get(name).configured(settings)
-    guard = await asyncpg.connect(settings.database_url)
+    url = settings.database_url_for(projection.name)  # the projection's own database, where its tables live
+    guard = await asyncpg.connect(url)
     try:
         # Two-key advisory locks are a separate key space from the one-key swap lock live folds share. Keyed by
         # the projection's own name, so a replay under a former name (`usage-ledger`) is the same replay.
@@ -39,7 +40,7 @@ async def replaying(settings: Settings, name: str) -> AsyncIterator[Replay]:
         ):
             raise ReplayError(f"another replay of {projection.name} is running")
         async with AsyncExitStack() as stack:
-            pool = await create_pool(settings.database_url)
+            pool = await create_pool(url)
             stack.push_async_callback(pool.close)
             reader = await stack.enter_async_context(
                 LogReader(settings.kafka_bootstrap_servers, max_records=settings.jobmeter_batch_max_records)

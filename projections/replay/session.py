@@ -104,7 +104,7 @@ class Replay:
     async def _reset_shadow(self, marker: str) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(f"DROP SCHEMA IF EXISTS {quote_schema(self.shadow)} CASCADE")
-        await migrate(self.settings.database_url, self.shadow, self.projection.migrations)
+        await migrate(self.settings.database_url_for(self.projection.name), self.shadow, self.projection.migrations)
         async with self.pool.acquire() as conn:
             await mark(conn, self.shadow, marker)
 

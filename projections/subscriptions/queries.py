@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from projections.accounts import queries as accounts
+from projections.db import Connect, connector
 from projections.meter import queries as meter
 from projections.subscriptions.state import included_jobs, overage
 
@@ -23,19 +24,22 @@ ORDER BY status NOT IN ('canceled', 'incomplete_expired') DESC, last_event_creat
 """
 
 async def billing_summary(
-    conn: asyncpg.Connection, account_id: str, plans: Mapping[str, int], unit_minor: Decimal, currency: str
+    db: Connect | asyncpg.Connection, account_id: str, plans: Mapping[str, int], unit_minor: Decimal, currency: str
 ) -> dict[str, Any] | None:
-    """None when the account has no subscription on record; raises NoSuchAccount for an unknown account."""
-    account = await accounts.account(conn, account_id)
+    """None when the account has no subscription on record; raises NoSuchAccount for an unknown account. The
+    account, the subscription and the meter's figures are each read in their own projection's database."""
+    connect = connector(db)
+    account = await accounts.account(await connect("accounts"), account_id)
     if account is None:
         raise NoSuchAccount(account_id)
     if account["stripe_customer_id"] is None:
         return None
-    sub = await conn.fetchrow(LATEST_SUBSCRIPTION, account["stripe_customer_id"])
+    sub = await (await connect("subscriptions")).fetchrow(LATEST_SUBSCRIPTION, account["stripe_customer_id"])
     if sub is None:
         return None
     start, end = sub["current_period_start"], sub["current_period_end"]
-    used = await meter.recorded_in_period(conn, account_id, start, end) if start and end else meter.NOTHING_RECORDED
+    used = (await meter.recorded_in_period(await connect("meter"), account_id, start, end) if start and end
+            else meter.NOTHING_RECORDED)
     included = included_jobs(sub["base_price_id"], sub["status"], plans)
     bill = overage(included, used.recorded, unit_minor, currency)
     return {

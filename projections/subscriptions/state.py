@@ -14,6 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 ENDED = frozenset({"canceled", "incomplete_expired"})
+# The metered overage price per job past a plan's included jobs, in minor units (fractions of a cent): the one
+# figure `jobmeter stripe sync` gives Stripe (services/stripe_adapter/catalog.py) and spend caps price by.
+OVERAGE_MINOR_PER_JOB = Decimal("0.5")
 
 
 @dataclass(frozen=True)

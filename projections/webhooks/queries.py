@@ -51,3 +51,14 @@ async def failing(conn: asyncpg.Connection, created_before: datetime) -> list[as
         created_before,
     )
     return rows
+
+
+async def alert_mails(conn: asyncpg.Connection, account_id: str, limit: int = 100) -> list[asyncpg.Record]:
+    """The account's alert emails, newest first: which alert, to whom and when it went (null: not yet)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT m.event_id, m.account_id, e.type, e.occurred_at, m.sent_to, m.sent_at, m.attempts, m.last_error
+           FROM outgoing_webhooks.alert_mails AS m JOIN outgoing_webhooks.events AS e USING (event_id)
+           WHERE m.account_id = $1 ORDER BY m.created_at DESC, m.event_id LIMIT $2""",
+        account_id, limit,
+    )
+    return rows

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -87,7 +87,35 @@ async def add_deliveries(conn: asyncpg.Connection, deliveries: Sequence[Delivery
     return len(rows)
 
 
-# The sender's side
+async def set_contact(conn: asyncpg.Connection, account_id: str, address: str | None, at: datetime, *,
+                      only_if_new: bool) -> None:
+    """The account's alert address; a registration (`only_if_new`) sets it only for an account that set none yet,
+    so a registration published again never undoes a later change."""
+    if only_if_new:
+        await conn.execute(
+            """INSERT INTO contacts (account_id, contact_email, set_at) VALUES ($1, $2, $3)
+               ON CONFLICT (account_id) DO NOTHING""", account_id, address, at,
+        )
+    else:
+        await conn.execute(
+            """INSERT INTO contacts (account_id, contact_email, set_at) VALUES ($1, $2, $3)
+               ON CONFLICT (account_id) DO UPDATE
+               SET contact_email = excluded.contact_email, set_at = excluded.set_at""",
+            account_id, address, at,
+        )
+
+
+async def add_alert_mails(conn: asyncpg.Connection, alerts: Sequence[Happened]) -> None:
+    """One mail per alert event (kept in `events` already); one already recorded is left as it is."""
+    if alerts:
+        await conn.execute(
+            """INSERT INTO alert_mails (event_id, account_id)
+               SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT (event_id) DO NOTHING""",
+            [h.event_id for h in alerts], [h.account_id for h in alerts],
+        )
+
+
+# The senders' side
 
 
 async def claim_due(conn: asyncpg.Connection, now: datetime, limit: int, lease_until: datetime) -> list[asyncpg.Record]:
@@ -125,3 +153,45 @@ async def attempt_failed(conn: asyncpg.Connection, delivery: uuid.UUID, status: 
            WHERE delivery_id = $1 AND state = 'pending'""",
         delivery, status, error[:500], at, retry_at,
     )
+
+
+async def claim_alert_mails(
+    conn: asyncpg.Connection, limit: int, now: datetime, lease: timedelta
+) -> list[asyncpg.Record]:
+    """Lease up to `limit` unsent alert mails, oldest first, that no other mailer holds, with what composing them
+    needs: the alert (type, time, data as sent to webhooks) and the account's contact address as folded now."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """WITH due AS (
+               SELECT event_id FROM alert_mails
+               WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2)
+               ORDER BY created_at, event_id LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE alert_mails AS m SET claimed_until = $2 + $3::interval
+           FROM due, events AS e
+           WHERE m.event_id = due.event_id AND e.event_id = m.event_id
+           RETURNING m.event_id, m.account_id, m.created_at, m.attempts, e.type, e.occurred_at, e.data,
+                     (SELECT c.contact_email FROM contacts AS c WHERE c.account_id = m.account_id) AS contact_email""",
+        limit, now, lease,
+    )
+    return sorted(rows, key=lambda r: (r["created_at"], r["event_id"]))
+
+
+async def alert_mail_sent(conn: asyncpg.Connection, event_id: uuid.UUID, sent_to: str) -> None:
+    await conn.execute(
+        """UPDATE alert_mails SET sent_at = now(), sent_to = $2, attempts = attempts + 1, last_error = NULL,
+                  claimed_until = NULL WHERE event_id = $1""",
+        event_id, sent_to,
+    )
+
+
+async def alert_mail_failed(conn: asyncpg.Connection, event_id: uuid.UUID, error: str) -> None:
+    """Due again at once; the mailer backs off while mail is out of reach."""
+    await conn.execute(
+        "UPDATE alert_mails SET attempts = attempts + 1, last_error = $2, claimed_until = NULL WHERE event_id = $1",
+        event_id, error[:500],
+    )
+
+
+async def known_events(conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these events the fold has kept: an alert already raised (and folded) need not be published again."""
+    rows = await conn.fetch("SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", list(event_ids))
+    return {r["event_id"] for r in rows}

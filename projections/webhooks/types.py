@@ -14,8 +14,8 @@ from typing import Any
 
 from events.envelope import Event, natural_event_id
 from events.keys import KeyRestored, KeySuspended
-from events.payg import RechargeFailed, RechargeRequested, RechargeSucceeded
-from events.usage import UsageCapReached, UsageThresholdCrossed
+from events.payg import BalanceReversed, RechargeFailed, RechargeRequested, RechargeSucceeded
+from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,19 @@ WEBHOOK_TYPES: dict[type[Event], WebhookType] = {
     RechargeRequested: WebhookType("balance.low", ("recharge_id", "amount_minor", "currency", "requested_at")),
     RechargeSucceeded: WebhookType("balance.recharged", ("recharge_id", "payment_intent_id", "amount_minor")),
     RechargeFailed: WebhookType("recharge.failed", ("recharge_id", "code", "message", "failed_at")),
+    BalanceReversed: WebhookType("balance.reversed", (
+        "reason", "amount_minor", "currency", "payment_intent_id", "charge_id", "dispute_id", "reversed_at")),
     UsageThresholdCrossed: WebhookType("usage.threshold_crossed", (
         "period_start", "period_end", "limit_kind", "api", "threshold_percent", "limit", "used", "crossed_at")),
     UsageCapReached: WebhookType("usage.cap_reached", (
         "period_start", "period_end", "limit_kind", "api", "hard", "limit", "used", "reached_at")),
+    UsageForecastExceeded: WebhookType("usage.forecast_exceeded", (
+        "period_start", "period_end", "limit_kind", "api", "limit", "jobs_to_date", "forecast_jobs", "forecast_high",
+        "reached_on", "forecast_at")),
 }
+
+# The types that are also emailed to the account's contact: the alerts.
+ALERT_TYPES = frozenset({"usage.threshold_crossed", "usage.cap_reached", "balance.low", "usage.forecast_exceeded"})
 
 
 def known_types() -> tuple[str, ...]:
@@ -45,6 +53,14 @@ def known_types() -> tuple[str, ...]:
 def source_topics() -> tuple[str, ...]:
     """The logical topics holding the events above."""
     return tuple(sorted({cls.topic for cls in WEBHOOK_TYPES}))
+
+
+def mailed(kind: str, data: dict[str, Any]) -> bool:
+    """Whether an event of this type is an alert emailed to the account. A cap's 100 % threshold is not: the same
+    crossing is `usage.cap_reached`, mailed once for both (the included jobs have no "reached" of their own)."""
+    if kind == "usage.threshold_crossed" and data.get("limit_kind") in ("cap", "spend_cap"):
+        return data.get("threshold_percent") != 100
+    return kind in ALERT_TYPES
 
 
 def webhook_type(event: Event) -> WebhookType | None:

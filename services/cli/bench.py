@@ -20,6 +20,7 @@ from services.devtools.bench.engine_figures import DEFAULT_STEPS, EngineRun, fig
 from services.devtools.bench.engine_figures import as_json as engine_json
 from services.devtools.bench.ingest import bench_ingest
 from services.devtools.bench.ledger import bench_ledger
+from services.devtools.bench.restart_cli import command as restart_command
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -151,3 +152,4 @@ def _engine_tables(run: EngineRun, seconds: float) -> None:
 
 app.command("keys")(keycheck.keys)
 app.command("stripe")(stripe_requests.command)
+app.command("restart")(restart_command)

@@ -23,16 +23,19 @@ def chaos(
     brokers: Annotated[int, typer.Option(
         min=1, max=9, help="Kafka nodes: from 2 up, two instances of every consumer and SIGKILLs of the node leading "
         "the job partitions (run it on a stack of its own: JOBMETER_STATE_DIR)")] = 1,
+    stripe_faults: Annotated[float, typer.Option(
+        min=1, help="seconds each Stripe fault lasts (500s, then requests held past the client's timeout)")] = 30.0,
 ) -> None:
     """Drive traffic through ingest while killing and restarting every consumer, the HTTP app, Kafka,
-    Postgres and stripe-mock; exit non-zero if any invariant fails."""
+    Postgres and stripe-mock, and while Stripe answers 500 or times out for a while; then `jobmeter doctor`'s
+    check; exit non-zero if any invariant fails."""
     try:
         up(quiet=True, brokers=brokers)
     except StackError as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     get_settings.cache_clear()
-    report = asyncio.run(_run(minutes * 60, keep, quiet=as_json, brokers=brokers))
+    report = asyncio.run(_run(minutes * 60, keep, quiet=as_json, brokers=brokers, stripe_faults=stripe_faults))
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
     else:
@@ -48,12 +51,13 @@ def chaos(
         raise typer.Exit(1)
 
 
-async def _run(seconds: float, keep: bool, *, quiet: bool, brokers: int) -> ChaosReport:
+async def _run(seconds: float, keep: bool, *, quiet: bool, brokers: int, stripe_faults: float) -> ChaosReport:
     base = get_settings()
     sandbox = await open_sandbox(base, jobmeter_batch_timeout_ms=100)
     try:
         log = (lambda _: None) if quiet else (lambda line: errors.print(f"[yellow]{line}[/yellow]"))
-        return await Scenario(sandbox, seconds=seconds, brokers=brokers, log=log).run_scenario()
+        return await Scenario(sandbox, seconds=seconds, brokers=brokers, stripe_fault_seconds=stripe_faults,
+                              log=log).run_scenario()
     finally:
         if not keep:
             await close_sandbox(base, sandbox)

@@ -39,7 +39,7 @@ def usage_report(
     groups = parse_group_by(group_by if account else f"account,{group_by}")
 
     async def work(res: Resources) -> Usage:
-        async with res.pool.acquire() as conn:
+        async with res.pool_for("ledger").acquire() as conn:
             return await usage(conn, account, begin, finish, groups)
 
     try:
@@ -67,7 +67,7 @@ def late_report(
     cutoff = _when(after) or finish
 
     async def work(res: Resources) -> list[dict[str, Any]]:
-        async with res.pool.acquire() as conn:
+        async with res.pool_for("ledger").acquire() as conn:
             return await late_jobs(conn, begin, finish, cutoff)
 
     emit_rows(with_resources(work), fmt, title=f"jobs logged after {cutoff:%Y-%m-%d %H:%M} UTC")

@@ -14,7 +14,14 @@ from events.envelope import utcnow
 from jobmeter.settings import get_settings
 from projections.db import transaction
 from projections.meter.reconcile import CustomerUsage, Reconciled, our_figures, period_bounds, reconcile
-from projections.meter.reports import Report, reports_of_account, resend
+from projections.meter.reports import (
+    Report,
+    acknowledge,
+    expired_reports,
+    reports_of_account,
+    resend,
+    window_jobs,
+)
 from projections.meter.windows import window_end
 from services.cli.common import Format, console, emit_rows, errors, with_resources
 from services.platform.resources import Resources
@@ -63,7 +70,7 @@ def reports(
     """What the meter reporter recorded and sent to Stripe for one account, window by window."""
 
     async def work(res: Resources) -> list[Report]:
-        async with transaction(res.pool, "meter") as conn:
+        async with transaction(res.pool_for("meter"), "meter") as conn:
             return await reports_of_account(conn, account)
 
     rows = [report_row(r) for r in with_resources(work)]
@@ -87,7 +94,7 @@ def resend_(
         raise typer.Exit(2)
 
     async def work(res: Resources) -> list[Report]:
-        async with transaction(res.pool, "meter") as conn:
+        async with transaction(res.pool_for("meter"), "meter") as conn:
             return await resend(conn, account, identifier or [], utcnow())
 
     rows = [report_row(r) for r in with_resources(work)]
@@ -98,6 +105,68 @@ def resend_(
         console.print("no failed meter report matched: nothing to send again")
         return
     emit_rows(rows, Format.table, title=f"{len(rows)} meter report(s) back in line for the sender")
+
+
+@app.command()
+def expired(
+    account: Annotated[str | None, typer.Option(help="only this account's")] = None,
+    jobs: Annotated[bool, typer.Option("--jobs", help="with the jobs of each window (api:job_id)")] = False,
+    every: Annotated[bool, typer.Option("--all", help="acknowledged ones too")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list instead of a table")] = False,
+) -> None:
+    """Meter reports that can no longer be sent (windows older than the 35 days Stripe takes), with the reason:
+    bill their jobs by hand (an invoice item), then `jobmeter stripe acknowledge IDENTIFIER --note …`."""
+
+    async def work(res: Resources) -> list[dict[str, object]]:
+        async with transaction(res.pool_for("meter"), "meter") as conn:
+            found = await expired_reports(conn, account, acknowledged=every)
+            rows = []
+            for r in found:
+                row: dict[str, object] = {"account_id": r.account_id, "customer_id": r.customer_id,
+                                          **report_row(r), "reason": r.last_error,
+                                          "acknowledged": r.acknowledged_note if r.acknowledged_at else None}
+                if jobs:
+                    # The fold records a job's window, not its sequence number: a window sent in several reports
+                    # lists all its jobs under each.
+                    row["jobs"] = [f"{api}:{job}" for api, job in await window_jobs(conn, r.customer_id,
+                                                                                    r.window_start)]
+                rows.append(row)
+            return rows
+
+    rows = with_resources(work)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no expired meter report" + ("" if every else " waiting to be billed by hand"))
+        return
+    shown = [{**r, "jobs": " ".join(map(str, j))} if isinstance(j := r.get("jobs"), list) else r for r in rows]
+    emit_rows(shown, Format.table, title=f"{len(rows)} expired meter report(s)")
+
+
+@app.command("acknowledge")
+def acknowledge_(
+    identifier: Annotated[list[str], typer.Argument(help="the expired reports' identifiers")],
+    note: Annotated[str, typer.Option(help="how the jobs were billed, e.g. the invoice item's id")],
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list of what was acknowledged")] = False,
+) -> None:
+    """Record that expired reports were billed by hand: they leave `jobmeter doctor`. Exit 1 if an identifier
+    named no expired report waiting for it (unknown, not expired, or acknowledged already)."""
+
+    async def work(res: Resources) -> list[Report]:
+        async with transaction(res.pool_for("meter"), "meter") as conn:
+            return await acknowledge(conn, identifier, note, utcnow())
+
+    done = with_resources(work)
+    rows = [report_row(r) for r in done]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        emit_rows(rows, Format.table, title=f"{len(rows)} expired meter report(s) acknowledged")
+    missed = sorted(set(identifier) - {r.identifier for r in done})
+    if missed:
+        errors.print(f"[red]no expired report waiting to be acknowledged:[/red] {', '.join(missed)}")
+        raise typer.Exit(1)
 
 
 def with_stripe(figures: list[CustomerUsage], meter_id: str, start: datetime, end: datetime) -> list[CustomerUsage]:
@@ -124,8 +193,8 @@ def reconcile_(
         raise typer.Exit(2)
 
     async def work(res: Resources) -> list[CustomerUsage]:
-        async with res.pool.acquire() as conn:
-            return await our_figures(conn, start, end, account)
+        async with res.connections() as db:
+            return await our_figures(db, start, end, account)
 
     figures = with_resources(work)
     if stripe and settings.stripe_meter_id:

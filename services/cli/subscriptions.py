@@ -131,8 +131,8 @@ def billing(account: Annotated[str, typer.Option(help="the account")]) -> None:
     settings = get_settings()
 
     async def work(res: Resources) -> dict[str, Any] | None:
-        async with res.pool.acquire() as conn:
-            return await billing_summary(conn, account, plans(settings), Decimal(OVERAGE_CENTS_PER_JOB), CURRENCY)
+        async with res.connections() as db:
+            return await billing_summary(db, account, plans(settings), Decimal(OVERAGE_CENTS_PER_JOB), CURRENCY)
 
     try:
         summary = with_resources(work)

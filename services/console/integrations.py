@@ -12,8 +12,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-import asyncpg
-
+from projections.db import Connect
 from services.platform.resources import Resources
 
 PLANS = ("pro_monthly", "pro_annual")
@@ -72,7 +71,7 @@ async def topup_checkout(res: Resources, account_id: str, amount_minor: int | No
     return http_url(opened.get("url"))
 
 
-async def subscription_summary(conn: asyncpg.Connection, res: Resources, account_id: str) -> dict[str, Any] | None:
+async def subscription_summary(db: Connect, res: Resources, account_id: str) -> dict[str, Any] | None:
     """This period's subscription as the subscriptions area computes it (included, used, overage, charge);
     None when the account has no subscription on record."""
     queries = area("projections.subscriptions.queries")
@@ -83,6 +82,6 @@ async def subscription_summary(conn: asyncpg.Connection, res: Resources, account
     from decimal import Decimal
 
     summary: dict[str, Any] | None = await queries.billing_summary(
-        conn, account_id, subscriptions.plans(res.settings), Decimal(catalog.OVERAGE_CENTS_PER_JOB), catalog.CURRENCY
+        db, account_id, subscriptions.plans(res.settings), Decimal(catalog.OVERAGE_CENTS_PER_JOB), catalog.CURRENCY
     )
     return summary

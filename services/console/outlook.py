@@ -7,10 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from projections.caps import queries as caps_queries
-from projections.db import has_table
+from projections.db import Connect, has_table
 from projections.ledger import queries as ledger_queries
 from services.console.chart import OverviewChart, OverviewRow, PeriodChart, days_between, overview_chart, period_chart
 from services.console.reads import Table
@@ -19,15 +17,17 @@ from services.ledger.periods import month_start
 from services.platform.resources import Resources
 
 
-async def account_caps(conn: asyncpg.Connection, account_id: str) -> Table:
+async def account_caps(db: Connect, account_id: str) -> Table:
     """The account's caps in force, with its current period's usage and whether a cap holds its keys."""
+    conn = await db("caps")
     if not await has_table(conn, "caps.caps"):
         return Table.missing("usage caps")
     return Table(True, [dict(r) for r in await caps_queries.caps(conn, account_id)])
 
 
-async def account_alerts(conn: asyncpg.Connection, account_id: str, limit: int = 20) -> Table:
+async def account_alerts(db: Connect, account_id: str, limit: int = 20) -> Table:
     """The usage alerts raised for the account (each once per period), newest first."""
+    conn = await db("caps")
     if not await has_table(conn, "caps.alerts"):
         return Table.missing("usage alerts")
     return Table(True, [dict(r) for r in await caps_queries.alerts(conn, account_id, limit)])
@@ -45,7 +45,7 @@ async def period(res: Resources, account_id: str, now: datetime) -> tuple[Period
 
 async def overview(res: Resources, now: datetime, limit: int = 12) -> OverviewChart:
     """The busiest accounts of this calendar month, each on its own billing period, so far and forecast."""
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("ledger").acquire() as conn:
         busiest = await ledger_queries.busiest_accounts(conn, month_start(now), limit)
     rows = []
     for row in busiest:

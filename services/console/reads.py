@@ -1,5 +1,6 @@
 """What the console pages show: the owning areas' reads (`projections/<area>/queries.py`, the webhook log's store),
-shaped for the pages. No SQL here.
+shaped for the pages. No SQL here. Each projection may live in its own database (JOBMETER_<NAME>_DATABASE_URL): a
+read takes `db` and asks it for the connection of the projection it reads, `await db("keys")`.
 
 Other areas' tables may not exist yet in a given deployment (or a given test database): every read that
 depends on one checks first and returns None, which the page shows as "not available".
@@ -16,13 +17,12 @@ from typing import Any
 import asyncpg
 
 from projections.accounts import queries as account_queries
-from projections.db import has_table
+from projections.db import Connect, has_table
 from projections.key_lifecycle import queries as lifecycle_queries
 from projections.keys import queries as key_queries
 from projections.ledger import queries as ledger_queries
 from projections.meter import queries as meter_queries
 from projections.payg import queries as payg_queries
-from projections.positions import folded
 from projections.rapidapi import queries as rapidapi_queries
 from projections.rapidapi.reconcile import Tolerance, reconcile
 from projections.subscriptions import queries as subscription_queries
@@ -52,20 +52,21 @@ class Table:
 Columns = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-async def _key_columns(conn: asyncpg.Connection) -> Columns:
+async def _key_columns(db: Connect) -> Columns:
+    conn = await db("keys")
     active = Counter(k["account_id"] for k in await key_queries.keys(conn) if k["state"] == "active")
     held = await key_queries.held(conn)
     return lambda row: {"active_keys": active[row["account_id"]], "suspended": row["account_id"] in held,
                         "held_by": held.get(row["account_id"])}
 
 
-async def _standing_columns(conn: asyncpg.Connection) -> Columns:
-    standings = await lifecycle_queries.standings(conn)
+async def _standing_columns(db: Connect) -> Columns:
+    standings = await lifecycle_queries.standings(await db("key-lifecycle"))
     return lambda row: {"standing": standings.get(row["stripe_customer_id"] or "")}
 
 
-async def _subscription_columns(conn: asyncpg.Connection) -> Columns:
-    latest = await subscription_queries.latest_per_customer(conn)
+async def _subscription_columns(db: Connect) -> Columns:
+    latest = await subscription_queries.latest_per_customer(await db("subscriptions"))
 
     def columns(row: dict[str, Any]) -> dict[str, Any]:
         sub = latest.get(row["stripe_customer_id"] or "")
@@ -74,13 +75,13 @@ async def _subscription_columns(conn: asyncpg.Connection) -> Columns:
     return columns
 
 
-async def _rapidapi_columns(conn: asyncpg.Connection) -> Columns:
-    plans = await rapidapi_queries.plans(conn)
+async def _rapidapi_columns(db: Connect) -> Columns:
+    plans = await rapidapi_queries.plans(await db("rapidapi"))
     return lambda row: {"rapidapi_plan": plans.get(row["account_id"])}
 
 
-async def _payg_columns(conn: asyncpg.Connection) -> Columns:
-    balances = {b["account_id"]: b for b in await payg_queries.balances_overview(conn)}
+async def _payg_columns(db: Connect) -> Columns:
+    balances = {b["account_id"]: b for b in await payg_queries.balances_overview(await db("payg"))}
 
     def columns(row: dict[str, Any]) -> dict[str, Any]:
         found = balances.get(row["account_id"])
@@ -90,7 +91,7 @@ async def _payg_columns(conn: asyncpg.Connection) -> Columns:
     return columns
 
 
-AREA_COLUMNS: dict[str, Callable[[asyncpg.Connection], Awaitable[Columns]]] = {
+AREA_COLUMNS: dict[str, Callable[[Connect], Awaitable[Columns]]] = {
     "keys": _key_columns,
     "standing": _standing_columns,
     "subscriptions": _subscription_columns,
@@ -99,22 +100,23 @@ AREA_COLUMNS: dict[str, Callable[[asyncpg.Connection], Awaitable[Columns]]] = {
 }
 
 
-async def accounts(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+async def accounts(db: Connect) -> tuple[list[dict[str, Any]], dict[str, bool]]:
     """Every account with its channel, and its key and dunning state where those projections exist."""
+    keys = await db("keys")
     have = {
-        "keys": await has_table(conn, "keys.keys") and await has_table(conn, "keys.suspensions"),
-        "standing": await has_table(conn, "key_lifecycle.customers"),
-        "subscriptions": await has_table(conn, "subscriptions.subscriptions"),
-        "rapidapi": await has_table(conn, "rapidapi.users"),
-        "payg": await has_table(conn, "payg.balances"),
+        "keys": await has_table(keys, "keys.keys") and await has_table(keys, "keys.suspensions"),
+        "standing": await has_table(await db("key-lifecycle"), "key_lifecycle.customers"),
+        "subscriptions": await has_table(await db("subscriptions"), "subscriptions.subscriptions"),
+        "rapidapi": await has_table(await db("rapidapi"), "rapidapi.users"),
+        "payg": await has_table(await db("payg"), "payg.balances"),
     }
     rows = [
         {**{c: r[c] for c in ACCOUNT_COLUMNS}, "channel": "rapidapi" if r["model"] == "rapidapi" else "direct"}
-        for r in await account_queries.accounts(conn)
+        for r in await account_queries.accounts(await db("accounts"))
     ]
     for area, read in AREA_COLUMNS.items():
         if have[area]:
-            columns = await read(conn)
+            columns = await read(db)
             for row in rows:
                 row.update(columns(row))
     return rows, have
@@ -148,12 +150,13 @@ def key_state(row: dict[str, Any], have_keys: bool) -> str:
     return "active" if row.get("active_keys") else "no keys"
 
 
-async def account(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
-    row = await account_queries.account(conn, account_id)
+async def account(db: Connect, account_id: str) -> dict[str, Any] | None:
+    row = await account_queries.account(await db("accounts"), account_id)
     return dict(row) if row else None
 
 
-async def account_keys(conn: asyncpg.Connection, account_id: str) -> Table:
+async def account_keys(db: Connect, account_id: str) -> Table:
+    conn = await db("keys")
     if not (await has_table(conn, "keys.keys") and await has_table(conn, "keys.suspensions")):
         return Table.missing("the key store")
     rows = await key_queries.keys(conn, account_id)
@@ -169,8 +172,9 @@ def account_key_state(keys: Table, suspension: dict[str, Any] | None) -> str:
     return "active" if any(k["state"] == "active" for k in keys.rows) else "no keys"
 
 
-async def suspension(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
+async def suspension(db: Connect, account_id: str) -> dict[str, Any] | None:
     """Whether any source holds the account, with every holding source's reason; None when none ever decided."""
+    conn = await db("keys")
     if not await has_table(conn, "keys.suspensions"):
         return None
     rows = await key_queries.holds(conn, account_id)
@@ -181,14 +185,14 @@ async def suspension(conn: asyncpg.Connection, account_id: str) -> dict[str, Any
             "holds": [dict(r) for r in rows]}
 
 
-async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, days: int = 30, at_least: int = 7,
+async def usage(db: Connect, account_id: str, apis: list[str], *, days: int = 30, at_least: int = 7,
                 today: date | None = None) -> Chart:
     """The account's jobs per API surface and UTC day, over the last `days` days, from its first day of usage
     (but never fewer than `at_least` days), so a new account's bars are not squeezed into a corner."""
     last = today or datetime.now(UTC).date()
     first = last - timedelta(days=days - 1)
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    rows = await ledger_queries.daily_jobs(conn, account_id, start)
+    rows = await ledger_queries.daily_jobs(await db("ledger"), account_id, start)
     counts = {(r["day"], r["api"]): int(r["jobs"]) for r in rows}
     known = list(apis) + sorted({api for _, api in counts} - set(apis))  # a retired surface still shows
     first_used = min((day for day, _ in counts), default=last)
@@ -196,20 +200,23 @@ async def usage(conn: asyncpg.Connection, account_id: str, apis: list[str], *, d
     return usage_chart(counts, known, days_between(first, last))
 
 
-async def meter_reports(conn: asyncpg.Connection, account_id: str | None = None, limit: int = 200) -> Table:
+async def meter_reports(db: Connect, account_id: str | None = None, limit: int = 200) -> Table:
+    conn = await db("meter")
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
     return Table(True, [dict(r) for r in await meter_queries.latest_reports(conn, account_id, limit)])
 
 
-async def webhook_deliveries(conn: asyncpg.Connection, account_id: str, limit: int = 20) -> Table:
+async def webhook_deliveries(db: Connect, account_id: str, limit: int = 20) -> Table:
     """The account's outgoing webhook deliveries, newest first, with where they went."""
+    conn = await db("webhooks")
     if not await has_table(conn, "outgoing_webhooks.deliveries"):
         return Table.missing("outgoing webhooks")
     return Table(True, [dict(r) for r in await outgoing_webhook_queries.deliveries(conn, account_id, limit)])
 
 
-async def meter_totals(conn: asyncpg.Connection) -> Table:
+async def meter_totals(db: Connect) -> Table:
+    conn = await db("meter")
     if not await has_table(conn, "meter.reports"):
         return Table.missing("the Stripe meter reporter")
     return Table(True, [dict(r) for r in await meter_queries.totals_by_state(conn)])
@@ -222,31 +229,35 @@ async def webhook_log(conn: asyncpg.Connection, limit: int = 100, account_id: st
     return Table(True, [dict(r) for r in rows])
 
 
-async def payg_balances(conn: asyncpg.Connection) -> Table:
+async def payg_balances(db: Connect) -> Table:
+    conn = await db("payg")
     if not await has_table(conn, "payg.balances"):
         return Table.missing("pay-as-you-go")
     return Table(True, [dict(r) for r in await payg_queries.balances_overview(conn)])
 
 
-async def payg_balance(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
+async def payg_balance(db: Connect, account_id: str) -> dict[str, Any] | None:
     """None when PAYG is not deployed here; {} before the account's balance row exists."""
+    conn = await db("payg")
     if not await has_table(conn, "payg.balances"):
         return None
     row = await payg_queries.balance(conn, account_id)
     return dict(row) if row else {}
 
 
-async def payg_recharges(conn: asyncpg.Connection, account_id: str | None = None, limit: int = 100) -> Table:
+async def payg_recharges(db: Connect, account_id: str | None = None, limit: int = 100) -> Table:
+    conn = await db("payg")
     if not await has_table(conn, "payg.recharges"):
         return Table.missing("pay-as-you-go")
     return Table(True, [dict(r) for r in await payg_queries.recharges(conn, account_id, limit)])
 
 
 async def rapidapi_month(
-    conn: asyncpg.Connection, period: str, billing_object: str, tolerance: str
+    db: Connect, period: str, billing_object: str, tolerance: str
 ) -> tuple[list[dict[str, Any]] | None, bool]:
     """Each RapidAPI user's three numbers for the month with what reconciling them flags, and whether the
     month's export was imported; None for the users when the RapidAPI tables do not exist here."""
+    conn = await db("rapidapi")
     if not await has_table(conn, "rapidapi.reported"):
         return None, False
     users = await rapidapi_queries.figures(conn, period, billing_object)
@@ -258,33 +269,3 @@ async def rapidapi_month(
         for u in users
     ]
     return found, imported
-
-
-async def positions(conn: asyncpg.Connection, schemas: list[str]) -> dict[str, int]:
-    """How many records each projection has folded (the sum of its next offsets)."""
-    found: dict[str, int] = {}
-    for schema in schemas:
-        count = await folded(conn, schema)
-        if count is not None:
-            found[schema] = count
-    return found
-
-
-async def live(conn: asyncpg.Connection, schemas: list[str]) -> dict[str, Any]:
-    """The numbers the live page polls: small, cheap queries only."""
-    now = datetime.now(UTC)
-    log = await webhook_log(conn, limit=50)
-    meter = await meter_totals(conn)
-    return {
-        "at": now.isoformat(timespec="seconds"),
-        "jobs_total": await ledger_queries.total_jobs(conn),
-        "jobs_last_5_minutes": await ledger_queries.job_count(conn, logged_after=now - timedelta(minutes=5)),
-        "accounts": await account_queries.count(conn),
-        "webhooks": [
-            {"id": r["stripe_event_id"], "type": r["type"], "account": r["account_id"],
-             "received_at": r["received_at"].isoformat(timespec="seconds"), "simulated": r["simulated"]}
-            for r in log.rows
-        ] if log.available else None,
-        "meter": {r["state"]: int(r["reports"]) for r in meter.rows} if meter.available else None,
-        "positions": await positions(conn, schemas),
-    }

@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobmeter.settings import Settings
+from projections.db import Connections
 from services.console.actions import Rebuilds
 from services.console.session import COOKIE, Session, csrf_matches, csrf_token, read_session, same_origin, signing_key
 
@@ -43,6 +44,9 @@ NOTICES = {  # ?notice= keys: fixed texts only, so a crafted link cannot put wor
     "failure-sent": "A final payment failure was delivered through the webhook bridge.",
     "recovery-sent": "A successful payment was delivered through the webhook bridge.",
     "rebuild-started": "The rebuild started; its progress shows below.",
+    "redrive-applied": "The dead letter was applied again through the consumer that refused it; the outcome is kept "
+                       "beside it.",
+    "redrive-refused": "The consumer refused the dead letter again: its row says why.",
 }
 MAX_FORM_BYTES = 16 * 1024  # applied by services.http.limits to every request under /console
 
@@ -203,6 +207,7 @@ NAV = (
     ("rapidapi", "RapidAPI"),
     ("projections", "Projections"),
     ("attention", "Attention"),
+    ("deadletters", "Dead letters"),
 )
 
 
@@ -245,13 +250,20 @@ class Unavailable(Exception):
         self.service = service
 
 
-@asynccontextmanager
-async def database(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A connection from the app's pool; a refused or dropped connection is Postgres being unavailable."""
+def store_pool(request: Request) -> asyncpg.Pool:
+    """DATABASE_URL's pool: the areas' own stores (the Stripe webhook log), which are no projection's."""
     pool: asyncpg.Pool = request.app.state.runtime.res.pool
+    return pool
+
+
+@asynccontextmanager
+async def database(request: Request) -> AsyncIterator[Connections]:
+    """Connections to the databases the page reads: `await db(projection)` is that projection's (one connection
+    per database, taken on first use). A refused or dropped connection is Postgres being unavailable."""
+    res = request.app.state.runtime.res
     try:
-        async with pool.acquire(timeout=5) as conn:
-            yield conn
+        async with res.connections(timeout=5) as db:
+            yield db
     except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError,
             asyncpg.exceptions.CannotConnectNowError) as error:
         reason = str(error) or type(error).__name__

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobmeter.settings import Settings
+from projections.meter.windows import resendable
 
 Row = Mapping[str, Any]
 
@@ -88,15 +89,23 @@ def meter_reports(rows: Iterable[Row], now: datetime, bound: timedelta) -> list[
         subject = f"{r['account_id']} window {r['window_start'].isoformat()} #{r['seq']}"
         resolve = f"jobmeter stripe reports --account {r['account_id']}"
         error = f"; last error: {r['last_error']}" if r["last_error"] else ""
-        if r["state"] == "failed":
+        if r["state"] == "failed" and not resendable(r["window_start"], now):
+            items.append(Item("meter-report-failed", subject, age(closed, now),
+                              f"Stripe refused {r['value']} job(s) for {r['customer_id']}{error}, and the window is "
+                              "now older than Stripe takes: the sender marks it expired on its next pass",
+                              "jobmeter run meter"))
+        elif r["state"] == "failed":
             items.append(Item("meter-report-failed", subject, age(closed, now),
                               f"Stripe refused {r['value']} job(s) for {r['customer_id']}{error}: fix the cause (the "
                               "meter, the customer), then send them again",
                               f"jobmeter stripe resend --account {r['account_id']}"))
         elif r["state"] == "expired":
+            # Final for the sender, but the jobs are unbilled until someone bills them by hand and says so.
             items.append(Item("meter-report-expired", subject, age(closed, now),
                               f"{r['value']} job(s) for {r['customer_id']} are older than Stripe takes meter events "
-                              "for: bill them as an invoice item", resolve))
+                              f"for: bill them as an invoice item (the reason and their jobs: `jobmeter stripe expired "
+                              f"--account {r['account_id']} --jobs`), then acknowledge",
+                              f"jobmeter stripe acknowledge {r.get('identifier', 'IDENTIFIER')} --note 'INVOICE ITEM'"))
         elif r["state"] in ("pending", "sending") and closed <= now - bound:
             claim = "never claimed by a sender" if r["state"] == "pending" else \
                 f"claimed, lease until {r['claimed_until'].isoformat() if r['claimed_until'] else '-'}"

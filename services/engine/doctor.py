@@ -22,7 +22,8 @@ async def gather(res: Resources, now: datetime) -> list[Item]:
     """Everything not final past its bound, as of `now`; oldest first within each kind."""
     bounds = Bounds.of(res.settings)
     items: list[Item] = []
-    async with res.pool.acquire() as conn:
+    # Each area's reads on its own database (JOBMETER_<NAME>_DATABASE_URL)
+    async with res.pool_for("payg").acquire() as conn:
         if await has_table(conn, "payg.recharges"):
             rows = await payg_queries.recharges_requested_before(conn, now - bounds.recharge)
             items += attention.unsettled_recharges([dict(r) for r in rows], now, bounds.recharge)
@@ -30,11 +31,13 @@ async def gather(res: Resources, now: datetime) -> list[Item]:
             items += attention.parked_jobs("payg", [dict(r) for r in rows], now, bounds.parked)
             rows = await payg_queries.parked_topups(conn)
             items += attention.parked_topups([dict(r) for r in rows], now, bounds.parked)
+    async with res.pool_for("meter").acquire() as conn:
         if await has_table(conn, "meter.reports"):
             rows = await meter_queries.unfinished_reports(conn, now - bounds.meter)
             items += attention.meter_reports([dict(r) for r in rows], now, bounds.meter)
             rows = await meter_queries.parked_jobs_per_account(conn)
             items += attention.parked_jobs("meter", [dict(r) for r in rows], now, bounds.parked)
+    async with res.pool_for("webhooks").acquire() as conn:
         if await has_table(conn, "outgoing_webhooks.deliveries"):
             rows = await webhook_queries.failing(conn, now - bounds.webhook)
             items += attention.webhook_deliveries([dict(r) for r in rows], now, bounds.webhook)

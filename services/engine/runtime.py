@@ -33,7 +33,7 @@ from services.platform.poll import supervised
 from services.platform.relay import run_relay
 from services.platform.resources import Resources, open_resources
 from services.rapidapi.reconcile import run_rapidapi_reconciler
-from services.webhooks.sender import run_webhook_sender
+from services.webhooks.workers import run_webhook_workers
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ PROJECTION_WORKERS: dict[str, Callable[[Resources, str], Coroutine[Any, Any, Non
     "payg": run_payg_workers,
     "rapidapi": run_rapidapi_reconciler,
     "caps": run_cap_clock,
-    "webhooks": run_webhook_sender,
+    "webhooks": run_webhook_workers,  # the sender, the alert mailer, the forecast watcher
 }
 
 # Which projection each consumer service folds; `jobmeter run NAME` and docker-compose use these names.
@@ -104,7 +104,7 @@ class Runtime:
         )
         self._on_open.append(
             lambda res: self.folders.__setitem__(
-                projection.name, Folder(projection, res.pool, dead_letters=res.dead_letter)
+                projection.name, Folder(projection, res.pool_for(projection.name), dead_letters=res.dead_letter)
             )
         )
 
@@ -114,7 +114,7 @@ class Runtime:
         work: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         for name, f in self.folders.items():
             if f.projection.emits:
-                work.append((f"{name} relay", partial(run_relay, res.pool, f.schema, res.publisher)))
+                work.append((f"{name} relay", partial(run_relay, f.pool, f.schema, res.publisher)))
             if name in PROJECTION_WORKERS:
                 work.append((f"{name} worker", partial(PROJECTION_WORKERS[name], res, f.schema)))
         return work + [(name, partial(start, res)) for name, start in self.workers]

@@ -8,10 +8,13 @@ field-level ones pydantic found included, so an operator fixes a configuration i
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import SecretStr, ValidationError
 
 from jobmeter.settings import DEVELOPMENT_SECRETS, Settings, get_settings
 from projections.caps.rules import parse_percents
+from projections.catalog import PROJECTIONS
 from projections.payg.rules import PriceError, parse_prices
 
 MIN_SECRET_LENGTH = 16
@@ -92,8 +95,23 @@ def other_problems(settings: Settings) -> list[str]:
     return found
 
 
+def database_problems(settings: Settings) -> list[str]:
+    """DATABASE_URL and each projection's own (JOBMETER_<NAME>_DATABASE_URL): postgresql:// with a database."""
+    found = []
+    urls = {"DATABASE_URL": settings.database_url}
+    for name in PROJECTIONS:
+        own = getattr(settings, f"jobmeter_{name.replace('-', '_')}_database_url")
+        if own is not None:
+            urls[f"JOBMETER_{name.replace('-', '_').upper()}_DATABASE_URL"] = own
+    for env, url in urls.items():
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            found.append(f"{env} is not postgresql://user:password@host:port/database")
+    return found
+
+
 def problems(settings: Settings) -> list[str]:
-    return secret_problems(settings) + payg_problems(settings) + other_problems(settings)
+    return secret_problems(settings) + payg_problems(settings) + other_problems(settings) + database_problems(settings)
 
 
 def check(settings: Settings) -> Settings:

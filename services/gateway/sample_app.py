@@ -44,7 +44,7 @@ from events.topics import Topics
 from events.types import JobId
 from jobmeter.settings import Settings
 from projections.db import create_pool
-from services.gateway.keycheck import KeyCheckMiddleware
+from services.gateway.keycheck import KeyCheckMiddleware, api_from_path
 from services.platform.serving import serving
 from services.rapidapi.desk import RapidApiDesk
 from services.rapidapi.middleware import RapidApiGateway, declare_job_completed
@@ -145,7 +145,8 @@ def create_gateway(
     key_checks: list[KeyCheckMiddleware] = []
 
     def key_check(inner: ASGIApp) -> ASGIApp:
-        made = KeyCheckMiddleware(inner, check_url=check_url, transport=keycheck_transport)
+        # Each call names its surface, so a cap on one surface stops only that one.
+        made = KeyCheckMiddleware(inner, check_url=check_url, transport=keycheck_transport, api_of=api_from_path(apis))
         key_checks.append(made)  # closed with the app
         return made
     desk = RapidApiDesk(settings)
@@ -161,7 +162,11 @@ def create_gateway(
             stack.push_async_callback(publisher.stop)
             pool = await create_pool(settings.database_url)
             stack.push_async_callback(pool.close)
-            await desk.open(pool, publisher)
+            users = None
+            if settings.database_url_for("rapidapi") != settings.database_url:  # the projection in its own database
+                users = await create_pool(settings.database_url_for("rapidapi"), min_size=0)
+                stack.push_async_callback(users.close)
+            await desk.open(pool, publisher, users)
             stack.push_async_callback(_close, key_checks)
             stack.push_async_callback(_cancel, running)
             yield

@@ -9,9 +9,18 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
+from events.accounts import ContactEmail
 from events.types import AccountId, BillingModel, StripeCustomerId
 from projections.ledger.queries import BadQuery, parse_group_by, usage
-from services.accounts.commands import AccountConflict, AccountError, get_account, list_accounts, register_account
+from services.accounts.commands import (
+    AccountConflict,
+    AccountError,
+    UnknownAccount,
+    get_account,
+    list_accounts,
+    register_account,
+    set_contact,
+)
 from services.http.auth import AdminRoute
 from services.http.billing import Charge
 from services.http.problems import Timestamp, problems
@@ -26,6 +35,7 @@ class NewAccount(BaseModel):
     model: BillingModel
     stripe_customer_id: StripeCustomerId | None = None
     display_name: str | None = None
+    contact_email: ContactEmail | None = Field(default=None, description="where the account's alerts are emailed")
 
 
 class Account(BaseModel):
@@ -33,6 +43,7 @@ class Account(BaseModel):
     model: BillingModel
     stripe_customer_id: str | None
     display_name: str | None
+    contact_email: str | None = None
     registered_at: Timestamp
     updated_at: Timestamp
 
@@ -51,7 +62,7 @@ async def create_account(body: NewAccount, request: Request) -> JSONResponse:
     try:
         account = await register_account(
             res, body.account_id, body.model, stripe_customer_id=body.stripe_customer_id,
-            display_name=body.display_name,
+            display_name=body.display_name, contact_email=body.contact_email,
         )
     except AccountError as error:
         status = 409 if isinstance(error, AccountConflict) else 422
@@ -59,6 +70,23 @@ async def create_account(body: NewAccount, request: Request) -> JSONResponse:
     if account is None:
         return JSONResponse({"account_id": body.account_id, "state": "registering"}, status_code=202)
     return JSONResponse(account, status_code=201)
+
+
+class Contact(BaseModel):
+    contact_email: ContactEmail | None = Field(description="the address alerts are emailed to; null: none on file")
+
+
+@router.put("/v1/accounts/{account_id}/contact", status_code=200, response_model=Account,
+            responses={202: {"model": Registering}, **problems(400, 404, 413)})
+async def put_contact(account_id: AccountId, body: Contact, request: Request) -> JSONResponse:
+    """Set (or, with null, clear) the address the account's alerts are emailed to: an AccountContactSet event."""
+    try:
+        account = await set_contact(request.app.state.runtime.res, account_id, body.contact_email)
+    except AccountError as error:
+        raise HTTPException(404 if isinstance(error, UnknownAccount) else 422, detail=str(error)) from None
+    if account is None:
+        return JSONResponse({"account_id": account_id, "state": "registering"}, status_code=202)
+    return JSONResponse(account)
 
 
 @router.get("/v1/accounts")
@@ -106,7 +134,7 @@ async def account_usage(
     try:
         start, end = window(start, end)
         groups = parse_group_by(group_by)
-        async with request.app.state.runtime.res.pool.acquire() as conn:
+        async with request.app.state.runtime.res.pool_for("ledger").acquire() as conn:
             result = await usage(conn, account_id, start, end, groups)
     except BadQuery as error:
         raise HTTPException(422, detail=str(error)) from None

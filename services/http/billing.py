@@ -71,10 +71,10 @@ class BillingSummary(BaseModel):
 @router.get("/v1/accounts/{account_id}/billing", responses=problems(404))
 async def billing(account_id: AccountId, request: Request) -> BillingSummary:
     settings = request.app.state.settings
-    async with request.app.state.runtime.res.pool.acquire() as conn:
+    async with request.app.state.runtime.res.connections() as db:
         try:
             summary = await billing_summary(
-                conn, account_id, plans(settings), Decimal(OVERAGE_CENTS_PER_JOB), CURRENCY
+                db, account_id, plans(settings), Decimal(OVERAGE_CENTS_PER_JOB), CURRENCY
             )
         except NoSuchAccount:
             raise HTTPException(404, detail=f"no account {account_id!r}") from None

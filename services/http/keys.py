@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from events.keys import HoldSource, KeyId
-from events.types import AccountId, BillingModel
+from events.types import AccountId, ApiName, BillingModel
+from jobmeter.settings import DEFAULT_APIS
 from services.http.auth import AdminRoute, bearer
 from services.http.problems import Timestamp, problems
 from services.keys.commands import KeyCommandError, create_key, list_keys, revoke_key, rotate_key
@@ -23,6 +24,8 @@ class Hold(BaseModel):
     source: HoldSource = Field(description="Who holds the account's keys: dunning, payg or cap.")
     reason: str
     until: Timestamp | None = Field(description="When the hold ends by itself (a cap: its period's end).")
+    scope: list[str] | None = Field(default=None, description="The API surfaces the hold stops (caps on some "
+                                                              "surfaces only); null: every surface.")
 
 
 class KeyStatus(BaseModel):
@@ -36,23 +39,32 @@ class KeyStatus(BaseModel):
 
 
 STATUS: dict[str, int] = {"active": 200, "capped": 429}
+API_QUERY = Query(
+    default=None, examples=list(DEFAULT_APIS),
+    description="The API surface the call is for, one of `JOBMETER_APIS` (by default " + ", ".join(DEFAULT_APIS)
+                + "). Named, only the holds on that surface (a cap on it) or on every surface apply; unnamed, every "
+                  "hold applies, so a caller that does not say is refused whenever the account is held.",
+)
 
 
 @router.get("/v1/keys/check", response_model=KeyStatus,
             responses={403: {"model": KeyStatus, "description": "A revoked key, or its account is suspended."},
                        429: {"model": KeyStatus, "description": "Only usage caps hold the account: retry after "
                                                                 "`Retry-After` seconds (the period's end)."},
-                       **problems(401, 503)})
-async def check_key(request: Request) -> JSONResponse:
+                       **problems(401, 422, 503)})
+async def check_key(request: Request, api: ApiName | None = API_QUERY) -> JSONResponse:
     """200 `{account_id, key_id, state, billing_model}` for a working key; 401 unknown, 403 revoked or suspended,
-    429 with `Retry-After` when a hard usage cap is all that holds it.
+    429 with `Retry-After` when a hard usage cap is all that holds it (for `api`, when named); 422 for an API
+    surface jobmeter does not know.
 
     Answered from memory, without I/O: the index follows the key events as they reach Kafka."""
     index: KeyIndex = request.app.state.key_index
     if not index.ready:
         return JSONResponse({"detail": "the key index is loading"}, status_code=503)
+    if api is not None and api not in request.app.state.settings.jobmeter_apis:
+        return JSONResponse({"detail": f"unknown API surface {api!r}"}, status_code=422)
     secret = bearer(request)
-    found = index.check(secret) if secret else None
+    found = index.check(secret, api=api) if secret else None
     if found is None:
         return JSONResponse({"detail": "unknown API key"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     headers = {"Retry-After": str(found.retry_after)} if found.retry_after is not None else None

@@ -25,7 +25,7 @@ async def publish_period_ends(
     res: Resources, schema: str, *, now: datetime | None = None, already: set[tuple[str, datetime]] | None = None,
 ) -> list[CapPeriodEnded]:
     """Publish a tick for every capped period that is over (skipping those in `already`)."""
-    async with transaction(res.pool, schema) as conn:
+    async with transaction(res.pool_for(schema), schema) as conn:
         rows = await queries.held_past_period(conn, now or datetime.now(UTC))
     seen = already if already is not None else set()
     ticks = [CapPeriodEnded(account_id=r["account_id"], period_start=r["period_start"], period_end=r["period_end"])

@@ -19,7 +19,7 @@ class CapCommandError(LookupError):
 
 
 async def known(res: Resources, account_id: str, api: str | None) -> None:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("accounts").acquire() as conn:
         found = await accounts.account(conn, account_id)
     if found is None:
         raise CapCommandError(f"no account {account_id!r}")
@@ -47,7 +47,7 @@ async def clear_cap(res: Resources, account_id: str, *, api: str | None = None) 
 
 async def list_caps(res: Resources, account_id: str | None = None) -> list[dict[str, Any]]:
     """The caps in force as the caps projection has folded them, with each one's usage this period."""
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("caps").acquire() as conn:
         if not await has_table(conn, "caps.caps"):
             return []
         rows = await caps.caps(conn, account_id)

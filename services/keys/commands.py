@@ -50,7 +50,7 @@ def new_secret() -> str:
 
 
 async def create_key(res: Resources, account_id: str, *, wait_seconds: float = 5.0) -> NewKey:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("accounts").acquire() as conn:
         found = await accounts.account(conn, account_id)
     if found is None:
         raise KeyCommandError(f"no account {account_id!r}")
@@ -91,13 +91,13 @@ async def rotate_key(res: Resources, key_id: str) -> tuple[NewKey, dict[str, Any
 
 
 async def get_key(res: Resources, key_id: str) -> dict[str, Any] | None:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("keys").acquire() as conn:
         row = await keys.key(conn, key_id)
     return plain(row) if row else None
 
 
 async def list_keys(res: Resources, account_id: str | None = None) -> list[dict[str, Any]]:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("keys").acquire() as conn:
         rows = await keys.keys(conn, account_id)
     return [plain(r) for r in rows]
 
@@ -105,7 +105,7 @@ async def list_keys(res: Resources, account_id: str | None = None) -> list[dict[
 async def _wait_for(res: Resources, key_id: str, state: str, wait_seconds: float) -> bool:
     deadline = time.monotonic() + wait_seconds
     while True:
-        async with res.pool.acquire() as conn:
+        async with res.pool_for("keys").acquire() as conn:
             found = await keys.key_state(conn, key_id)
         if found == state:
             return True

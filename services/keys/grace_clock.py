@@ -39,7 +39,7 @@ async def publish_due_ticks(
     """Publish a tick for every open past-due episode whose grace is over (skipping those in `already`)."""
     policy = policy_in_use()
     now = now or datetime.now(UTC)
-    async with transaction(res.pool, schema) as conn:
+    async with transaction(res.pool_for(schema), schema) as conn:
         rows = await queries.past_due_since_before(conn, now - policy.past_due_grace)
     seen = already if already is not None else set()
     ticks = [

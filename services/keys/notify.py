@@ -87,7 +87,7 @@ async def run_notifier(res: Resources, schema: str, *, idle_seconds: float = 0.2
     mailer = mailer_for(res.settings)
 
     async def one_pass() -> bool:
-        sent, failed = await notify_once(res.pool, schema, mailer, res.settings.jobmeter_notify_from)
+        sent, failed = await notify_once(res.pool_for(schema), schema, mailer, res.settings.jobmeter_notify_from)
         if failed:
             raise NotSent(f"{failed} notification(s) not sent")
         return sent > 0

@@ -66,13 +66,14 @@ def differences(a: AccountChannels) -> list[str]:
 
 async def channel_report(res: Resources, period: str) -> list[AccountChannels]:
     start, end = month_bounds(period)
-    async with res.pool.acquire() as conn:
-        models = await account_queries.models(conn)
-        ledger = await ledger_queries.jobs_per_channel(conn, start, end)
-        stripe = await meter_queries.sent_per_account(conn, start, end)
-        payg = await payg_queries.debits_per_account(conn, start, end)
-        rapidapi = await rapidapi_queries.per_account(conn, period, res.settings.rapidapi_billing_object)
-        export_in = await rapidapi_queries.export_imported(conn, period)
+    async with res.connections() as db:  # each area's figures from its own projection's database
+        models = await account_queries.models(await db("accounts"))
+        ledger = await ledger_queries.jobs_per_channel(await db("ledger"), start, end)
+        stripe = await meter_queries.sent_per_account(await db("meter"), start, end)
+        payg = await payg_queries.debits_per_account(await db("payg"), start, end)
+        marketplace = await db("rapidapi")
+        rapidapi = await rapidapi_queries.per_account(marketplace, period, res.settings.rapidapi_billing_object)
+        export_in = await rapidapi_queries.export_imported(marketplace, period)
     accounts: dict[str, AccountChannels] = {}
 
     def of(account_id: str) -> AccountChannels:

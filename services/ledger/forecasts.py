@@ -3,14 +3,15 @@
 The period is the account's live Stripe subscription period when it has one, else the calendar month (UTC), as
 for caps; `cap_reached_on` is the day the account's cap on all its jobs (or the plan's default) will be reached. The
 jobs come from the ledger's hourly counts, so a period that starts mid-hour (a Stripe period starts when the
-subscription did) counts from the start of that hour. The method: `projections/ledger/forecast.py`; what it
-means in money: `projections/ledger/forecast_terms.py`.
+subscription did) counts from the start of that hour. An account that began during the period (registered, or
+ran its first job, whichever came first) is forecast from its first day, not from the period's start. The method:
+`projections/ledger/forecast.py`; what it means in money: `projections/ledger/forecast_terms.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,18 +48,22 @@ async def period_forecast(res: Resources, account_id: str, now: datetime) -> dic
 
 
 async def period_outlook(res: Resources, account_id: str, now: datetime) -> Outlook:
-    async with res.pool.acquire() as conn:
-        account = await accounts.account(conn, account_id)
-        terms = await _terms(conn, res, account, now)
+    async with res.connections() as db:  # each projection's tables in its own database
+        account = await accounts.account(await db("accounts"), account_id)
+        terms = await _terms(await db("subscriptions"), res, account, now)
         start, end = (terms.start, terms.end) if isinstance(terms, Subscription) else _month(now)
-        rows = await daily_jobs(conn, account_id, start.replace(minute=0, second=0, microsecond=0))
-        cap = await _jobs_cap(conn, res, account_id)
+        rows = await daily_jobs(await db("ledger"), account_id, start.replace(minute=0, second=0, microsecond=0))
+        cap = await _jobs_cap(await db("caps"), res, account_id)
+        since = await _began(await db("caps"), account, account_id)
     per_day: dict[date, int] = {}
     per_api: dict[str, int] = {}
     for row in rows:  # one row per day and API surface
         per_day[row["day"]] = per_day.get(row["day"], 0) + int(row["jobs"])
         per_api[row["api"]] = per_api.get(row["api"], 0) + int(row["jobs"])
-    result = forecast(start, end, now, per_day, cap)
+    if per_day:  # jobs logged before the registration (an imported account, a backfill) began it earlier
+        first_day = datetime.combine(min(per_day), datetime.min.time(), tzinfo=UTC)
+        since = first_day if since is None else min(since, first_day)
+    result = forecast(start, end, now, per_day, cap, since)
     money = charge(terms, result.forecast_jobs, per_api)
     return Outlook(start, end, per_day, cap, {
         "period": {"start": start.isoformat(), "end": end.isoformat()},
@@ -79,6 +84,14 @@ async def _jobs_cap(conn: asyncpg.Connection, res: Resources, account_id: str) -
     """The cap the forecast says when it will reach: the account's cap on all its jobs, else the plan's default."""
     own = await caps_queries.jobs_cap(conn, account_id) if await has_table(conn, "caps.caps") else None
     return own or (res.settings.jobmeter_cap_default_jobs or None)
+
+
+async def _began(conn: asyncpg.Connection, account: asyncpg.Record | None, account_id: str) -> datetime | None:
+    """When the account began: the earlier of its registration and its first job (the caps fold keeps every job's
+    time, indexed by account; the ledger keeps hours). None when neither is known."""
+    first = await caps_queries.first_job_at(conn, account_id) if await has_table(conn, "caps.seen") else None
+    known = [t for t in (account["registered_at"] if account is not None else None, first) if t is not None]
+    return min(known, default=None)
 
 
 def _month(now: datetime) -> tuple[datetime, datetime]:

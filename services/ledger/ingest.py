@@ -115,10 +115,10 @@ async def _received_and_unknown(res: Resources, jobs: list[JobCompleted]) -> tup
     """The jobs that already have a receipt, and the accounts the registry does not know: both reads on one
     connection (each acquire costs a round trip to reset the connection on release; profiled under load, the
     ingest's round trips to Postgres weighed more than its JSON)."""
-    async with res.pool.acquire() as conn:
-        seen = await store.received(conn, jobs)
+    async with res.connections() as db:  # one connection when the registry lives beside the receipts
+        seen = await store.received(await db.on(res.pool), jobs)
         account_ids = {j.account_id for j in jobs}
-        return seen, sorted(account_ids - await known(conn, account_ids))
+        return seen, sorted(account_ids - await known(await db("accounts"), account_ids))
 
 
 async def _record_receipts(res: Resources, jobs: list[JobCompleted]) -> int:

@@ -28,7 +28,7 @@ from jobmeter.settings import Settings
 from projections.db import transaction
 from projections.meter import reports
 from projections.meter.reports import Report
-from projections.meter.windows import Verdict, send_verdict
+from projections.meter.windows import Verdict, expiry_detail, send_verdict
 from services.platform.poll import PollPolicy, poll
 from services.platform.rate_limit import TokenBucket
 from services.platform.resources import Resources
@@ -76,11 +76,15 @@ class MeterSender:
     async def send_due(self, *, limit: int = 500) -> SendOutcome:
         """Claim what is due and deliver it; returns what happened to each claimed report."""
         async with transaction(self.pool, self.schema) as conn:
+            at = self.clock()
+            # Refused windows that crossed Stripe's age limit can never be resent: they end expired, here, so
+            # that nothing waits on the doctor for a resend that cannot work.
+            aged = await reports.expire_unsendable(conn, at, limit)
             claimed = await reports.claim_due(
-                conn, self.clock(), lateness_seconds=self.lateness_seconds, lease=self.lease, limit=limit
+                conn, at, lateness_seconds=self.lateness_seconds, lease=self.lease, limit=limit
             )
         if not claimed:
-            return SendOutcome()
+            return SendOutcome(unreportable=len(aged))
         now = self.clock()
         verdicts = {r.key(): send_verdict(r.window_start, r.window_seconds, self.lateness_seconds, now)
                     for r in claimed}
@@ -94,12 +98,11 @@ class MeterSender:
             results.extend(outcome)
         return SendOutcome(
             sent=results.count("sent"), postponed=results.count("postponed") + len(claimed) - len(results),
-            unreportable=results.count("unreportable"),
+            unreportable=results.count("unreportable") + len(aged),
         )
 
     async def _expire(self, report: Report) -> str:
-        detail = "window older than Stripe accepts for meter events (35 days): bill as an invoice item"
-        return (await self._unreportable([report], "expired", detail))[0]
+        return (await self._unreportable([report], "expired", expiry_detail(report.last_error)))[0]
 
     async def _deliver(self, batch: list[Report]) -> list[str]:
         async with self._slots:
@@ -162,7 +165,7 @@ def sink_for(settings: Settings) -> MeterEventSink:
 def sender_for(res: Resources, schema: str = "meter", *, sink: MeterEventSink | None = None) -> MeterSender:
     s = res.settings
     return MeterSender(
-        res.pool, sink or sink_for(s), event_name=s.stripe_meter_event_name,
+        res.pool_for(schema), sink or sink_for(s), event_name=s.stripe_meter_event_name,
         lateness_seconds=s.jobmeter_meter_lateness_seconds, schema=schema,
         concurrency=s.jobmeter_meter_send_concurrency, lease=timedelta(seconds=s.jobmeter_meter_lease_seconds),
     )

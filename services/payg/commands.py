@@ -38,7 +38,7 @@ def defaults(res: Resources) -> Defaults:
 
 async def payg_account(res: Resources, account_id: str) -> dict[str, Any]:
     """The registry's row of a PAYG account; PaygError (404/409) if there is none or it is billed otherwise."""
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("accounts").acquire() as conn:
         row = await accounts.account(conn, account_id)
     if row is None:
         raise PaygError(f"no account {account_id!r}", 404)
@@ -48,7 +48,7 @@ async def payg_account(res: Resources, account_id: str) -> dict[str, Any]:
 
 
 async def _balance_row(res: Resources, account_id: str) -> dict[str, Any] | None:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("payg").acquire() as conn:
         row = await queries.balance(conn, account_id)
     return dict(row) if row else None
 
@@ -115,7 +115,7 @@ async def balance(res: Resources, account_id: str, *, recharges: int = 20) -> di
     account = await payg_account(res, account_id)
     row = await _balance_row(res, account_id)
     d = defaults(res)
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("payg").acquire() as conn:
         history = await queries.recharge_history(conn, account_id, recharges)
     b = row or {}
     return {
@@ -138,7 +138,7 @@ async def balance(res: Resources, account_id: str, *, recharges: int = 20) -> di
 async def balances(res: Resources) -> list[dict[str, Any]]:
     """Every PAYG account's balance, lowest first: the ones about to run out on top."""
     d = defaults(res)
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("payg").acquire() as conn:
         rows = await queries.balances(conn, d)
     return [dict(r) for r in rows]
 

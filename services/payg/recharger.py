@@ -281,7 +281,7 @@ class Recharger:
 
 
 def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
-    return Recharger(res.pool, make_client(res.settings), res.settings, schema=schema, lease=LEASE,
+    return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema, lease=LEASE,
                      retry_after=RETRY_AFTER)
 
 

@@ -180,7 +180,7 @@ class PaygReconciler:
 
 def reconciler_for(res: Resources, schema: str = "payg") -> PaygReconciler:
     s = res.settings
-    return PaygReconciler(res.pool, make_client(s), schema=schema, lease=LEASE,
+    return PaygReconciler(res.pool_for(schema), make_client(s), schema=schema, lease=LEASE,
                           settle_after=timedelta(seconds=s.jobmeter_payg_settle_after_seconds),
                           give_up=timedelta(seconds=s.jobmeter_payg_recharge_give_up_seconds))
 

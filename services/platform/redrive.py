@@ -49,7 +49,7 @@ async def redrive(res: Resources, letter: DeadLetter) -> Redriven:
     projection = catalog.get(letter.consumer).configured(res.settings)
     record = RawRecord(letter.source, letter.partition, letter.offset, int(letter.at.timestamp() * 1000),
                        letter.key.encode() if letter.key else None, letter.payload.encode())
-    reason = await Folder(projection, res.pool).reapply(record)
+    reason = await Folder(projection, res.pool_for(projection.name)).reapply(record)
     outcome = DeadLetterRedriven(letter_id=uuid.UUID(letter.id), consumer=letter.consumer,
                                  outcome="applied" if reason is None else "refused", detail=reason or "")
     await res.publisher.publish(outcome)

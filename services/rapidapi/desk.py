@@ -65,15 +65,17 @@ class RapidApiDesk:
         self.settings = settings
         self.billing_object = settings.rapidapi_billing_object
         self._pool: asyncpg.Pool | None = None
+        self._users_pool: asyncpg.Pool | None = None
         self._publisher: Publisher | None = None
         self._users: dict[str, Known] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._declared: OrderedDict[tuple[str, str], None] = OrderedDict()
 
-    async def open(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
-        """Attach the pool and publisher (the app's lifespan opens them) and create the claims table."""
+    async def open(self, pool: asyncpg.Pool, publisher: Publisher, users: asyncpg.Pool | None = None) -> None:
+        """Attach the pool and publisher (the app's lifespan opens them) and create the claims table; `users` is
+        the pool of the rapidapi projection's database when it is not DATABASE_URL's."""
         await migrate(self.settings.database_url, store.SCHEMA, store.MIGRATIONS)
-        self._pool, self._publisher = pool, publisher
+        self._pool, self._publisher, self._users_pool = pool, publisher, users
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -103,7 +105,7 @@ class RapidApiDesk:
             return known.account_id
 
     async def _first_sight(self, user: str) -> Known:
-        async with self.pool.acquire() as conn:
+        async with (self._users_pool or self.pool).acquire() as conn:
             try:
                 row = await user_of(conn, user)
             except asyncpg.UndefinedTableError:

@@ -47,13 +47,13 @@ async def reconcile_month(
 ) -> MonthReconciled:
     month_bounds(period)  # refuses anything that is not YYYY-MM, before any query
     rule = Tolerance.parse(tolerance if tolerance is not None else res.settings.rapidapi_reconcile_tolerance)
-    async with transaction(res.pool, "rapidapi") as conn:
+    async with transaction(res.pool_for("rapidapi"), "rapidapi") as conn:
         users = await figures(conn, period, res.settings.rapidapi_billing_object)
         imported = await export_imported(conn, period)
         found = reconcile(period, users, rule, export_imported=imported)
         new = await emit(conn, found, producer=PRODUCER) if record else 0
     if new:
-        while await relay_once(res.pool, "rapidapi", res.publisher):
+        while await relay_once(res.pool_for("rapidapi"), "rapidapi", res.publisher):
             pass
     return MonthReconciled(period, users, found, imported, new)
 
@@ -64,7 +64,7 @@ async def run_rapidapi_reconciler(res: Resources, schema: str = "rapidapi") -> N
     s = res.settings
 
     async def one_pass() -> bool:
-        async with res.pool.acquire() as conn:
+        async with res.pool_for(schema).acquire() as conn:
             periods = await settled_months(conn, s.rapidapi_reconcile_settle_seconds)
         for period in periods:
             month = await reconcile_month(res, period)

@@ -14,11 +14,13 @@ from typing import Any
 import stripe
 
 from jobmeter.settings import Settings
+from projections.subscriptions.state import OVERAGE_MINOR_PER_JOB
 
 CURRENCY = "usd"
 PRO_MONTHLY_CENTS = 4_900
 PRO_ANNUAL_CENTS = 49_000
-OVERAGE_CENTS_PER_JOB = "0.5"  # a decimal string: Stripe takes fractions of a cent per unit this way
+# A decimal string: Stripe takes fractions of a cent per unit this way.
+OVERAGE_CENTS_PER_JOB = str(OVERAGE_MINOR_PER_JOB)
 PAYG_TOPUP_CENTS = 1_000
 
 LOOKUP_KEYS = {

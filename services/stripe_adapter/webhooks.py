@@ -202,18 +202,19 @@ async def receive(res: Resources, body: bytes, header: str | None) -> Receipt:
             f"test-mode event {event.stripe_event_id} (livemode false) refused: STRIPE_SECRET_KEY is a live key, "
             "so this endpoint takes live events only"
         )
-    async with transaction(res.pool) as conn:
+    async with res.connections() as db, transaction(res.pool) as conn:
+        db.share(res.pool, conn)  # the payments and the registry are read where they live (beside the log or not)
         await store.lock_event(conn, event.stripe_event_id)
         if await store.count_redelivery(conn, event.stripe_event_id):
             return Receipt(event.stripe_event_id, duplicate=True)
         if event.customer_id is None and (paid := payment_intent_of(event.data_object)) is not None:
             # A dispute names no customer. Take the one its payment credited, so it travels in that customer's
             # order on the log, after the credit it reverses: live, and in every replay.
-            customer = await customer_of_payment(conn, paid)
+            customer = await customer_of_payment(await db("payg"), paid)
             if customer is not None:
                 event = event.model_copy(update={"customer_id": customer})
         if event.customer_id is not None:
-            account = await account_of_customer(conn, event.customer_id)
+            account = await account_of_customer(await db("accounts"), event.customer_id)
             event = event.model_copy(update={"account_id": account})
         # Past the timeout, answer 503 and let Stripe retry rather than hold a connection (and the event's lock);
         # a send that completes late is published again on the retry: same event id, folded once.

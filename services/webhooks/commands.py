@@ -40,7 +40,7 @@ async def add_endpoint(res: Resources, account_id: str, url: str, event_types: l
     unknown = sorted(set(event_types or ()) - set(known_types()))
     if unknown:
         raise WebhookCommandError(f"unknown type(s) {', '.join(unknown)}; known: {', '.join(known_types())}")
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("accounts").acquire() as conn:
         if await accounts.account(conn, account_id) is None:
             raise WebhookCommandError(f"no account {account_id!r}")
     try:
@@ -55,7 +55,7 @@ async def add_endpoint(res: Resources, account_id: str, url: str, event_types: l
 
 
 async def remove_endpoint(res: Resources, endpoint_id: str, *, wait_seconds: float = 5.0) -> dict[str, Any]:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("webhooks").acquire() as conn:
         found = await queries.endpoint(conn, endpoint_id)
     if found is None:
         raise WebhookCommandError(f"no endpoint {endpoint_id!r}")
@@ -64,19 +64,26 @@ async def remove_endpoint(res: Resources, endpoint_id: str, *, wait_seconds: flo
     await res.publisher.publish(WebhookEndpointRemoved(account_id=found["account_id"], endpoint_id=endpoint_id,
                                                        removed_at=datetime.now(UTC)))
     await _wait_for(res, endpoint_id, removed=True, wait_seconds=wait_seconds)
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("webhooks").acquire() as conn:
         return _endpoint_row(await queries.endpoint(conn, endpoint_id) or found)
 
 
 async def list_endpoints(res: Resources, account_id: str) -> list[dict[str, Any]]:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("webhooks").acquire() as conn:
         return [_endpoint_row(r) for r in await queries.endpoints(conn, account_id)]
 
 
 async def list_deliveries(res: Resources, account_id: str, limit: int = 100) -> list[dict[str, Any]]:
-    async with res.pool.acquire() as conn:
+    async with res.pool_for("webhooks").acquire() as conn:
         rows = await queries.deliveries(conn, account_id, limit)
     return [plain({**r, "delivery_id": str(r["delivery_id"])}) for r in rows]
+
+
+async def list_alert_mails(res: Resources, account_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The account's alert emails (the other channel of the alerts), newest first."""
+    async with res.pool_for("webhooks").acquire() as conn:
+        rows = await queries.alert_mails(conn, account_id, limit)
+    return [plain({**r, "event_id": str(r["event_id"])}) for r in rows]
 
 
 def _endpoint_row(row: Any) -> dict[str, Any]:
@@ -88,7 +95,7 @@ def _endpoint_row(row: Any) -> dict[str, Any]:
 async def _wait_for(res: Resources, endpoint_id: str, *, removed: bool, wait_seconds: float) -> bool:
     deadline = time.monotonic() + wait_seconds
     while True:
-        async with res.pool.acquire() as conn:
+        async with res.pool_for("webhooks").acquire() as conn:
             row = await queries.endpoint(conn, endpoint_id)
         if row is not None and (row["removed_at"] is not None) == removed:
             return True

@@ -101,6 +101,6 @@ async def run_webhook_sender(res: Resources, schema: str) -> None:
     async with httpx.AsyncClient(timeout=settings.jobmeter_webhook_timeout_seconds, follow_redirects=False) as client:
 
         async def one_pass() -> bool:
-            return await send_due(res.pool, schema, settings, client) > 0
+            return await send_due(res.pool_for(schema), schema, settings, client) > 0
 
         await poll("webhook sender", one_pass, PollPolicy(idle=settings.jobmeter_webhook_poll_seconds))

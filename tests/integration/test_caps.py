@@ -19,8 +19,10 @@ from jobmeter.settings import Settings
 from projections import replay
 from projections.caps.rules import month_of
 from services.gateway.keycheck import KeyCheckMiddleware
+from services.gateway.sample_app import running_gateway
 from services.http.app import create_app
 from services.keys.cap_clock import publish_period_ends
+from services.platform.serving import free_port, serving
 from services.stripe_adapter.fixtures import build_event
 from tests.integration.cli import run_cli
 from tests.integration.helpers import (
@@ -228,3 +230,57 @@ async def test_the_cli_sets_lists_and_clears_caps(settings: Settings) -> None:
         assert refused.status_code == 404
         unknown = await client.put("/v1/accounts/clicap/caps", json={"jobs": 1, "api": "nosuchapi"}, headers=ADMIN)
         assert unknown.status_code == 422
+
+
+async def test_a_cap_on_one_surface_stops_that_surface_only_and_one_on_all_jobs_stops_every_surface(
+    settings: Settings,
+) -> None:
+    """jobmeter and the sample gateway each on a port of their own: the gateway names each call's surface."""
+    async with serving(create_app(settings, consumers=CONSUMERS)) as url, \
+            httpx.AsyncClient(base_url=url, timeout=10) as client:
+        await register(client, "surfaces", "cus_SURFACES")
+        key = (await new_key(client, "surfaces"))["key"]
+        await until_status(client, key, 200)
+        await put_cap(client, "surfaces", jobs=2, api="classify")
+
+        async def check_on(api: str | None) -> httpx.Response:
+            return await client.get("/v1/keys/check", params={"api": api} if api else None, headers=bearer(key))
+
+        async with running_gateway(settings, port=free_port(), jobmeter_url=url) as address, \
+                httpx.AsyncClient(base_url=address, timeout=10) as gateway:
+            async def call(api: str) -> httpx.Response:
+                return await gateway.post(f"/v1/{api}", json={"text": "a b"}, headers=bearer(key))
+
+            for _ in range(2):  # two classify jobs, through the gateway: the cap on classify is reached
+                assert (await call("classify")).status_code == 200
+            denied = await eventually(lambda: check_on("classify"), lambda r: r.status_code == 429, timeout=10)
+            assert denied.json()["holds"] == [{"source": "cap", "reason": "hard cap reached: 2 jobs on classify "
+                                               "this period", "until": month_of(datetime.now(UTC)).end.isoformat(),
+                                               "scope": ["classify"]}]
+            assert int(denied.headers["Retry-After"]) > 0
+            assert (await check_on("extract")).json()["state"] == "active"
+            assert (await check_on(None)).status_code == 429  # a caller that does not say which surface: refused
+            unknown = await check_on("nosuchapi")
+            assert unknown.status_code == 422 and "nosuchapi" in unknown.json()["detail"]
+
+            # The gateway passes its surface: classify is refused (once its 1 s cache of the last answer ends),
+            # extract goes on working.
+            refused = await eventually(lambda: call("classify"), lambda r: r.status_code == 429, timeout=10)
+            assert refused.json()["state"] == "capped" and int(refused.headers["retry-after"]) > 0
+            assert (await call("extract")).status_code == 200  # a third job: on extract
+
+            # A new process loads the holds, with their scope, from the key store.
+            await applied_to_end(settings, "keys", "keys")
+            async with serving(create_app(settings, consumers=[])) as again, \
+                    httpx.AsyncClient(base_url=again) as fresh:
+                async def fresh_check(api: str) -> int:
+                    response = await fresh.get("/v1/keys/check", params={"api": api}, headers=bearer(key))
+                    return response.status_code
+
+                assert (await fresh_check("classify"), await fresh_check("extract")) == (429, 200)
+
+            # A cap on all jobs, reached by the three so far, stops every surface.
+            await put_cap(client, "surfaces", jobs=3)
+            everywhere = await eventually(lambda: check_on("extract"), lambda r: r.status_code == 429, timeout=10)
+            assert everywhere.json()["holds"][0]["scope"] is None
+            assert (await eventually(lambda: call("extract"), lambda r: r.status_code == 429)).status_code == 429

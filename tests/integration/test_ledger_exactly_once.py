@@ -300,6 +300,8 @@ async def test_late_jobs_land_in_the_hour_they_belong_to(
     assert [r["jobs"] for r in october] == [1]
 
 
+# Soak: the chaos test (tests/integration/test_chaos.py) SIGKILLs consumers under load too and checks the ledger.
+@pytest.mark.soak
 async def test_every_job_counts_once_through_repeated_sigkills(
     settings: Settings, topics: Topics, db: asyncpg.Connection, ledger_process: LedgerProcess
 ) -> None:

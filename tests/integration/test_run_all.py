@@ -1,5 +1,6 @@
-"""`jobmeter run all`: one command, one HTTP port, a worker process per consumer; a worker that dies is started
-again; SIGTERM stops every worker before the command exits (none is left behind)."""
+"""`jobmeter run all`: one command, one HTTP port, a worker process per consumer, whose health `/healthz` reports;
+a worker that dies is started again; SIGTERM stops every worker before the command exits (none is left behind).
+A worker dying with a SIGKILLed supervisor: tests/unit/test_worker_health.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,13 +40,17 @@ async def test_run_all_supervises_a_worker_per_consumer(settings: Settings, tmp_
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
 
-            async def health() -> int:
+            async def health() -> tuple[int, dict[str, Any]]:
                 try:
-                    return (await client.get("/healthz")).status_code
+                    answer = await client.get("/healthz")
                 except httpx.TransportError:
-                    return 0
+                    return 0, {}
+                return answer.status_code, answer.json()
 
-            await eventually(health, lambda s: s == 200, timeout=90)
+            # Healthy only once every worker runs and reports.
+            _, body = await eventually(health, lambda h: h[0] == 200, timeout=90)
+            assert {w["name"] for w in body["workers"]} == set(PROJECTION_SERVICES)
+            assert all(w["problem"] is None and w["pid"] for w in body["workers"]), body
             workers = await eventually(lambda: _workers(main.process.pid),  # type: ignore[union-attr]
                                        lambda w: set(w) == set(PROJECTION_SERVICES), timeout=60)
 
@@ -60,6 +66,9 @@ async def test_run_all_supervises_a_worker_per_consumer(settings: Settings, tmp_
             os.kill(workers["ledger"], signal.SIGKILL)
             again = await eventually(lambda: _workers(main.process.pid),  # type: ignore[union-attr]
                                      lambda w: "ledger" in w and w["ledger"] != workers["ledger"], timeout=30)
+            _, body = await eventually(health, lambda h: h[0] == 200 and _ledger(h[1])["pid"] == again["ledger"],
+                                       timeout=60)
+            assert _ledger(body)["restarts"] == 1 and _ledger(body)["last_exit_code"] == -signal.SIGKILL
             sent = await client.post("/v1/jobs/completed", headers=INGEST, json=job("acct-1", "j-2"))
             assert sent.status_code == 202, sent.text
             await eventually(lambda: fetchval(settings, "SELECT count(*) FROM ledger.jobs"), lambda n: n == 2)
@@ -71,6 +80,10 @@ async def test_run_all_supervises_a_worker_per_consumer(settings: Settings, tmp_
         assert not [name for name, pid in again.items() if alive(pid)]
     finally:
         main.kill()
+
+
+def _ledger(body: dict[str, Any]) -> dict[str, Any]:
+    return next((w for w in body.get("workers", []) if w["name"] == "ledger"), {"pid": None})
 
 
 async def _workers(pid: int) -> dict[str, int]:

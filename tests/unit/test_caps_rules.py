@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from events.stripe import StripeEventReceived
-from projections.caps.projection import subscription_grid
+from projections.caps.projection import CapsConfig, subscription_grid
 from projections.caps.rules import (
     ALL,
     Cap,
     Grid,
+    Overage,
     Period,
     effective_caps,
     evaluate,
@@ -19,7 +21,9 @@ from projections.caps.rules import (
     month_of,
     parse_percents,
     period_of,
+    spent_minor,
 )
+from projections.subscriptions.state import OVERAGE_MINOR_PER_JOB
 from services.stripe_adapter.fixtures import build_event
 
 PRICES = {"extract": 5, "classify": 3}
@@ -123,3 +127,46 @@ def test_the_included_jobs_of_a_plan_are_alerted_on_never_held() -> None:
                                                                                        "included:*:100"]
     assert included_crossings(None, {"extract": 10**6}, (80, 100)) == ()
     assert included_crossings(0, {"extract": 10**6}, (80, 100)) == ()
+
+
+def test_a_cap_on_some_surfaces_holds_those_and_one_on_all_jobs_holds_every_surface() -> None:
+    caps = [Cap("classify", 2), Cap("extract", 3), Cap("translate", 1, hard=False), Cap(ALL, 100)]
+    assert evaluate(caps, {"classify": 2, "translate": 5}, PRICES, (100,)).scope == ("classify",)
+    both = evaluate(caps, {"classify": 2, "extract": 3}, PRICES, (100,))
+    assert both.scope == ("classify", "extract") and both.hold is not None
+    assert "2 jobs on classify" in both.hold and "3 jobs on extract" in both.hold
+    everything = evaluate(caps, {"classify": 2, "extract": 98}, PRICES, (100,))
+    assert everything.scope is None and everything.hold is not None  # the cap on all jobs too
+    spend = evaluate([Cap("extract", 1000, spend_minor=10)], {"extract": 2}, PRICES, (100,))
+    assert spend.scope == ("extract",) and spend.hold is not None
+
+
+# A plan including 100 jobs: 150 extract and 50 classify jobs are 100 past it, 50 minor units at 0.5 each.
+USAGE = {"extract": 150, "classify": 50}
+PLAN = Overage(100, Decimal("0.5"))
+
+
+def test_a_subscription_spends_its_overage_and_a_payg_account_its_prices() -> None:
+    assert spent_minor(USAGE, ALL, PLAN) == 50
+    assert spent_minor(USAGE, ALL, PRICES) == 150 * 5 + 50 * 3
+    assert spent_minor({"extract": 100}, ALL, PLAN) == 0  # the included jobs cost nothing
+    assert spent_minor({"extract": 101}, ALL, PLAN) == 1  # half a cent, rounded as the invoice does (half up)
+    # One surface's share of the overage is in proportion to its jobs, rounded down.
+    assert (spent_minor(USAGE, "extract", PLAN), spent_minor(USAGE, "classify", PLAN)) == (37, 12)
+    assert spent_minor({}, "extract", PLAN) == 0
+
+
+def test_a_spend_cap_holds_a_subscription_on_its_overage_not_on_payg_prices() -> None:
+    cap = [Cap(ALL, 10**6, spend_minor=60)]
+    assert evaluate(cap, USAGE, PRICES, (80, 100)).hold is not None  # 900 at PAYG prices
+    verdict = evaluate(cap, USAGE, PLAN, (80, 100))
+    assert verdict.hold is None and [c.key for c in verdict.crossings] == ["spend_cap:*:80"]  # 50 of 60
+    assert evaluate(cap, {"extract": 220}, PLAN, (100,)).hold == \
+        "hard cap reached: spend of 60 (minor units) this period"
+
+
+def test_the_fold_prices_an_account_by_its_live_plan_else_by_payg() -> None:
+    config = CapsConfig(prices=PRICES, plans={"price_pro": 100})
+    assert config.terms(None) == PRICES
+    assert config.terms("price_pro") == Overage(100, OVERAGE_MINOR_PER_JOB)
+    assert config.terms("price_unknown") == Overage(0, OVERAGE_MINOR_PER_JOB)  # includes nothing, as invoiced

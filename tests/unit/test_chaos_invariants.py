@@ -8,12 +8,14 @@ import pytest
 
 from services.devtools.chaos.invariants import (
     Recharge,
+    doctor_empty,
     lag_recovered,
     ledger_counts_each_acknowledged_job_once,
     meter_identifiers_distinct,
     meter_sent_equals_ledger,
     payg_debits_equal_jobs_times_price,
     recharges_charged_once,
+    recharges_final,
     refusals_accounted,
 )
 
@@ -121,3 +123,31 @@ def test_figures_are_json_ready() -> None:
     inv = recharges_charged_once([recharge(1)], [("pi_1", "a", 400)])
     shown: dict[str, Any] = inv.as_json()
     assert shown["holds"] is True and shown["by_state"] == {"succeeded": 1} and shown["credited_minor"] == 400
+
+
+@pytest.mark.parametrize(("states", "holds"), [
+    (["succeeded", "failed", "canceled"], True),
+    ([], True),
+    (["succeeded", "requested"], False),  # still in flight when the run ended
+])
+def test_recharges_final(states: list[str], holds: bool) -> None:
+    inv = recharges_final([recharge(n, state) for n, state in enumerate(states)])
+    assert inv.holds is holds and len(inv.figures["not_final"]) == states.count("requested")
+
+
+def item(kind: str, subject: str) -> dict[str, Any]:
+    return {"kind": kind, "subject": subject, "age_seconds": 1.0, "detail": "-", "resolve": "-"}
+
+
+@pytest.mark.parametrize(("items", "injected_only", "holds"), [
+    ([], set(), True),
+    ([item("dead-letters", "ledger"), item("dead-letters", "meter")], {"ledger", "meter"}, True),  # the garbage
+    ([item("dead-letters", "ledger")], set(), False),  # a dead letter the run did not inject
+    ([item("dead-letters", "ledger"), item("dead-letters", "payg")], {"ledger"}, False),
+    ([item("meter-report-unsent", "acme window 2026-01-01T00:00:00+00:00 #0")], {"ledger"}, False),
+    ([item("payg-recharge-unsettled", "acme")], set(), False),
+])
+def test_doctor_empty(items: list[dict[str, Any]], injected_only: set[str], holds: bool) -> None:
+    inv = doctor_empty(items, injected_only)
+    assert inv.holds is holds
+    assert inv.figures["listed"] == len(inv.figures["items"])  # what it listed is shown, not just counted

@@ -67,8 +67,18 @@ def test_meter_reports_unsent_past_the_bound_and_every_failed_or_expired_one_are
     assert failed.kind == "meter-report-failed" and failed.age_seconds == 1
     assert "no such customer" in failed.detail and "send them again" in failed.detail
     assert failed.resolve == "jobmeter stripe resend --account acme"
-    [expired] = meter_reports([report("expired", NOW - 10 * bound)], NOW, bound)
+    [expired] = meter_reports([report("expired", NOW - 10 * bound, identifier="cus_acme-1-60s-0")], NOW, bound)
     assert expired.kind == "meter-report-expired" and "invoice item" in expired.detail
+    assert "jobmeter stripe expired --account acme --jobs" in expired.detail
+    assert expired.resolve.startswith("jobmeter stripe acknowledge cus_acme-1-60s-0 --note")
+
+
+def test_a_failed_report_past_stripes_35_days_is_not_sent_to_resend() -> None:
+    bound = timedelta(seconds=605)
+    old = NOW - timedelta(days=36)
+    [failed] = meter_reports([report("failed", old, last_error="no such customer")], NOW, bound)
+    assert failed.kind == "meter-report-failed" and "expired on its next pass" in failed.detail
+    assert failed.resolve == "jobmeter run meter"
 
 
 def test_parked_jobs_are_listed_after_a_day_with_the_registration_that_releases_them() -> None:

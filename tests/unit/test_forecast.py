@@ -120,9 +120,30 @@ def test_a_period_starting_mid_day_rates_its_partial_first_day_as_a_whole_one() 
     assert result.forecast_jobs == 1000
 
 
+def test_an_account_that_began_mid_period_is_rated_from_its_first_day_not_the_periods() -> None:
+    began = START + timedelta(days=15, hours=10)  # registered on Nov 16 at 10:00, then 100 jobs a day
+    history = {began.date() + timedelta(days=i): 100 for i in range(5)}
+    now = START + timedelta(days=20)
+    result = forecast(START, END, now, history, since=began)
+    assert (result.jobs_to_date, result.forecast_jobs, result.forecast_low, result.forecast_high) == \
+        (500, 1500, 1500, 1500)
+    # Counted from the period's start, the fifteen empty days before it existed drag its rate down.
+    assert forecast(START, END, now, history).forecast_jobs < 1000
+    # An account older than the period is rated from the period's start, as if `since` were not given.
+    assert forecast(START, END, now, history, since=START - timedelta(days=40)) == forecast(START, END, now, history)
+
+
+def test_an_account_that_began_today_runs_at_its_pace_since_midnight() -> None:
+    now = START + timedelta(days=10, hours=6)
+    result = forecast(START, END, now, {now.date(): 25}, since=now - timedelta(hours=2))
+    assert result.forecast_jobs == 25 + 25 * 3 + 19 * 100  # today's rest at 100 a day, then 19 more days
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
         forecast(START.replace(tzinfo=None), END, START, {})
+    with pytest.raises(ValueError, match="time zone"):
+        forecast(START, END, START, {}, since=START.replace(tzinfo=None))
     with pytest.raises(ValueError, match="inside the period"):
         forecast(START, END, END + timedelta(seconds=1), {})
     with pytest.raises(ValueError, match="after it starts"):

@@ -111,3 +111,44 @@ def test_events_already_on_the_log_decode_with_the_source_their_cause_implies(
     _, event = REGISTRY.decode(v1(event_type, cause))
     assert isinstance(event, KeySuspended | KeyRestored)
     assert event.source == source and event.sequence == 3 and event.cause == cause
+
+
+def test_a_cap_on_one_surface_holds_that_surface_and_unnamed_checks_only() -> None:
+    index = index_with_key()
+    index.apply(KeySuspended(account_id="acme", source="cap", reason="hard cap reached: 2 jobs on classify",
+                             cause="cap:1", effective_at=AT, sequence=1, until=AT + timedelta(days=1),
+                             scope=["classify"]))
+    capped = index.check(SECRET, AT, api="classify")
+    assert capped is not None and capped.state == "capped" and capped.retry_after == 86400
+    assert capped.as_json()["holds"][0]["scope"] == ["classify"]
+    assert state(index) == "capped"  # a caller that does not name its surface is refused: the safe default
+    other = index.check(SECRET, AT, api="extract")
+    assert other is not None and (other.state, other.holds, other.reason) == ("active", (), None)
+
+    # Holds of every surface (dunning, PAYG, a cap on all jobs) still stop every surface.
+    index.apply(PAYG_SUSPENDS)
+    other = index.check(SECRET, AT, api="extract")
+    assert other is not None and other.state == "suspended" and [h.source for h in other.holds] == ["payg"]
+    index.apply(PAYG_RESTORES)
+    index.apply(KeySuspended(account_id="acme", source="cap", reason="hard cap reached: 9 jobs", cause="cap:2",
+                             effective_at=AT, sequence=2, until=AT + timedelta(days=1)))
+    assert {state_of(index, api) for api in ("extract", "classify", None)} == {"capped"}
+
+
+def state_of(index: KeyIndex, api: str | None) -> str:
+    found = index.check(SECRET, AT, api=api)
+    assert found is not None
+    return found.state
+
+
+def test_a_hold_written_before_scopes_decodes_as_holding_every_surface() -> None:
+    v2 = json.dumps({
+        "event_id": str(uuid.uuid4()), "type": "KeySuspended", "version": 2, "occurred_at": AT.isoformat(),
+        "producer": "old", "data": {"account_id": "acme", "source": "cap", "reason": "r", "cause": "cap:1",
+                                    "effective_at": AT.isoformat(), "sequence": 1, "until": None},
+    }).encode()
+    _, event = REGISTRY.decode(v2)
+    assert isinstance(event, KeySuspended) and event.scope is None
+    index = index_with_key()
+    index.apply(event)
+    assert state_of(index, "extract") == "capped"

@@ -37,7 +37,7 @@ async def test_a_notifier_pass_is_busy_while_it_sends_and_fails_transiently_when
 
     monkeypatch.setattr(notify, "notify_once", fake_notify_once)
     seen = capture(monkeypatch, notify)
-    await notify.run_notifier(SimpleNamespace(settings=Settings(), pool=None), "key_lifecycle",  # type: ignore[arg-type]
+    await notify.run_notifier(SimpleNamespace(settings=Settings(), pool=None, pool_for=lambda _: None), "key_lifecycle",  # type: ignore[arg-type]
                               idle_seconds=0.2)
     assert seen["policy"] == PollPolicy(idle=0.2)
     assert await seen["one_pass"]() is True

@@ -12,7 +12,8 @@ import pytest
 from events.envelope import Envelope, Event
 from events.stripe import StripeEventReceived
 from projections.payg.batch import Batch
-from projections.payg.rules import dispute_reversals, refund_reversal
+from projections.payg.reversals import Pending
+from projections.payg.rules import Reversal, ReversalPlan, dispute_reversals, plan_reversals, refund_reversal
 from projections.payg.stripe_events import Dispute, Refund, dispute_of, refund_of
 from projections.records import Recorded
 from services.stripe_adapter.fixtures import charge, dispute, encode_event, payment_event
@@ -146,3 +147,105 @@ def test_a_batch_sorts_refunds_and_disputes_and_names_their_payments() -> None:
     assert [(d.dispute_id, d.closed) for d, _ in batch.disputes] == [("dp_b", False), ("dp_b", True)]
     assert batch.reversed_intents() == {"pi_a", "pi_b"}
     assert batch.accounts() == set()  # their accounts are the payments' ones, looked up by the fold
+
+
+# Parking: a refund or dispute folded before its payment's credit waits for it (`plan_reversals`), and the fold
+# played here as in `projections.payg.reversals`: batches of log records, credits first, then what was parked for
+# them, then the batch's own refunds and disputes.
+
+CREDIT = "credit"
+Step = Refund | Dispute | str  # a refund, a dispute, or the credit of PI
+
+
+def pending(step: Refund | Dispute) -> Pending:
+    event = received("charge.refunded", charge(PI, amount=CREDITED))
+    return Pending(step, Envelope.wrap(event, producer="test"), None)
+
+
+def fold(batches: list[list[Step]]) -> tuple[dict[str, int], list[str]]:
+    """The movements (id → amount) the batches record, and the keys still parked after them."""
+    movements: dict[str, tuple[str, str, int]] = {}
+    parked: dict[str, Pending] = {}
+    credited: set[str] = set()
+    for batch in batches:
+        credits = {PI} if CREDIT in batch else set()
+        credited |= credits
+        arrived = [pending(s) for s in batch if not isinstance(s, str)]
+        waiting = [p for p in parked.values() if p.payment_intent_id in credits]
+        plan = plan_reversals(waiting, arrived, credited)
+        for p in plan.apply:
+            for m in moves_of(p.reversal, movements):
+                movements.setdefault(m.movement_id, (m.kind, m.reference, m.amount_minor))
+        for key in plan.released:
+            del parked[key]
+        for p in plan.park:
+            parked.setdefault(p.key, p)
+    return {k: a for k, (_, _, a) in movements.items()}, sorted(parked)
+
+
+def moves_of(e: Refund | Dispute, movements: dict[str, tuple[str, str, int]]) -> list[Reversal]:
+    if isinstance(e, Refund):
+        already = -sum(a for kind, ref, a in movements.values() if kind == "refund" and ref == e.charge_id)
+        move = refund_reversal(e.charge_id, e.refunded_minor, CREDITED, already)
+        return [move] if move else []
+    debit = movements.get(f"dispute:{e.dispute_id}")
+    return dispute_reversals(e.dispute_id, e.amount_minor, e.status, e.closed, CREDITED,
+                             None if debit is None else -debit[2])
+
+
+def cuts(steps: list[Step]) -> list[list[list[Step]]]:
+    """Every way of cutting the log into consecutive batches."""
+    out = []
+    for mask in range(2 ** (len(steps) - 1)):
+        batches, current = [], [steps[0]]
+        for i, step in enumerate(steps[1:]):
+            if mask >> i & 1:
+                batches.append(current)
+                current = []
+            current.append(step)
+        out.append([*batches, current])
+    return out
+
+
+REVERSALS: dict[str, list[Step]] = {
+    "two refunds": [refunded(300), refunded(1000)],
+    "a refund twice": [refunded(300), refunded(300), refunded(600)],
+    "a dispute won": [disputed("created", "needs_response", amount=400), disputed("closed", "won", amount=400)],
+    "a dispute lost, a refund": [disputed("created", "needs_response", amount=400), refunded(200),
+                                 disputed("closed", "lost", amount=400)],
+}
+
+
+@pytest.mark.parametrize("reversals", REVERSALS.values(), ids=REVERSALS.keys())
+def test_wherever_the_credit_falls_and_however_the_log_is_cut_the_same_movements_are_recorded(
+    reversals: list[Step],
+) -> None:
+    credit_first, left = fold([[CREDIT, *reversals]])
+    assert left == []
+    for at in range(len(reversals) + 1):  # the credit before, among or after its refunds and disputes
+        steps = [*reversals[:at], CREDIT, *reversals[at:]]
+        for batches in cuts(steps):
+            assert fold(batches) == (credit_first, []), batches
+
+
+def test_refund_then_credit_nets_what_credit_then_refund_does() -> None:
+    assert fold([[refunded(300)], [CREDIT]]) == fold([[CREDIT], [refunded(300)]]) == ({"refund:ch_topup1:300": -300},
+                                                                                      [])
+    dispute_first = fold([[disputed("created", "needs_response", amount=400)], [CREDIT],
+                          [disputed("closed", "won", amount=400)]])
+    assert sum(dispute_first[0].values()) == 0 and len(dispute_first[0]) == 2
+
+
+def test_reversals_of_a_payment_never_credited_wait_once_each_and_move_nothing() -> None:
+    movements, left = fold([[refunded(300)], [refunded(300), disputed("created", "needs_response")],
+                            [disputed("created", "needs_response")]])
+    assert movements == {}
+    assert left == ["dispute:dp_1:needs_response:open", "refund:ch_topup1:300"]
+
+
+def test_a_plan_applies_the_parked_first_and_parks_only_the_batch_s_uncredited() -> None:
+    old, new, other = pending(refunded(300)), pending(refunded(1000)), pending(refunded(500, pi="pi_other"))
+    plan = plan_reversals([old], [new, other], credited={PI})
+    assert (plan.apply, plan.park, plan.released) == ([old, new], [other], [old.key])
+    # Parked ones whose payment still credited nothing stay where they are.
+    assert plan_reversals([other], [], credited={PI}) == ReversalPlan([], [], [])

@@ -3,7 +3,8 @@
 On the real stack, in a sandbox of its own (services.devtools.sandbox), each beside its figure with usage caps
 in force:
 - the check in process (the index lookup alone), p50/p99 over many random keys; again with a fifth of the
-  accounts held by a cap (those keys answer "capped" with their Retry-After);
+  accounts held by a cap (those keys answer "capped" with their Retry-After); again with those caps on one API
+  surface and every check naming a surface (`?api=`), half of them the capped one;
 - the check over HTTP (uvicorn on a local port, one keep-alive client), p50/p99; again for a capped key (429);
 - suspension → check: from the signed `invoice.payment_failed` being accepted to the check answering 403
   (and `invoice.paid` to 200 again), measured by polling the process's own index every millisecond;
@@ -42,9 +43,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": cut[49], "p99": cut[98], "max": ordered[-1], "n": len(ordered)}
 
 
-def bench_index(keys: int = 10_000, lookups: int = 100_000, *, capped: bool = False) -> dict[str, float]:
+def bench_index(keys: int = 10_000, lookups: int = 100_000, *, capped: bool = False,
+                scoped: bool = False) -> dict[str, float]:
     """The in-process check: microseconds per lookup, over an index of `keys` keys; `capped`: with every fifth
-    account held by a usage cap."""
+    account held by a usage cap; `scoped`: those caps on one surface, and each check naming a surface."""
     from datetime import UTC, datetime, timedelta
 
     index = KeyIndex(ready=True)
@@ -55,13 +57,16 @@ def bench_index(keys: int = 10_000, lookups: int = 100_000, *, capped: bool = Fa
                               key_hash=key_hash(secret), issued_at=now))
     for n in range(0, 500, 5) if capped else ():
         index.apply(KeySuspended(account_id=f"acct-{n}", source="cap", reason="hard cap reached: 5 jobs this period",
-                                 cause="cap:1", effective_at=now, sequence=1, until=now + timedelta(days=3)))
+                                 cause="cap:1", effective_at=now, sequence=1, until=now + timedelta(days=3),
+                                 scope=["extract"] if scoped else None))
+    apis = ("extract", "classify") if scoped else (None, None)
     samples = []
     clock = time.perf_counter_ns
     for i in range(lookups):
         secret = secrets_[i % keys] if i % 10 else "jm_live_" + secrets.token_urlsafe(32)  # 10% unknown
+        api = apis[i % 2]
         started = clock()
-        index.check(secret)
+        index.check(secret, api=api)
         samples.append((clock() - started) / 1000)
     return percentiles(samples)
 
@@ -167,7 +172,8 @@ def keys(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Key-check latency in process and over HTTP, and how long a suspension takes to reach the check."""
-    result = {"in_process_us": bench_index(), "in_process_capped_us": bench_index(capped=True)}
+    result = {"in_process_us": bench_index(), "in_process_capped_us": bench_index(capped=True),
+              "in_process_per_api_us": bench_index(capped=True, scoped=True)}
     result.update(asyncio.run(bench_stack(get_settings(), requests=requests, rounds=rounds)))
     if as_json:
         print(json.dumps(result, indent=2))

@@ -28,6 +28,7 @@ from services.devtools.chaos.invariants import (
     meter_sent_equals_ledger,
     payg_debits_equal_jobs_times_price,
     recharges_charged_once,
+    recharges_final,
 )
 from services.devtools.demo.stripe_events import recharge_succeeded
 from services.platform.poll import PollPolicy, poll
@@ -201,4 +202,5 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
                                      int(r["value"])) for r in sent] + (announced or [])),
         payg_debits_equal_jobs_times_price({a: jobs.get(a, {}) for a in people.payg}, prices, debits),
         recharges_charged_once([Recharge(**dict(r)) for r in recharges], credits),
+        recharges_final([Recharge(**dict(r)) for r in recharges]),
     ]

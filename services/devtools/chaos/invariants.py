@@ -136,3 +136,26 @@ def recharges_charged_once(recharges: list[Recharge], credits: list[tuple[str, s
         {"recharges": len(recharges), "by_state": states, "payment_intents": len(set(intents)),
          "credits": len(credits), "credited_minor": sum(c[2] for c in credits), "problems": problems[:5]},
     )
+
+
+FINAL_RECHARGE_STATES = frozenset({"succeeded", "failed", "canceled"})
+
+
+def recharges_final(recharges: list[Recharge]) -> Invariant:
+    """Every recharge ended (succeeded, failed or canceled), whatever Stripe answered meanwhile."""
+    open_ = sorted(r.recharge_id for r in recharges if r.state not in FINAL_RECHARGE_STATES)
+    return Invariant("recharges_final", not open_, {"recharges": len(recharges), "not_final": open_[:5]})
+
+
+def doctor_empty(items: list[dict[str, Any]], injected_only: set[str]) -> Invariant:
+    """`jobmeter doctor` lists nothing once the run has drained, but for the dead letters the run put on the log
+    on purpose: a consumer's dead-letter item is expected when every dead letter it holds is injected garbage
+    (`refusals_accounted` counts those). `items`: the doctor's items as JSON."""
+    expected = [i for i in items if i["kind"] == "dead-letters" and i["subject"] in injected_only]
+    listed = [i for i in items if i not in expected]
+    return Invariant(
+        "doctor_empty",
+        not listed,
+        {"listed": len(listed), "items": listed[:10],
+         "injected_dead_letters_of": sorted(i["subject"] for i in expected)},
+    )

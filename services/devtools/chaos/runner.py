@@ -20,6 +20,7 @@ from jobmeter.settings import Settings, state_dir
 from projections.ledger import queries as ledger_queries
 from projections.payg.rules import parse_prices
 from services.devtools import stack
+from services.devtools.chaos.attention import doctor_after_run
 from services.devtools.chaos.billing import (
     Population,
     StripeForRecharges,
@@ -38,6 +39,7 @@ from services.devtools.chaos.invariants import (
 )
 from services.devtools.chaos.processes import ServiceProcess
 from services.devtools.chaos.readings import count_dead_letters, records_behind
+from services.devtools.chaos.stripe_faults import Mode, StripeFaults, stripe_faults
 from services.devtools.chaos.workload import ClientBook, make_batch, post_until_answered
 from services.devtools.sandbox import service_env
 from services.engine.runtime import PROJECTION_SERVICES
@@ -46,6 +48,9 @@ from services.platform.serving import free_port
 
 Log = Callable[[str], None]
 HTTP_START_BOUND = 120.0
+# The services' Stripe client gives up after this; a stalled request is held longer (STALL_SECONDS).
+STRIPE_TIMEOUT_SECONDS = 3.0
+STALL_SECONDS = 5.0
 
 
 @dataclass
@@ -66,7 +71,14 @@ class ChaosReport:
 class Scenario:
     def __init__(self, settings: Settings, *, seconds: float, accounts: int = 40, batch: int = 100,
                  bad_ratio: float = 0.1, lag_bound: float = 90.0, billing_bound: float = 90.0, seed: int = 11,
-                 brokers: int = 1, log: Log = print) -> None:
+                 brokers: int = 1, stripe_fault_seconds: float = 30.0, log: Log = print) -> None:
+        # Every service reaches Stripe (stripe-mock) through a fault-injecting front, on a port chosen now.
+        self.stripe_mock = settings.stripe_api_base
+        self.stripe_port = free_port()
+        self.stripe_fault_seconds = stripe_fault_seconds
+        self.stripe_quiet_at = 0.0  # time.monotonic() when the last Stripe fault stretch ends
+        self.front: StripeFaults | None = None
+        settings = settings.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{self.stripe_port}"})
         self.settings = settings = chaos_settings(settings)
         self.seconds = seconds
         self.batch = batch
@@ -81,7 +93,7 @@ class Scenario:
         self.people = Population.split(self.accounts, self.run, accounts // 4, accounts // 4)
         self.stripe = StripeForRecharges(settings)
         self.port = free_port()
-        env = service_env(settings)
+        env = {**service_env(settings), "JOBMETER_STRIPE_TIMEOUT_SECONDS": str(STRIPE_TIMEOUT_SECONDS)}
         logs = state_dir() / "logs" / f"chaos-{self.run}"
         self.http = ServiceProcess("http", ["http", "--port", str(self.port)], env, logs)
         # On a cluster, as a deployment runs them: two instances of every consumer, each a static group member.
@@ -97,6 +109,11 @@ class Scenario:
         self.unrelayed = 0
 
     async def run_scenario(self) -> ChaosReport:
+        async with stripe_faults(self.stripe_mock, port=self.stripe_port, stall_seconds=STALL_SECONDS) as front:
+            self.front = front
+            return await self._run()
+
+    async def _run(self) -> ChaosReport:
         for process in (self.http, *self.consumers):
             process.start()
         supervisor = asyncio.create_task(self._supervise())
@@ -118,7 +135,8 @@ class Scenario:
                     settled = round(time.monotonic() - started, 1)
                 finally:
                     stripe.cancel()
-            return ChaosReport([*await self._invariants(lag), *billing], self.faults, self._figures(settled))
+            doctor = await doctor_after_run(self.settings, {f"garbage-{n}" for n in range(self.garbage)})
+            return ChaosReport([*await self._invariants(lag), *billing, doctor], self.faults, self._figures(settled))
         finally:
             supervisor.cancel()
             for process in self._all():
@@ -143,7 +161,7 @@ class Scenario:
                 "broker_kills": self.brokers.killed if self.brokers else [],
                 "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
                 "webhook_deliveries": self.stripe.deliveries, "meter_usage_reported_on_bus": self.announced,
-                "meter_outbox_unrelayed": self.unrelayed,
+                "meter_outbox_unrelayed": self.unrelayed, "stripe_front": self.front.figures() if self.front else {},
                 "accounts": {"subscription": len(people.customers), "payg": len(people.payg),
                              "unregistered": len(self.accounts) - len(people.customers) - len(people.payg)}}
 
@@ -183,7 +201,9 @@ class Scenario:
         self.garbage = 5
 
     async def _faults(self) -> None:
-        """Faults spread over the run: each consumer, the HTTP app, Kafka, Postgres, stripe-mock."""
+        """Faults spread over the run: each consumer, the HTTP app, Kafka, Postgres, stripe-mock; and Stripe failing,
+        on a clock of its own (`_stripe_outage`)."""
+        outage = asyncio.create_task(self._stripe_outage())
         actions: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             *[(f"SIGKILL {p.name}", self._bounce(p)) for p in self.consumers],
             ("SIGKILL http", self._bounce(self.http)),
@@ -198,6 +218,7 @@ class Scenario:
             self.log(f"fault: {name}")
             await action()
             self.faults.append(name)
+        await outage
 
     def _bounce(self, process: ServiceProcess) -> Callable[[], Awaitable[None]]:
         async def bounce() -> None:
@@ -218,11 +239,24 @@ class Scenario:
         await asyncio.sleep(3)
         await asyncio.to_thread(stack.restart, "stripe-mock")
 
+    async def _stripe_outage(self) -> None:
+        """Stripe answers 500 for a stretch, then holds every request past the client's timeout for another, from a
+        quarter into the traffic: timed apart from the shuffled faults, whose restarts can take long enough to
+        leave a late fault with no traffic to hit, and overlapping whichever of them fall in its stretches."""
+        assert self.front is not None
+        await asyncio.sleep(self.seconds / 4)
+        modes: list[tuple[str, Mode]] = [("stripe 500s", "500"), ("stripe timeouts", "stall")]
+        for name, mode in modes:
+            self.log(f"fault: {name}")
+            self.faults.append(name)
+            self.stripe_quiet_at = self.front.fail(mode, self.stripe_fault_seconds)
+            await asyncio.sleep(self.stripe_fault_seconds)
+
     async def _wait_billed(self) -> list[Invariant]:
         """The billing invariants, once they hold or the bound runs out: the last windows must close and be sent,
-        and the last recharges be settled, after the faults."""
+        and the last recharges end, after the faults (the bound counts from the end of Stripe's last stretch)."""
         prices = parse_prices(self.settings.jobmeter_payg_prices)
-        deadline = time.monotonic() + self.billing_bound
+        deadline = max(time.monotonic(), self.stripe_quiet_at) + self.billing_bound
         while True:
             found = await billing_invariants(self.settings, self.people, prices)
             if all(i.holds for i in found) or time.monotonic() > deadline:

@@ -45,7 +45,7 @@ async def reconcile_export(engine: DemoEngine, people: Population, result: DemoR
               for m in people.of("rapidapi")}
 
     async def seen() -> list[UserFigures]:
-        async with engine.res.pool.acquire() as conn:
+        async with engine.res.pool_for("rapidapi").acquire() as conn:
             return await figures(conn, result.period, s.rapidapi_billing_object)
 
     def caught_up(users: list[UserFigures]) -> bool:

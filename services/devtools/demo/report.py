@@ -11,7 +11,7 @@ from services.ledger.channels import AccountChannels, channel_report
 
 
 async def ledger_total(engine: DemoEngine) -> int:
-    async with engine.res.pool.acquire() as conn:
+    async with engine.res.pool_for("ledger").acquire() as conn:
         return await ledger_queries.total_jobs(conn)
 
 
@@ -19,7 +19,7 @@ async def read_ledger(engine: DemoEngine, result: DemoResult, *, timeout: float 
     """Wait for the ledger to hold every job the gateway completed, then read it per surface and channel."""
     expected = len(result.completed)
     result.ledger_total, _ = await eventually(lambda: ledger_total(engine), lambda n: n >= expected, timeout=timeout)
-    async with engine.res.pool.acquire() as conn:
+    async with engine.res.pool_for("ledger").acquire() as conn:
         result.ledger_rows = await ledger_queries.jobs_by_api_and_channel(conn)
     direct = sum(r["jobs"] for r in result.ledger_rows if r["channel"] == "direct")
     result.check(

@@ -45,7 +45,7 @@ async def upgrade(engine: DemoEngine, admin: httpx.AsyncClient, people: Populati
                                          "year", overage, created=now, previous={"items": {"data": []}}))
 
     async def plan() -> str | None:
-        async with engine.res.pool.acquire() as conn:
+        async with engine.res.pool_for("subscriptions").acquire() as conn:
             return await subscription_queries.base_price(conn, made.id)
 
     on, folded = await eventually(plan, lambda p: p == annual, timeout=15)
@@ -65,7 +65,7 @@ async def payg_recharge(engine: DemoEngine, admin: httpx.AsyncClient, people: Po
     jobs = sum(1 for account in result.completed.values() if account == m.account_id)
 
     async def debits() -> int:
-        async with engine.res.pool.acquire() as conn:
+        async with engine.res.pool_for("payg").acquire() as conn:
             return await payg_queries.debit_count(conn, m.account_id)
 
     await eventually(debits, lambda n: n >= jobs, timeout=20)
