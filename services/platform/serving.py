@@ -15,7 +15,10 @@ import uvicorn
 async def serving(app: Any, *, port: int | None = None, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Serve `app` (lifespan included) until the block ends; yields its base URL once it accepts connections."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None))
+    # Idle connections kept well past clients' own expiry (httpx: 5 s, uvicorn's default too), so a client never
+    # reuses one the server is closing at that instant (a ReadError on a request that was never read).
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None,
+                                           timeout_keep_alive=30))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -19,8 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
+from services.devtools.bench.restart import group_members
 from services.engine.runtime import Runtime, build_runtime
-from services.platform.consumers import SeekToStoredPositions, group_id
+from services.platform.consumers import SeekToStoredPositions
 from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -84,15 +85,7 @@ async def partitions(settings: Settings) -> frozenset[TopicPartition]:
 
 
 async def group(settings: Settings) -> tuple[str, int]:
-    """The consumer group's state and how many members it has, as the broker sees it (aiokafka's DescribeGroups
-    is v3 at most: it does not name the instance ids)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_consumer_groups([group_id(settings.jobmeter_topic_prefix, CONSUMER)])
-    finally:
-        await admin.close()
-    _, _, state, _, _, members, *_ = described.groups[0]
+    state, members = await group_members(settings)
     return state, len(members)
 
 

@@ -94,8 +94,9 @@ def moved_since(samples: Sequence[Sample], partitions: Iterable[Partition], mome
     return all(any(s.positions.get(p, 0) > at.get(p, 0) for s in later) for p in partitions)
 
 
-async def _members(settings: Settings) -> tuple[str, dict[str, set[Partition]]]:
-    """The group's state and each member's partitions, as the broker sees them."""
+async def group_members(settings: Settings) -> tuple[str, dict[str, set[Partition]]]:
+    """The ledger group's state and each member's partitions, as the broker sees them (aiokafka's DescribeGroups
+    is v3 at most: it does not name the instance ids)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -177,7 +178,7 @@ async def restart_once(base: Settings, membership: Membership, *, rate: int, war
         tasks: list[asyncio.Task[None]] = []
         try:
             other.start()  # alone first: the member that holds everything is the other instance
-            _, held = await _until(lambda: _members(settings), lambda m: m[0] == "Stable" and len(m[1]) == 1
+            _, held = await _until(lambda: group_members(settings), lambda m: m[0] == "Stable" and len(m[1]) == 1
                                        and all(m[1].values()), f"{membership}: the first instance joining")
             (other_member,) = held
             async with LogReader(settings.kafka_bootstrap_servers) as reader:
@@ -186,7 +187,7 @@ async def restart_once(base: Settings, membership: Membership, *, rate: int, war
             tasks = [asyncio.create_task(_Load(settings, rate).run(topic)),
                      asyncio.create_task(_sample(settings, topic, parts, samples))]
             restarted.start()
-            _, held = await _until(lambda: _members(settings), lambda m: m[0] == "Stable" and len(m[1]) == 2
+            _, held = await _until(lambda: group_members(settings), lambda m: m[0] == "Stable" and len(m[1]) == 2
                                    and all(m[1].values()), f"{membership}: the second instance joining")
             mine = sorted(held[other_member])
             theirs = sorted(p for member, ps in held.items() if member != other_member for p in ps)
@@ -200,7 +201,7 @@ async def restart_once(base: Settings, membership: Membership, *, rate: int, war
             log(f"{membership}: restarted the second instance (stopped in {stopped - sigterm:.1f} s)")
             # Back: both in the group (a static member counts while it is away) and, after that, every partition
             # moved again; then `after` seconds more for a rebalance that follows the join.
-            await _until(lambda: _members(settings), lambda m: m[0] == "Stable" and len(m[1]) == 2
+            await _until(lambda: group_members(settings), lambda m: m[0] == "Stable" and len(m[1]) == 2
                          and all(m[1].values()), f"{membership}: the restarted instance joining")
             joined = time.monotonic()
             await _until(lambda: _value(moved_since(samples, parts, joined)), bool,

@@ -43,6 +43,11 @@ def overrides() -> dict[str, Any]:
     }
 
 
+# Shorter than the servers' idle keep-alive (uvicorn: 5 s, httpx's own default too): a connection idle that long
+# may be closed by the server just as the client reuses it, which fails the request with a ReadError.
+KEEPALIVE = 2.0
+
+
 @dataclass
 class DemoEngine:
     settings: Settings
@@ -57,10 +62,11 @@ class DemoEngine:
 
     def admin(self) -> httpx.AsyncClient:
         token = self.settings.jobmeter_admin_token.get_secret_value()
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                                 limits=httpx.Limits(keepalive_expiry=KEEPALIVE))
 
     def gateway(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE)
         return httpx.AsyncClient(base_url=self.gateway_url, timeout=30, limits=limits)
 
 
