@@ -104,6 +104,26 @@ class BalanceReversed(Event):
         return natural_event_id("payg-reversal", self.movement_id)
 
 
+class BalanceLow(Event):
+    """The balance went below its threshold (from at or above it, by movements or by a raised threshold): once per
+    crossing, for every PAYG account, whether or not it recharges itself. The next one comes only after the balance
+    was back at or above its threshold (a top-up, a recharge). `crossing` counts the account's crossings, so each
+    has its own natural id however often the batch that decided it is folded."""
+
+    event_type: ClassVar[str] = "BalanceLow"
+    topic: ClassVar[str] = "payg"
+
+    account_id: AccountId
+    balance_minor: int = Field(ge=-(10**12), le=10**12, description="the balance after the crossing (may be < 0)")
+    threshold_minor: MinorUnits
+    currency: Currency
+    crossing: int = Field(ge=1, description="the account's crossings below its threshold so far, this one included")
+    low_at: AwareDatetime = Field(description="the log time of the batch that crossed")
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("payg-balance-low", self.account_id, str(self.crossing))
+
+
 class RechargeRequested(Event):
     """The balance fell below the threshold: charge the saved card off-session, once."""
 

@@ -6,10 +6,10 @@ Billable here: `JobCompleted` on the direct channel (RapidAPI bills its own traf
 topic): a job of an account not registered yet waits in `parked_jobs` and is debited when the registration says
 PAYG, dropped when it says otherwise. Every debit and credit is a row of `movements`
 keyed by the identity of its cause, so a job or a Stripe event seen twice moves the balance once. What the rules
-decide (a recharge, a key suspension or restoration) and every movement go to this schema's outbox as events,
-in the transaction that moves the positions; `services.payg.recharger` charges what is requested, and
-`services.payg.reconciler` looks up at Stripe the card a top-up saved (`card_captures` → `PaygCardSaved`) and the
-outcome of a recharge whose webhook is late (→ `RechargeConfirmed` / `RechargeFailed`).
+decide (a balance gone below its threshold, a recharge, a key suspension or restoration) and every movement go to
+this schema's outbox as events, in the transaction that moves the positions; `services.payg.recharger` charges
+what is requested, and `services.payg.reconciler` looks up at Stripe the card a top-up saved (`card_captures` →
+`PaygCardSaved`) and the outcome of a recharge whose webhook is late (→ `RechargeConfirmed` / `RechargeFailed`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The fold's side of recharging: the rules once per account and batch (request a recharge, suspend or restore
-keys), and how a recharge ends (credited when paid, counted and notified when it failed).
+"""The fold's side of recharging: the rules once per account and batch (tell that the balance went below its
+threshold, request a recharge, suspend or restore keys), and how a recharge ends (credited when paid, counted and
+notified when it failed).
 
 Runs inside the fold's transaction; returns the events to emit in it.
 """
@@ -17,6 +18,7 @@ from events.keys import KeyRestored, KeySuspended
 from events.payg import (
     AutoRechargeDisabled,
     BalanceCredited,
+    BalanceLow,
     RechargeCanceled,
     RechargeFailed,
     RechargeRequested,
@@ -29,6 +31,7 @@ from projections.payg.rules import (
     PaygPolicy,
     RechargeState,
     after_failure,
+    balance_low,
     failure_message,
     key_action,
     should_recharge,
@@ -102,9 +105,13 @@ async def cancel(conn: asyncpg.Connection, canceled: RechargeCanceled) -> None:
 
 async def decide(conn: asyncpg.Connection, accounts: dict[str, str | None], policy: PaygPolicy,
                  now: datetime) -> list[Event]:
-    """The rules, once per account and batch: at most one recharge requested, keys suspended or restored."""
+    """The rules, once per account and batch: the balance gone below its threshold, at most one recharge requested,
+    keys suspended or restored."""
     out: list[Event] = []
     for b in await store.balances_for_rules(conn, accounts):
+        low = await decide_low(conn, b, now)
+        if low is not None:
+            out.append(low)
         if should_recharge(recharge_state(b), now):
             out.append(await request(conn, b, now))
         key_event = await decide_keys(conn, b, policy, now)
@@ -120,6 +127,22 @@ def recharge_state(b: asyncpg.Record) -> RechargeState:
         has_card=bool(b["customer_id"] and b["payment_method_id"]), in_flight=b["in_flight"],
         failures=b["failures"], backoff_until=b["backoff_until"],
     )
+
+
+async def decide_low(conn: asyncpg.Connection, b: asyncpg.Record, now: datetime) -> BalanceLow | None:
+    """Once per crossing below the threshold, for every PAYG balance (auto-recharge or not): the flag and the count
+    change in the fold's transaction, so a refold of the batch raises the same crossing, under the same id."""
+    verdict = balance_low(b["balance_minor"], b["threshold_minor"], b["low"])
+    if verdict.low == b["low"]:
+        return None
+    crossing = b["low_crossings"] + 1 if verdict.alert else b["low_crossings"]
+    await store.mark_low(conn, b["account_id"], verdict.low, crossing)
+    if not verdict.alert:
+        return None
+    log.info("balance low", account_id=b["account_id"], balance_minor=b["balance_minor"],
+             threshold_minor=b["threshold_minor"], crossing=crossing)
+    return BalanceLow(account_id=b["account_id"], balance_minor=b["balance_minor"],
+                      threshold_minor=b["threshold_minor"], currency=b["currency"], crossing=crossing, low_at=now)
 
 
 async def decide_keys(conn: asyncpg.Connection, b: asyncpg.Record, policy: PaygPolicy,

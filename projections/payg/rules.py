@@ -93,6 +93,23 @@ def should_recharge(state: RechargeState, now: datetime) -> bool:
 
 
 @dataclass(frozen=True)
+class LowBalance:
+    low: bool  # the flag kept per balance: below its threshold as the rules last saw it
+    alert: bool  # it has just gone below: raise one BalanceLow
+
+
+def balance_low(balance_minor: int, threshold_minor: int, was_low: bool) -> LowBalance:
+    """Once per crossing: an alert when the balance is below its threshold and was not (at or above it) when the
+    rules last looked, whatever lowered it (jobs, a refund, a raised threshold); none while it stays below, re-armed
+    only once it is back at or above. Threshold 0 is none configured: never an alert, the flag left as it was.
+    Seen once per batch, so a dip and a recovery within one batch are no crossing (as for recharges)."""
+    if threshold_minor <= 0:
+        return LowBalance(was_low, alert=False)
+    low = balance_minor < threshold_minor
+    return LowBalance(low, alert=low and not was_low)
+
+
+@dataclass(frozen=True)
 class AfterFailure:
     failures: int
     backoff_until: datetime

@@ -272,3 +272,10 @@ async def decide_keys(conn: asyncpg.Connection, account_id: str, suspended: bool
         "UPDATE balances SET keys_suspended = $2, key_decisions = $3 WHERE account_id = $1",
         account_id, suspended, decisions,
     )
+
+
+async def mark_low(conn: asyncpg.Connection, account_id: str, low: bool, crossings: int) -> None:
+    """Record whether the balance is below its threshold, and how often it went below (the next alert's ordinal)."""
+    await conn.execute(
+        "UPDATE balances SET low = $2, low_crossings = $3 WHERE account_id = $1", account_id, low, crossings,
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 from events.envelope import Event, natural_event_id
 from events.keys import KeyRestored, KeySuspended
-from events.payg import BalanceReversed, RechargeFailed, RechargeRequested, RechargeSucceeded
+from events.payg import BalanceLow, BalanceReversed, RechargeFailed, RechargeRequested, RechargeSucceeded
 from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed
 
 
@@ -24,11 +24,13 @@ class WebhookType:
     fields: tuple[str, ...]  # the event's fields sent as `data`
 
 
-# RechargeRequested is PAYG's "the balance fell below the threshold" (`projections.payg.rules.should_recharge`).
+# BalanceLow is every PAYG balance's "below its threshold", once per crossing (`projections.payg.rules.balance_low`);
+# RechargeRequested only comes for those with auto-recharge and a saved card.
 WEBHOOK_TYPES: dict[type[Event], WebhookType] = {
     KeySuspended: WebhookType("keys.suspended", ("source", "reason", "effective_at", "until")),
     KeyRestored: WebhookType("keys.restored", ("source", "reason", "effective_at")),
-    RechargeRequested: WebhookType("balance.low", ("recharge_id", "amount_minor", "currency", "requested_at")),
+    BalanceLow: WebhookType("balance.low", ("balance_minor", "threshold_minor", "currency", "low_at")),
+    RechargeRequested: WebhookType("recharge.requested", ("recharge_id", "amount_minor", "currency", "requested_at")),
     RechargeSucceeded: WebhookType("balance.recharged", ("recharge_id", "payment_intent_id", "amount_minor")),
     RechargeFailed: WebhookType("recharge.failed", ("recharge_id", "code", "message", "failed_at")),
     BalanceReversed: WebhookType("balance.reversed", (

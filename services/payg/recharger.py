@@ -70,7 +70,8 @@ log = structlog.get_logger(__name__)
 
 # How long a claimed recharge is left to its claimer before another pass may take it (as a new attempt).
 LEASE = timedelta(minutes=2)
-# The wait after a first transient error; doubled with each attempt after, up to RETRY_MAX.
+# The wait after a first transient error (JOBMETER_PAYG_RECHARGE_RETRY_SECONDS, 30 s by default); doubled with each
+# attempt after, up to RETRY_MAX.
 RETRY_AFTER = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=10)
 # A recharge recorded this much later (wall clock) than its jobs were logged comes from history.
@@ -282,7 +283,7 @@ class Recharger:
 
 def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
     return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema, lease=LEASE,
-                     retry_after=RETRY_AFTER)
+                     retry_after=timedelta(seconds=res.settings.jobmeter_payg_recharge_retry_seconds))
 
 
 async def run_payg_recharger(res: Resources, schema: str = "payg") -> None:

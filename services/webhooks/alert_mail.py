@@ -37,7 +37,8 @@ def _day(value: Any) -> str:
 
 
 def _money(minor: int, currency: str) -> str:
-    return f"{minor // 100}.{minor % 100:02d} {currency.upper()}"  # two-decimal currencies, as PAYG notices
+    sign, minor = ("-" if minor < 0 else ""), abs(minor)  # a PAYG balance may be below zero (its allowance)
+    return f"{sign}{minor // 100}.{minor % 100:02d} {currency.upper()}"  # two-decimal currencies, as PAYG notices
 
 
 def limit_text(data: dict[str, Any], currency: str) -> str:
@@ -69,7 +70,13 @@ def text_of(kind: str, account: str, data: dict[str, Any], currency: str) -> tup
                 "billed as usual." if data["hard"] else "The cap is soft: the API keys keep working.")
         return (f"Account {account}: {limit} reached",
                 f"Account {account} has reached {limit} {period} ({_used(data, currency)}).\n\n{then}\n")
-    if kind == "balance.low":
+    if kind == "balance.low" and "balance_minor" in data:
+        balance, threshold = (_money(data[f], data["currency"]) for f in ("balance_minor", "threshold_minor"))
+        return (f"Account {account}: prepaid balance low",
+                f"The prepaid balance of account {account} is {balance}, below its threshold of {threshold}.\n\n"
+                "Unless it recharges automatically, top it up before it runs out: its API keys stop when it is "
+                "exhausted.\n")
+    if kind == "balance.low":  # recorded before BalanceLow, when this type was the recharge requested
         amount = _money(data["amount_minor"], data["currency"])
         return (f"Account {account}: prepaid balance low",
                 f"The prepaid balance of account {account} fell below its threshold; an automatic top-up of "

@@ -177,7 +177,7 @@ async def test_a_refused_alert_mail_stays_unsent_and_a_leased_one_waits_for_its_
     """The mailer's own guarantees, on rows as the fold writes them: a refused send is counted and retried, a row
     leased to a mailer that died is not sent by another until the lease ends, and then once."""
     alert = uuid.uuid4()
-    data = {"recharge_id": "rc_1", "amount_minor": 2500, "currency": "usd", "requested_at": "2026-12-01T00:00:00Z"}
+    data = {"balance_minor": 2400, "threshold_minor": 2500, "currency": "usd", "low_at": "2026-12-01T00:00:00Z"}
     async with open_resources(settings, producer="test") as res:
         async with res.pool.acquire() as conn:
             await conn.execute(
@@ -206,4 +206,6 @@ async def test_a_refused_alert_mail_stays_unsent_and_a_leased_one_waits_for_its_
                                           now=later) == (0, 0)
         message = message_from_bytes(received[0])
         assert len(received) == 1 and message["To"] == "billing@jobmeter.test"  # no contact on file: the inbox
-        assert "25.00 USD" in message.get_payload() and message["Message-ID"] == f"<alert-{alert}@jobmeter>"
+        text = message.get_payload(decode=True)  # as written, whatever transfer encoding long lines took
+        assert isinstance(text, bytes) and b"24.00 USD, below its threshold of 25.00 USD" in text
+        assert message["Message-ID"] == f"<alert-{alert}@jobmeter>"

@@ -42,9 +42,9 @@ front = test_payg.front  # the PAYG fake Stripe front, as test_payg starts it
 
 
 @pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+def quick_retries(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """Transient errors retried within a second (the production waits are 30 s doubling to 10 min)."""
-    monkeypatch.setattr(payg_recharger, "RETRY_AFTER", timedelta(seconds=0.2))
+    monkeypatch.setattr(settings, "jobmeter_payg_recharge_retry_seconds", 0.2)
     monkeypatch.setattr(payg_recharger, "RETRY_MAX", timedelta(seconds=0.5))
 
 

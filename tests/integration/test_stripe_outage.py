@@ -32,9 +32,9 @@ OUTAGE: list[tuple[Mode, float]] = [("500", 15.0), ("stall", 15.0)]
 
 
 @pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+def quick_retries(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """The engine's own retry paths, with waits of a second instead of 30 s (doubling) after a failed attempt."""
-    monkeypatch.setattr(payg_recharger, "RETRY_AFTER", timedelta(seconds=0.5))
+    monkeypatch.setattr(settings, "jobmeter_payg_recharge_retry_seconds", 0.5)
     monkeypatch.setattr(payg_recharger, "RETRY_MAX", timedelta(seconds=2))
     made = meter_sender.sender_for
 

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from events.accounts import AccountContactSet, AccountRegistered, ContactEmail
 from events.codec import encode
 from events.envelope import Envelope
+from events.payg import BalanceLow, RechargeRequested
 from events.registry import REGISTRY
 from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed
 from projections.webhooks.types import WEBHOOK_TYPES, data_of, mailed, webhook_type
@@ -71,6 +72,11 @@ def forecast_event() -> UsageForecastExceeded:
                                  reached_on=date(2026, 11, 20), forecast_at=START + timedelta(days=10))
 
 
+def low_event() -> BalanceLow:
+    return BalanceLow(account_id="acme", balance_minor=-150, threshold_minor=2500, currency="eur", crossing=2,
+                      low_at=START)
+
+
 def as_sent(event: Any) -> tuple[str, dict[str, Any]]:
     kind = webhook_type(event)
     assert kind is not None
@@ -86,9 +92,22 @@ def test_a_caps_80_and_its_reaching_are_mailed_and_its_100_is_not_a_second_mail(
     # The included jobs have no "reached" event: their 100 % is the mail.
     assert mailed(*as_sent(crossed("included", 100)))
     assert mailed(*as_sent(forecast_event()))
-    assert mailed("balance.low", {"recharge_id": "r", "amount_minor": 1000, "currency": "usd"})
+    assert mailed(*as_sent(low_event()))
+    assert not mailed("recharge.requested", {"recharge_id": "r", "amount_minor": 1000, "currency": "usd"})
     assert not mailed("keys.suspended", {"source": "cap"})
     assert not mailed("balance.recharged", {})
+
+
+def test_a_balance_below_its_threshold_is_balance_low_and_a_recharge_is_recharge_requested() -> None:
+    assert as_sent(low_event()) == ("balance.low", {"balance_minor": -150, "threshold_minor": 2500,
+                                                    "currency": "eur", "low_at": "2026-11-01T00:00:00Z"})
+    recharge = RechargeRequested(account_id="acme", recharge_id="rch_" + "0" * 32, seq=1, amount_minor=1000,
+                                 currency="usd", customer_id="cus_A", payment_method_id="pm_card_visa",
+                                 requested_at=START)
+    assert as_sent(recharge) == ("recharge.requested", {"recharge_id": "rch_" + "0" * 32, "amount_minor": 1000,
+                                                        "currency": "usd", "requested_at": "2026-11-01T00:00:00Z"})
+    assert BalanceLow in WEBHOOK_TYPES and REGISTRY.decode(encode(Envelope.wrap(low_event(), producer="t")))[1] \
+        == low_event()
 
 
 def test_the_forecast_alert_is_a_webhook_type_with_its_fields() -> None:
@@ -109,8 +128,12 @@ def test_each_alert_says_what_was_crossed() -> None:
     assert "98.76 USD" in text_of("usage.threshold_crossed", "acme", spend, "usd")[1]
     included = as_sent(crossed("included", 100))[1]
     assert "jobs your plan includes" in text_of("usage.threshold_crossed", "acme", included, "usd")[0]
-    low = text_of("balance.low", "acme", {"recharge_id": "r", "amount_minor": 2500, "currency": "eur"}, "usd")
-    assert "25.00 EUR" in low[1]
+    subject, body = text_of("balance.low", "acme", as_sent(low_event())[1], "usd")
+    assert subject == "Account acme: prepaid balance low"
+    assert "is -1.50 EUR, below its threshold of 25.00 EUR" in body
+    # A row recorded before BalanceLow existed (balance.low was the recharge requested) still reads.
+    old = text_of("balance.low", "acme", {"recharge_id": "r", "amount_minor": 2500, "currency": "eur"}, "usd")
+    assert "25.00 EUR" in old[1]
     subject, body = text_of("usage.forecast_exceeded", "acme", as_sent(forecast_event())[1], "usd")
     assert "forecast to exceed your cap of 500 jobs" in subject
     assert "about 700 jobs" in body and "2026-11-20" in body and "200 so far" in body

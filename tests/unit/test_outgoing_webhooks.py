@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from events.keys import KeySuspended
+from events.payg import BalanceLow, RechargeRequested
 from events.webhooks import WebhookEndpointAdded
 from jobmeter.settings import Settings
 from projections.webhooks.types import WEBHOOK_TYPES, Endpoint, Happened, data_of, deliveries, known_types
@@ -88,7 +89,10 @@ def test_every_mapped_field_is_a_field_of_its_event() -> None:
     for event, kind in WEBHOOK_TYPES.items():
         assert set(kind.fields) <= set(event.model_fields), (event.__name__, kind.fields)
     assert {"usage.threshold_crossed", "usage.cap_reached", "balance.low", "balance.recharged", "recharge.failed",
-            "keys.suspended", "keys.restored"} <= set(known_types())
+            "recharge.requested", "keys.suspended", "keys.restored"} <= set(known_types())
+    # Every PAYG balance's crossing is balance.low; the recharge some of them request is its own type.
+    assert WEBHOOK_TYPES[BalanceLow].name == "balance.low"
+    assert WEBHOOK_TYPES[RechargeRequested].name == "recharge.requested"
 
 
 def happened(account: str, at: datetime, kind: str = "keys.suspended") -> Happened:

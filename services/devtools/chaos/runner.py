@@ -93,7 +93,9 @@ class Scenario:
         self.people = Population.split(self.accounts, self.run, accounts // 4, accounts // 4)
         self.stripe = StripeForRecharges(settings)
         self.port = free_port()
-        env = {**service_env(settings), "JOBMETER_STRIPE_TIMEOUT_SECONDS": str(STRIPE_TIMEOUT_SECONDS)}
+        # Retries after Stripe's stretch of faults within the billing bound, not 30 s doubling per failure.
+        env = {**service_env(settings), "JOBMETER_STRIPE_TIMEOUT_SECONDS": str(STRIPE_TIMEOUT_SECONDS),
+               "JOBMETER_PAYG_RECHARGE_RETRY_SECONDS": "2"}
         logs = state_dir() / "logs" / f"chaos-{self.run}"
         self.http = ServiceProcess("http", ["http", "--port", str(self.port)], env, logs)
         # On a cluster, as a deployment runs them: two instances of every consumer, each a static group member.
