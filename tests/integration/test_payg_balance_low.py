@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from email import message_from_bytes
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,14 @@ async def alerts(settings: Settings) -> tuple[int, int, int]:
     )
 
 
+async def after(app: Any, client: Any, settings: Settings, events: list[Any], balance: int) -> tuple[int, int, int]:
+    """Publish `events`, wait for the balance they lead to and for everything to settle: the alerts then."""
+    await publish(app, *events)
+    await balance_is(client, "low", balance)
+    await settled(settings)
+    return await alerts(settings)
+
+
 async def test_a_balance_without_auto_recharge_alerts_once_per_crossing_below_its_threshold(
     settings: Settings,
 ) -> None:
@@ -77,35 +86,20 @@ async def test_a_balance_without_auto_recharge_alerts_once_per_crossing_below_it
                 assert (await add_endpoint(app.state.runtime.res, "low", receiver.url, ["balance.low"])).folded
 
                 # Above the threshold: a balance opens low (it never was at its threshold), the top-up re-arms it.
-                await publish(app, our_topup("low", "cs_test_low_1", 130))
-                await balance_is(client, "low", 130)
-                await settled(settings)
-                assert await alerts(settings) == (0, 0, 0)
+                assert await after(app, client, settings, [our_topup("low", "cs_test_low_1", 130)], 130) == (0, 0, 0)
 
                 # 8 jobs of 5: 130 → 90, below 100. One alert, however the jobs were cut into batches.
-                await publish(app, *(job("low", f"a{i}") for i in range(8)))
-                await balance_is(client, "low", 90)
-                await settled(settings)
+                assert await after(app, client, settings, [job("low", f"a{i}") for i in range(8)], 90) == (1, 1, 1)
                 first = await on_the_bus(settings)
                 assert [(e.crossing, e.threshold_minor, e.currency) for e in first] == [(1, THRESHOLD, "usd")]
                 assert 90 <= first[0].balance_minor < THRESHOLD
-                assert await alerts(settings) == (1, 1, 1)
 
                 # Staying low (down to below zero, within the allowance): nothing more.
-                await publish(app, *(job("low", f"b{i}") for i in range(20)))
-                await balance_is(client, "low", -10)
-                await settled(settings)
-                assert await alerts(settings) == (1, 1, 1)
+                assert await after(app, client, settings, [job("low", f"b{i}") for i in range(20)], -10) == (1, 1, 1)
 
                 # Topped up above the threshold (re-armed), then jobs below it again: a second alert.
-                await publish(app, our_topup("low", "cs_test_low_2", 150))
-                await balance_is(client, "low", 140)
-                await settled(settings)
-                assert await alerts(settings) == (1, 1, 1)
-                await publish(app, *(job("low", f"c{i}") for i in range(10)))
-                await balance_is(client, "low", 90)
-                await settled(settings)
-                assert await alerts(settings) == (2, 2, 2)
+                assert await after(app, client, settings, [our_topup("low", "cs_test_low_2", 150)], 140) == (1, 1, 1)
+                assert await after(app, client, settings, [job("low", f"c{i}") for i in range(10)], 90) == (2, 2, 2)
                 await eventually(receiver.count, lambda n: n == 2)
                 await eventually(lambda: fetchval(settings, "SELECT count(*) FROM outgoing_webhooks.alert_mails "
                                                             "WHERE sent_at IS NOT NULL"), lambda n: n == 2)
