@@ -9,17 +9,23 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from hashlib import sha1
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # A fixed namespace, so that a fact with a natural identity (a job, an account) always gets the same id.
 EVENT_NAMESPACE = uuid.UUID("6f1c1a52-3f0e-4f65-9d0c-2a1f5b7e9c11")
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
 
 
 def natural_event_id(*parts: str) -> uuid.UUID:
-    """A stable event id derived from the fact's own identity: the same fact published twice shares it."""
-    return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
+    """A stable event id derived from the fact's own identity: the same fact published twice shares it.
+
+    `uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))` exactly, without its per-call import and namespace encoding:
+    one id per job is made on ingest's hot path, where uuid5 was a fifth of a request's time (py-spy)."""
+    digest = sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode(), usedforsecurity=False).digest()  # as uuid5's
+    return uuid.UUID(bytes=digest[:16], version=5)
 
 
 def utcnow() -> datetime:

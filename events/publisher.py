@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from events.envelope import Envelope, EnvelopeWriter, Event, utcnow
 from events.topics import Topics
@@ -75,16 +76,10 @@ class Publisher:
             for event, given in zip(events, event_ids or [None] * len(events), strict=True)
         ]
         writer = EnvelopeWriter(producer=self.producer_name, occurred_at=utcnow())
-        futures = [
-            await self._producer.send(
-                self.topics.name(event.topic),
-                value=writer.encode(event, eid),
-                key=event.partition_key().encode(),
-                headers=JSON_HEADERS,
-            )
+        await self._send_batches(
+            (self.topics.name(event.topic), event.partition_key().encode(), writer.encode(event, eid))
             for event, eid in zip(events, ids, strict=True)
-        ]
-        await asyncio.gather(*futures)
+        )
         return ids
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -93,9 +88,38 @@ class Publisher:
 
     async def send_raw_many(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """Already-encoded envelopes (an outbox's rows), in order; waits until Kafka has every one."""
+        await self._send_batches(records)
+
+    async def _send_batches(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+        """Records queued as one batch per partition (more where one fills up) instead of one `send` each, and
+        waited for until Kafka acknowledged every batch. Profiled under HTTP ingest, `send` cost more per record
+        than building and encoding the envelope: a partitioner hash in Python, a metadata wait and a future per
+        record. A batch goes through the same accumulator and sender as `send` (acks=all, idempotent sequence
+        numbers given when it is drained), to the partition `send` would choose for its key, in the call's order.
+        """
+        producer = self._producer
+        known: set[str] = set()
+        partitions: dict[tuple[str, bytes], int] = {}
+        batches: dict[tuple[str, int], list[BatchBuilder]] = {}
+        for topic, key, value in records:
+            if topic not in known:
+                await producer.partitions_for(topic)  # waits for the topic's metadata, as `send` does
+                known.add(topic)
+            partition = partitions.get((topic, key)) if key is not None else None
+            if partition is None:
+                # the producer's own choice (its partitioner over the same metadata), once per key and call
+                partition = producer._partition(topic, None, key, value, key, value)
+                if key is not None:
+                    partitions[(topic, key)] = partition
+            builders = batches.setdefault((topic, partition), [])
+            if not builders or builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
+                builders.append(producer.create_batch())
+                if builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
+                    raise ValueError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
         futures = [
-            await self._producer.send(topic, value=value, key=key, headers=JSON_HEADERS)
-            for topic, key, value in records
+            await producer.send_batch(builder, topic, partition=partition)
+            for (topic, partition), builders in batches.items()
+            for builder in builders
         ]
         await asyncio.gather(*futures)
 

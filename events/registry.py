@@ -31,7 +31,7 @@ from events.rapidapi import (
     ReconciliationDiscrepancy,
 )
 from events.stripe import PastDueGraceExpired, StripeEventReceived
-from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed
+from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed, spend_of_v1
 from events.webhooks import WebhookEndpointAdded, WebhookEndpointRemoved
 
 REGISTRY = EventRegistry(
@@ -83,3 +83,4 @@ for _held in (KeySuspended, KeyRestored):
     REGISTRY.upcaster(_held.event_type, 1)(source_of_v1)
 REGISTRY.upcaster(KeySuspended.event_type, 2)(scope_of_v2)
 REGISTRY.upcaster(AccountRegistered.event_type, 1)(contact_of_v1)
+REGISTRY.upcaster(UsageForecastExceeded.event_type, 1)(spend_of_v1)

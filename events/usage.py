@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -59,25 +59,38 @@ class UsageCapReached(Event):
                                 self.api or "*")
 
 
+def spend_of_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Upcast a v1 UsageForecastExceeded, from before spend caps were forecast: a job limit, no spend."""
+    return {**data, "spend_to_date": None, "forecast_spend": None, "currency": None}
+
+
 class UsageForecastExceeded(Event):
     """The period's forecast (`projections/ledger/forecast.py`) runs past a limit the account has not reached yet:
-    the jobs its plan includes, or its cap on all its jobs. Raised by the forecast watcher, once per (account,
-    period, limit kind, scope)."""
+    the jobs its plan includes, a cap on its jobs (all of them, or one API surface's), or a spend cap (what the
+    forecast jobs cost, `projections/ledger/forecast_terms.py`). Raised by the forecast watcher, once per (account,
+    period, limit kind, scope). v2 added the spend (a spend cap's limit is in minor units, not jobs)."""
 
     event_type: ClassVar[str] = "UsageForecastExceeded"
+    version: ClassVar[int] = 2
     topic: ClassVar[str] = "billing"
 
     account_id: AccountId
     period_start: AwareDatetime
     period_end: AwareDatetime
-    limit_kind: Literal["cap", "included"]
+    limit_kind: LimitKind = Field(description="what is forecast to be passed: a job cap, a spend cap, or the "
+                                              "included jobs")
     api: ApiName | None = Field(default=None, description="the API surface the limit counts; null: all")
-    limit: int = Field(ge=1, description="the limit in jobs")
-    jobs_to_date: int = Field(ge=0, description="jobs in the period when the forecast was made (under the limit)")
-    forecast_jobs: int = Field(ge=0, description="the jobs the whole period is forecast to hold (over the limit)")
+    limit: int = Field(ge=1, description="the limit: jobs, or minor units for a spend cap")
+    jobs_to_date: int = Field(ge=0, description="jobs in the period (of `api`, when given) when the forecast was made")
+    forecast_jobs: int = Field(ge=0, description="the jobs the whole period (of `api`) is forecast to hold")
     forecast_high: int = Field(ge=0, description="the forecast interval's high end")
     reached_on: date | None = Field(default=None, description="the UTC day the limit is forecast to be reached")
     forecast_at: AwareDatetime
+    spend_to_date: int | None = Field(default=None, ge=0,
+                                      description="a spend cap's: what the period's jobs cost so far, minor units")
+    forecast_spend: int | None = Field(default=None, ge=0,
+                                       description="a spend cap's: what the forecast jobs cost, minor units")
+    currency: str | None = Field(default=None, description="a spend cap's currency (ISO 4217, lower case)")
 
     def natural_id(self) -> uuid.UUID:
         return natural_event_id("usage-forecast", self.account_id, self.period_start.isoformat(), self.limit_kind,

@@ -94,7 +94,7 @@ class Folder:
         dead_letters: DeadLetterSink | None = None,
         registry: EventRegistry = REGISTRY,
         take_swap_lock: bool = True,
-        chunk: int = 500,
+        chunk: int | None = None,
         contiguous: bool = True,
     ) -> None:
         self.projection = projection
@@ -103,7 +103,7 @@ class Folder:
         self.dead_letters = dead_letters
         self.registry = registry
         self.take_swap_lock = take_swap_lock
-        self.chunk = chunk  # records per statement: small enough to overlap decoding with Postgres
+        self.chunk = chunk or projection.chunk  # records per apply (`Projection.chunk`)
         self.contiguous = contiguous  # False for a rebuild that starts part-way (`replay --since`)
         self.held = Holds(projection.name)
 

@@ -30,6 +30,10 @@ class Projection(ABC):
     # where every write is a single row-locked statement that commutes (unique inserts, count increments),
     # so transactions over disjoint partitions cannot lose an update; read-then-write folds keep 1.
     side_by_side: ClassVar[int] = 1
+    # Records per `apply` (the fold's chunk): small enough that decoding the next chunk overlaps Postgres applying
+    # this one. A projection whose apply costs several round trips whatever its size (reads, locks, per-account
+    # rules) takes larger chunks, so a batch costs fewer of them.
+    chunk: ClassVar[int] = 500
 
     def configured(self, settings: Settings) -> Projection:
         """This projection as the process running it configures it. Most read no settings: they return self;

@@ -52,3 +52,12 @@ async def positions(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
     transaction as `models`, it says which records those rows already hold."""
     rows = await conn.fetch("SELECT partition, next_offset FROM accounts.positions WHERE topic = $1", topic)
     return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def profiles(conn: asyncpg.Connection, account_ids: Iterable[str]) -> list[asyncpg.Record]:
+    """How each of these accounts is billed and where its mail goes (account_id, model, contact_email)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT account_id, model, contact_email FROM accounts.accounts WHERE account_id = ANY($1::text[])",
+        list(account_ids),
+    )
+    return rows

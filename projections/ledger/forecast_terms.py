@@ -67,3 +67,20 @@ def charge(terms: Terms, forecast_jobs: int, jobs_by_api: Mapping[str, int]) -> 
             amount = Decimal(spent) * forecast_jobs / to_date
         return ForecastCharge(None, None, int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP)), terms.currency)
     return ForecastCharge(None, None, None, None)
+
+
+def spend(terms: Terms, jobs: int, jobs_by_api: Mapping[str, int], api: str | None = None) -> int | None:
+    """What a period holding `jobs` jobs costs, in minor units, its mix of API surfaces kept from `jobs_by_api` (the
+    jobs so far): all of it, or one surface's share when `api` is given, shared as a spend cap counts it
+    (`projections.caps.rules.spent_minor`): a subscription's overage in proportion to the surface's jobs, rounded
+    down; a PAYG surface's jobs at its price. None when the account's jobs are not priced here."""
+    whole = charge(terms, jobs, jobs_by_api).amount_minor
+    if whole is None or api is None:
+        return whole
+    to_date = sum(jobs_by_api.values())
+    if to_date == 0:
+        return 0  # no mix yet: no surface's share to speak of
+    if isinstance(terms, PayAsYouGo):
+        share = Decimal(terms.prices.get(api, 0) * jobs_by_api.get(api, 0)) * jobs / to_date
+        return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return whole * jobs_by_api.get(api, 0) // to_date

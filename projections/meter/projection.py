@@ -33,29 +33,36 @@ from projections.records import Recorded
 
 log = structlog.get_logger(__name__)
 
-# Only jobs not seen before reach the sums: duplicates (across batches or within one) are skipped here.
-RECORD_NEW_JOBS = """
+# Only jobs not seen before reach the sums: duplicates (across batches or within one) are skipped here. In the
+# same statement the sums go to each window's open report (`pending`): one round trip for the whole chunk, not
+# one per customer and window. Once a sender has claimed a report (state 'sending'), its value is frozen and late
+# jobs start the next sequence number: the windows with no open report come back, with their next sequence number
+# (every report of the window counts, whatever its state), for `open_reports`.
+COUNT_NEW_JOBS = """
 WITH new AS (
     INSERT INTO jobs_seen (api, job_id, account_id, customer_id, window_start)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
     ON CONFLICT (api, job_id) DO NOTHING
     RETURNING account_id, customer_id, window_start
+), sums AS (
+    SELECT customer_id, window_start, min(account_id) AS account_id, count(*)::bigint AS jobs
+    FROM new GROUP BY 1, 2
+), added AS (
+    UPDATE reports AS r SET value = r.value + sums.jobs FROM sums
+    WHERE r.customer_id = sums.customer_id AND r.window_start = sums.window_start AND r.state = 'pending'
+    RETURNING r.customer_id, r.window_start
 )
-SELECT account_id, customer_id, window_start, count(*)::bigint AS jobs FROM new GROUP BY 1, 2, 3 ORDER BY 2, 3
+SELECT s.customer_id, s.window_start, s.account_id, s.jobs,
+       (SELECT coalesce(max(seq) + 1, 0) FROM reports AS r
+        WHERE r.customer_id = s.customer_id AND r.window_start = s.window_start) AS seq
+FROM sums AS s
+WHERE NOT EXISTS (SELECT 1 FROM added AS a WHERE a.customer_id = s.customer_id AND a.window_start = s.window_start)
+ORDER BY 1, 2
 """
 
-# The open row of a window takes the jobs; once a sender has claimed it (state 'sending'), its value is frozen
-# and late jobs start the next sequence number.
-ADD_TO_OPEN = """
-UPDATE reports SET value = value + $3
-WHERE customer_id = $1 AND window_start = $2 AND state = 'pending' RETURNING seq
-"""
-
-NEXT_SEQ = "SELECT coalesce(max(seq) + 1, 0) FROM reports WHERE customer_id = $1 AND window_start = $2"
-
-OPEN_ROW = """
+OPEN_REPORTS = """
 INSERT INTO reports (customer_id, window_start, seq, account_id, window_seconds, identifier, value)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::text[], $5::int[], $6::text[], $7::bigint[])
 """
 
 PARK = """
@@ -65,32 +72,25 @@ ON CONFLICT (api, job_id) DO NOTHING
 """
 
 
-async def add_to_window(
-    conn: asyncpg.Connection, account_id: str, customer_id: str, start: datetime, width: int, jobs: int
-) -> int:
-    """Add jobs to the customer's open report of a window (opening one if none); returns its sequence number."""
-    seq = await conn.fetchval(ADD_TO_OPEN, customer_id, start, jobs)
-    if seq is not None:
-        return int(seq)
-    seq = int(await conn.fetchval(NEXT_SEQ, customer_id, start))
-    identifier = meter_event_identifier(customer_id, start, width, seq)
-    await conn.execute(OPEN_ROW, customer_id, start, seq, account_id, width, identifier, jobs)
-    return seq
-
-
 async def count_jobs(
     conn: asyncpg.Connection, jobs: Sequence[tuple[str, str, str, datetime]], customers: dict[str, str], width: int
 ) -> None:
-    """Count (api, job_id, account_id, completed_at) of billable accounts into their windows' open reports."""
+    """Count (api, job_id, account_id, completed_at) of billable accounts into their windows' open reports,
+    opening a report where a window has none."""
     if not jobs:
         return
-    new = await conn.fetch(
-        RECORD_NEW_JOBS,
+    unopened = await conn.fetch(
+        COUNT_NEW_JOBS,
         [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs], [customers[j[2]] for j in jobs],
         [window_start(j[3], width) for j in jobs],
     )
-    for row in new:
-        await add_to_window(conn, row["account_id"], row["customer_id"], row["window_start"], width, row["jobs"])
+    if unopened:
+        await conn.execute(
+            OPEN_REPORTS, [r["customer_id"] for r in unopened], [r["window_start"] for r in unopened],
+            [r["seq"] for r in unopened], [r["account_id"] for r in unopened], [width] * len(unopened),
+            [meter_event_identifier(r["customer_id"], r["window_start"], width, r["seq"]) for r in unopened],
+            [r["jobs"] for r in unopened],
+        )
 
 
 class MeterReporter(Projection):
@@ -105,6 +105,7 @@ class MeterReporter(Projection):
     migrations = Path(__file__).parent / "migrations"
     tables = ("accounts", "parked", "jobs_seen", "reports")
     emits = True  # the sender emits MeterUsageReported through this schema's outbox
+    chunk = 2000  # a handful of round trips per apply whatever its size: see Projection.chunk
 
     def __init__(self, window_seconds: int = 60) -> None:
         self.window_seconds = window_seconds

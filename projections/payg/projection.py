@@ -69,6 +69,7 @@ class PaygBalances(Projection):
     # run; what its refunds and disputes moved is in `movements`).
     tables = ("movements", "accounts", "parked_jobs")
     emits = True
+    chunk = 2000  # a handful of round trips per apply whatever its size: see Projection.chunk
 
     def __init__(self, config: PaygConfig | None = None) -> None:
         self._config = config

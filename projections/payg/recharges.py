@@ -106,17 +106,21 @@ async def cancel(conn: asyncpg.Connection, canceled: RechargeCanceled) -> None:
 async def decide(conn: asyncpg.Connection, accounts: dict[str, str | None], policy: PaygPolicy,
                  now: datetime) -> list[Event]:
     """The rules, once per account and batch: the balance gone below its threshold, at most one recharge requested,
-    keys suspended or restored."""
+    keys suspended or restored. What they decide for the flags is written for every account at once."""
     out: list[Event] = []
+    marks: list[store.Marks] = []
     for b in await store.balances_for_rules(conn, accounts):
-        low = await decide_low(conn, b, now)
-        if low is not None:
-            out.append(low)
+        low, low_event = decide_low(b, now)
+        if low_event is not None:
+            out.append(low_event)
         if should_recharge(recharge_state(b), now):
             out.append(await request(conn, b, now))
-        key_event = await decide_keys(conn, b, policy, now)
+        keys, key_event = decide_keys(b, policy, now)
         if key_event is not None:
             out.append(key_event)
+        if (low, keys) != ((b["low"], b["low_crossings"]), (b["keys_suspended"], b["key_decisions"])):
+            marks.append(store.Marks(b["account_id"], low[0], low[1], keys[0], keys[1]))
+    await store.mark(conn, marks)
     return out
 
 
@@ -129,34 +133,37 @@ def recharge_state(b: asyncpg.Record) -> RechargeState:
     )
 
 
-async def decide_low(conn: asyncpg.Connection, b: asyncpg.Record, now: datetime) -> BalanceLow | None:
+def decide_low(b: asyncpg.Record, now: datetime) -> tuple[tuple[bool, int], BalanceLow | None]:
     """Once per crossing below the threshold, for every PAYG balance (auto-recharge or not): the flag and the count
-    change in the fold's transaction, so a refold of the batch raises the same crossing, under the same id."""
+    (returned, written by `decide` in the fold's transaction, so a refold of the batch raises the same crossing,
+    under the same id), and the alert."""
     verdict = balance_low(b["balance_minor"], b["threshold_minor"], b["low"])
     if verdict.low == b["low"]:
-        return None
+        return (b["low"], b["low_crossings"]), None
     crossing = b["low_crossings"] + 1 if verdict.alert else b["low_crossings"]
-    await store.mark_low(conn, b["account_id"], verdict.low, crossing)
     if not verdict.alert:
-        return None
+        return (verdict.low, crossing), None
     log.info("balance low", account_id=b["account_id"], balance_minor=b["balance_minor"],
              threshold_minor=b["threshold_minor"], crossing=crossing)
-    return BalanceLow(account_id=b["account_id"], balance_minor=b["balance_minor"],
-                      threshold_minor=b["threshold_minor"], currency=b["currency"], crossing=crossing, low_at=now)
+    return (verdict.low, crossing), BalanceLow(
+        account_id=b["account_id"], balance_minor=b["balance_minor"], threshold_minor=b["threshold_minor"],
+        currency=b["currency"], crossing=crossing, low_at=now,
+    )
 
 
-async def decide_keys(conn: asyncpg.Connection, b: asyncpg.Record, policy: PaygPolicy,
-                      now: datetime) -> KeySuspended | KeyRestored | None:
-    """Suspend the keys of an exhausted balance, restore them once it is in credit again."""
+def decide_keys(b: asyncpg.Record, policy: PaygPolicy,
+                now: datetime) -> tuple[tuple[bool, int], KeySuspended | KeyRestored | None]:
+    """Suspend the keys of an exhausted balance, restore them once it is in credit again: the flag and the count
+    of decisions (returned, written by `decide`), and the event."""
     action = key_action(b["balance_minor"], b["keys_suspended"], policy)
     if action is None:
-        return None
+        return (b["keys_suspended"], b["key_decisions"]), None
     seq = b["key_decisions"] + 1
-    await store.decide_keys(conn, b["account_id"], action == "suspend", seq)
     kind = KeySuspended if action == "suspend" else KeyRestored
     reason = "payg_exhausted" if action == "suspend" else "payg_credit"
-    return kind(account_id=b["account_id"], source="payg", reason=reason, cause=f"payg:{seq}", effective_at=now,
-                sequence=seq)
+    return (action == "suspend", seq), kind(
+        account_id=b["account_id"], source="payg", reason=reason, cause=f"payg:{seq}", effective_at=now, sequence=seq,
+    )
 
 
 async def request(conn: asyncpg.Connection, b: asyncpg.Record, now: datetime) -> RechargeRequested:

@@ -106,17 +106,22 @@ async def refuse_topup(conn: asyncpg.Connection, session_id: str, account_id: st
 async def open_balances(
     conn: asyncpg.Connection, accounts: dict[str, str | None], defaults: Defaults, now: datetime
 ) -> None:
-    """Create missing balances, then lock them all in one order (no deadlock between consumers)."""
+    """Create missing balances, then lock them all in one order (no deadlock between consumers): one statement.
+    The lock sees the statement's snapshot, so it leaves out the rows created in it (ours, locked as we inserted
+    them) and any another transaction committed since it began; there is none, because the fold already holds the
+    account's lock (`lock_accounts`) and only a fold creates balances."""
     if not accounts:
         return
     ids = sorted(accounts)
     await conn.execute(
-        """INSERT INTO balances (account_id, currency, threshold_minor, recharge_minor, customer_id, updated_at)
-           SELECT a, $3, $4, $5, c, $6 FROM unnest($1::text[], $2::text[]) AS u(a, c)
-           ON CONFLICT (account_id) DO NOTHING""",
+        """WITH created AS (
+               INSERT INTO balances (account_id, currency, threshold_minor, recharge_minor, customer_id, updated_at)
+               SELECT a, $3, $4, $5, c, $6 FROM unnest($1::text[], $2::text[]) AS u(a, c)
+               ON CONFLICT (account_id) DO NOTHING
+           )
+           SELECT 1 FROM balances WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE""",
         ids, [accounts[a] for a in ids], defaults.currency, defaults.threshold_minor, defaults.recharge_minor, now,
     )
-    await conn.execute("SELECT 1 FROM balances WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE", ids)
 
 
 async def configure(conn: asyncpg.Connection, event: PaygConfigured, now: datetime) -> None:
@@ -265,17 +270,25 @@ async def clear_failures(conn: asyncpg.Connection, account_id: str) -> None:
     await conn.execute("UPDATE balances SET failures = 0, backoff_until = NULL WHERE account_id = $1", account_id)
 
 
-async def decide_keys(conn: asyncpg.Connection, account_id: str, suspended: bool, decisions: int) -> None:
-    """Record the account's keys as suspended or not, and how many such decisions were made (the next event's
-    sequence)."""
-    await conn.execute(
-        "UPDATE balances SET keys_suspended = $2, key_decisions = $3 WHERE account_id = $1",
-        account_id, suspended, decisions,
-    )
+class Marks(NamedTuple):
+    """What the rules decided for one balance: below its threshold or not and how often it went below (the next
+    alert's ordinal), its keys suspended or not and how many such decisions were made (the next event's sequence)."""
+
+    account_id: str
+    low: bool
+    low_crossings: int
+    keys_suspended: bool
+    key_decisions: int
 
 
-async def mark_low(conn: asyncpg.Connection, account_id: str, low: bool, crossings: int) -> None:
-    """Record whether the balance is below its threshold, and how often it went below (the next alert's ordinal)."""
-    await conn.execute(
-        "UPDATE balances SET low = $2, low_crossings = $3 WHERE account_id = $1", account_id, low, crossings,
-    )
+async def mark(conn: asyncpg.Connection, marks: Sequence[Marks]) -> None:
+    """Record the rules' decisions of a batch, every account's in one statement."""
+    if marks:
+        await conn.execute(
+            """UPDATE balances AS b SET low = m.low, low_crossings = m.low_crossings,
+                      keys_suspended = m.keys_suspended, key_decisions = m.key_decisions
+               FROM unnest($1::text[], $2::bool[], $3::int[], $4::bool[], $5::int[])
+                    AS m(account_id, low, low_crossings, keys_suspended, key_decisions)
+               WHERE b.account_id = m.account_id""",
+            *(list(column) for column in zip(*marks, strict=True)),
+        )

@@ -62,3 +62,16 @@ async def alert_mails(conn: asyncpg.Connection, account_id: str, limit: int = 10
         account_id, limit,
     )
     return rows
+
+
+async def unsent_alert_mails(conn: asyncpg.Connection, created_before: datetime) -> list[asyncpg.Record]:
+    """Alert emails recorded before `created_before` and still not sent (failing, or never tried), with where they
+    would go now: what the doctor lists."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT m.event_id, m.account_id, e.type, m.created_at, m.attempts, m.last_error, c.contact_email
+           FROM outgoing_webhooks.alert_mails AS m JOIN outgoing_webhooks.events AS e USING (event_id)
+           LEFT JOIN outgoing_webhooks.contacts AS c ON c.account_id = m.account_id
+           WHERE m.sent_at IS NULL AND m.created_at < $1 ORDER BY m.created_at, m.event_id""",
+        created_before,
+    )
+    return rows

@@ -41,7 +41,7 @@ WEBHOOK_TYPES: dict[type[Event], WebhookType] = {
         "period_start", "period_end", "limit_kind", "api", "hard", "limit", "used", "reached_at")),
     UsageForecastExceeded: WebhookType("usage.forecast_exceeded", (
         "period_start", "period_end", "limit_kind", "api", "limit", "jobs_to_date", "forecast_jobs", "forecast_high",
-        "reached_on", "forecast_at")),
+        "reached_on", "forecast_at", "spend_to_date", "forecast_spend", "currency")),
 }
 
 # The types that are also emailed to the account's contact: the alerts.

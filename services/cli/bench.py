@@ -18,9 +18,11 @@ from services.devtools.bench.bad_input import bench_bad_input
 from services.devtools.bench.engine import bench_engine
 from services.devtools.bench.engine_figures import DEFAULT_STEPS, EngineRun, figure, parse_modes, parse_steps
 from services.devtools.bench.engine_figures import as_json as engine_json
+from services.devtools.bench.engine_memory import MemoryTrend
 from services.devtools.bench.ingest import bench_ingest
 from services.devtools.bench.ledger import bench_ledger
 from services.devtools.bench.restart_cli import command as restart_command
+from services.devtools.stack import StackError, up
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -40,11 +42,12 @@ def ingest(
     chunk: Annotated[int, typer.Option(min=1, help="events per publish_many call (and per raw chunk)")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     profile: Annotated[bool, typer.Option(help="also profile one publisher run (cProfile, to stderr)")] = False,
+    http_workers: Annotated[int, typer.Option(min=1, help="`run http --workers N`: HTTP processes on the port")] = 1,
 ) -> None:
     """Events/s of HTTP batch ingest, the Python publisher and a raw aiokafka producer, from one run."""
     figures = asyncio.run(
         bench_ingest(get_settings(), events, http_batch=batch, http_concurrency=concurrency, chunk=chunk,
-                     profile=profile)
+                     profile=profile, http_workers=http_workers)
     )
     if figures.profile:
         errors.print(figures.profile, markup=False, highlight=False)
@@ -55,15 +58,17 @@ def ingest(
     for column in ("path", "events/s", "seconds", "how"):
         table.add_column(column, justify="right" if column in ("events/s", "seconds") else "left")
     for name, rate, how in (
-        ("HTTP batch ingest", figures.http, f"uvicorn child, {batch} jobs a request, {concurrency} in flight"),
+        ("HTTP batch ingest", figures.http,
+         f"`run http` child, {http_workers} process(es), {batch} jobs a request, {concurrency} in flight"),
         ("Python publisher", figures.publisher, f"Publisher.publish_many, {chunk} a call"),
-        ("raw aiokafka", figures.raw, f"pre-encoded bytes, same producer settings, {chunk} a chunk"),
+        ("raw aiokafka", figures.raw, f"pre-encoded bytes, same producer settings, a batch per partition, "
+                                      f"{chunk} a chunk"),
     ):
         table.add_row(name, f"{rate.per_second:,.0f}", f"{rate.seconds:.2f}", how)
     console.print(table)
-    ratio = figures.publisher_over_raw
-    verdict = "[green]within 2x[/green]" if ratio >= 0.5 else "[red]more than 2x slower[/red]"
-    console.print(f"publisher / raw: [bold]{ratio:.2f}[/bold] ({verdict})")
+    for name, ratio in (("publisher", figures.publisher_over_raw), ("HTTP ingest", figures.http_over_raw)):
+        verdict = "[green]within 2x[/green]" if ratio >= 0.5 else "[red]more than 2x slower[/red]"
+        console.print(f"{name} / raw: [bold]{ratio:.2f}[/bold] ({verdict})")
 
 
 @app.command("ledger")
@@ -106,6 +111,9 @@ def engine(
     in_flight: Annotated[int, typer.Option(min=1, help="HTTP requests in flight at most")] = 8,
     drain: Annotated[float, typer.Option(min=1, help="seconds a step's backlog may take to drain")] = 120,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    brokers: Annotated[int | None, typer.Option(
+        min=1, max=9, help="Kafka nodes: start (or reuse) a stack of that many first, as `stack up --brokers N` "
+        "does; from 2 up, on a stack of its own (JOBMETER_STATE_DIR), as for `chaos --brokers`")] = None,
 ) -> None:
     """The whole engine under a steady load through HTTP ingest, in steps: achieved rate, each consumer's lag,
     202 → ledger / meter outbox / PAYG balance latency, CPU and peak RSS per process."""
@@ -113,6 +121,13 @@ def engine(
         rates, modes = parse_steps(steps), parse_modes(mode)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    if brokers is not None:
+        try:
+            up(quiet=True, brokers=brokers)
+        except StackError as exc:
+            errors.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        get_settings.cache_clear()  # the stack's connection file now names the cluster
 
     def say(line: str) -> None:
         errors.print(line, markup=False, highlight=False)
@@ -120,17 +135,18 @@ def engine(
     runs = [asyncio.run(bench_engine(get_settings(), m, rates, seconds, batch=batch, in_flight=in_flight,
                                      drain_seconds=drain, log=say)) for m in modes]
     if as_json:
-        print(engine_json(runs, seconds))
+        print(engine_json(runs, seconds, brokers=brokers or 1))
         return
     for run in runs:
-        _engine_tables(run, seconds)
+        _engine_tables(run, seconds, brokers or 1)
 
 
-def _engine_tables(run: EngineRun, seconds: float) -> None:
+def _engine_tables(run: EngineRun, seconds: float, brokers: int) -> None:
     def ms(value: float | None) -> str:
         return "—" if value is None else f"{value * 1000:,.0f}"
 
-    table = Table(title=f"engine, {run.mode}: {seconds:g} s a step; figure {figure(run.steps) or 0:,} jobs/s")
+    on = f", {brokers} Kafka brokers" if brokers > 1 else ""
+    table = Table(title=f"engine, {run.mode}{on}: {seconds:g} s a step; figure {figure(run.steps) or 0:,} jobs/s")
     for column in ("offered/s", "achieved/s", "keeps up", "most behind (consumer)", "ledger p50/p99 ms",
                    "meter p50/p99 ms", "payg p50/p99 ms"):
         table.add_column(column, justify="right")
@@ -148,6 +164,19 @@ def _engine_tables(run: EngineRun, seconds: float) -> None:
         usage.add_row(name, *(f"{s.processes[name].cpu_percent:.0f} / {s.processes[name].peak_rss_mb:.0f}"
                               if name in s.processes else "—" for s in run.steps))
     console.print(usage)
+    memory = Table(title=f"engine, {run.mode}: RSS MB at the steady part's start → end (growth MB/min; MB per "
+                         "million jobs), per process and step (jobs/s)")
+    memory.add_column("process")
+    for step in run.steps:
+        memory.add_column(f"{step.offered:,}", justify="right")
+    for name in (run.steps[0].memory if run.steps else {}):
+        memory.add_row(name, *(_growth(s.memory[name]) if name in s.memory else "—" for s in run.steps))
+    console.print(memory)
+
+
+def _growth(trend: MemoryTrend) -> str:
+    per_million = "—" if trend.per_million_jobs_mb is None else f"{trend.per_million_jobs_mb:+.1f}"
+    return f"{trend.start_mb:.0f} → {trend.end_mb:.0f} ({trend.per_minute_mb:+.2f}; {per_million})"
 
 
 app.command("keys")(keycheck.keys)

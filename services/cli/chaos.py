@@ -18,11 +18,13 @@ from services.devtools.stack import StackError, up
 
 def chaos(
     minutes: Annotated[float, typer.Option(help="how long the workload and the faults run")] = 1.5,
-    as_json: Annotated[bool, typer.Option("--json", help="one key per invariant, with its figures")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one key per invariant, with its figures, and the run's own "
+                                                     "(kills, `broker_kills`, `rebalances`, …)")] = False,
     keep: Annotated[bool, typer.Option(help="keep the run's database and topics for inspection")] = False,
     brokers: Annotated[int, typer.Option(
-        min=1, max=9, help="Kafka nodes: from 2 up, two instances of every consumer and SIGKILLs of the node leading "
-        "the job partitions (run it on a stack of its own: JOBMETER_STATE_DIR)")] = 1,
+        min=1, max=9, help="Kafka nodes: from 2 up, two instances of every consumer, SIGKILLs of the node leading "
+        "the job partitions, and the ledger scaled from one instance to two and back under load (the JSON's "
+        "`broker_kills` and `rebalances`; run it on a stack of its own: JOBMETER_STATE_DIR)")] = 1,
     stripe_faults: Annotated[float, typer.Option(
         min=1, help="seconds each Stripe fault lasts (500s, then requests held past the client's timeout)")] = 30.0,
 ) -> None:

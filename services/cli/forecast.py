@@ -62,8 +62,10 @@ def _backtest(runs: int, seed: int, as_json: bool) -> None:
     for at in POINTS:
         table.add_column(f"MAPE {at:.0%}", justify="right")
         table.add_column(f"in interval {at:.0%}", justify="right")
+        table.add_column(f"width {at:.0%}", justify="right")
     by_cell = {(s.kind, s.at): s for s in scores}
     for kind in KINDS:
         cells = [by_cell[kind, at] for at in POINTS]
-        table.add_row(kind, *(text for s in cells for text in (f"{s.mape:.1f} %", f"{s.coverage:.0%}")))
+        table.add_row(kind, *(text for s in cells for text in (f"{s.mape:.1f} %", f"{s.coverage:.0%}",
+                                                                f"{s.width:.0f} %")))
     console.print(table)

@@ -1,5 +1,5 @@
-"""`jobmeter webhooks`: endpoints that receive an account's events, signed, and what was delivered to them.
-An endpoint's secret is printed once, when it is added."""
+"""`jobmeter webhooks`: endpoints that receive an account's events, signed, and what was delivered to them; and the
+alert emails, the alerts' other channel. An endpoint's secret is printed once, when it is added."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.cli.common import Format, console, emit_rows, errors, with_resourc
 from services.webhooks.commands import (
     WebhookCommandError,
     add_endpoint,
+    list_alert_mails,
     list_deliveries,
     list_endpoints,
     remove_endpoint,
@@ -79,3 +80,14 @@ def deliveries(
     """The account's deliveries, newest first: state, attempts, last status or error, next attempt."""
     rows = with_resources(lambda res: list_deliveries(res, account_id, limit))
     emit_rows(rows, Format.json if as_json else Format.table, title="webhook deliveries")
+
+
+@app.command()
+def mails(
+    account_id: Annotated[str, typer.Argument(help="the account")],
+    limit: Annotated[int, typer.Option(min=1, help="the newest this many")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list on stdout")] = False,
+) -> None:
+    """The account's alert emails, newest first: which alert, to whom and when it went, attempts, last error."""
+    rows = with_resources(lambda res: list_alert_mails(res, account_id, limit))
+    emit_rows(rows, Format.json if as_json else Format.table, title="alert emails")

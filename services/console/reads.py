@@ -215,6 +215,14 @@ async def webhook_deliveries(db: Connect, account_id: str, limit: int = 20) -> T
     return Table(True, [dict(r) for r in await outgoing_webhook_queries.deliveries(conn, account_id, limit)])
 
 
+async def alert_mails(db: Connect, account_id: str, limit: int = 20) -> Table:
+    """The account's alert emails, newest first: to whom and when each went, or why it has not yet."""
+    conn = await db("webhooks")
+    if not await has_table(conn, "outgoing_webhooks.alert_mails"):
+        return Table.missing("alert emails")
+    return Table(True, [dict(r) for r in await outgoing_webhook_queries.alert_mails(conn, account_id, limit)])
+
+
 async def meter_totals(db: Connect) -> Table:
     conn = await db("meter")
     if not await has_table(conn, "meter.reports"):

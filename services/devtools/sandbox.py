@@ -81,8 +81,13 @@ async def sandbox(base: Settings, name: str | None = None, **overrides: object) 
 def service_env(settings: Settings) -> dict[str, str]:
     """The environment a `jobmeter run …` child needs to work in exactly this sandbox."""
     root = str(Path(__file__).resolve().parents[2])
+    # Each projection's own database (JOBMETER_<NAME>_DATABASE_URL) as these settings have it: one this process's
+    # environment names but the settings do not is left out, so a child folds exactly where its parent reads.
+    own = {name.upper(): getattr(settings, name) for name in Settings.model_fields
+           if name.startswith("jobmeter_") and name.endswith("_database_url")}
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in own},
+        **{k: v for k, v in own.items() if v},
         "JOBMETER_ENV": settings.jobmeter_env,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": settings.database_url,
@@ -113,19 +118,19 @@ class HttpChild:
 
 
 @asynccontextmanager
-async def http_child(settings: Settings) -> AsyncIterator[HttpChild]:
-    """`jobmeter run http` in a child process in this sandbox (the app under uvicorn, as deployed), once /healthz
-    answers; its log is shown when it does not come up."""
+async def http_child(settings: Settings, workers: int = 1) -> AsyncIterator[HttpChild]:
+    """`jobmeter run http [--workers N]` in a child process in this sandbox (the app under uvicorn, as deployed),
+    once /healthz answers; its log is shown when it does not come up."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child must never block on a full pipe
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli.main", "run", "http", "--port", str(port),
+            sys.executable, "-m", "services.cli.main", "run", "http", "--port", str(port), "--workers", str(workers),
             env=service_env(settings), stdout=log, stderr=asyncio.subprocess.STDOUT,
         )
         try:
             async with httpx.AsyncClient(base_url=url) as client:
-                deadline = time.monotonic() + 90
+                deadline = time.monotonic() + 90 * workers  # each process imports the whole app: slow on a busy box
                 while True:
                     if proc.returncode is not None or time.monotonic() > deadline:
                         log.seek(0)

@@ -39,6 +39,9 @@ class Bounds:
     meter: timedelta  # a report not sent this long after its window closed
     parked: timedelta = PARKED_BOUND
     webhook: timedelta = timedelta(hours=1)  # a delivery still failing this long after it was recorded
+    # An alert email still unsent this long after it was recorded: the mailer retries a refused one at once, then
+    # backs off while mail is out of reach, so an hour means the mail server or the address is wrong.
+    mail: timedelta = timedelta(hours=1)
 
     @classmethod
     def of(cls, settings: Settings) -> Bounds:
@@ -169,6 +172,25 @@ def webhook_deliveries(rows: Iterable[Row], now: datetime, bound: timedelta) -> 
             items.append(Item("webhook-delivery-failing", r["account_id"], age(r["created_at"], now),
                               f"{where} still failing after {r['attempts']} attempt(s), {last}; next attempt {due}",
                               resolve))
+    return items
+
+
+def alert_mails(rows: Iterable[Row], now: datetime, bound: timedelta) -> list[Item]:
+    """Alert emails still unsent past the bound: the customer has not been told. The mailer keeps retrying; what
+    resolves it is mail reaching its server (JOBMETER_SMTP_URL), or a contact address that takes it."""
+    items = []
+    for r in rows:
+        if r["created_at"] > now - bound:
+            continue
+        to = r["contact_email"] or "the billing inbox (no contact on file)"
+        tried = (f"failing after {r['attempts']} attempt(s), last error: {r['last_error'] or '-'}" if r["attempts"]
+                 else "never tried (is `jobmeter run webhooks` or `run all` running?)")
+        items.append(Item(
+            "alert-mail-unsent", r["account_id"], age(r["created_at"], now),
+            f"{r['type']} alert mail {r['event_id']} to {to} not sent: {tried}; check JOBMETER_SMTP_URL, or set "
+            f"another address with `jobmeter accounts contact {r['account_id']} --email ADDRESS`",
+            f"jobmeter webhooks mails {r['account_id']}",
+        ))
     return items
 
 

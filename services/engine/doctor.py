@@ -1,6 +1,6 @@
-"""Gathers what needs an operator (`services.engine.attention`) from every area: PAYG, the meter, outgoing webhooks,
-the dead-letter topic and the topics' replication. Reads only: through each area's queries, a plain log reader and
-Kafka's admin describe calls. Shared by `jobmeter doctor` and the console's Attention page."""
+"""Gathers what needs an operator (`services.engine.attention`) from every area: PAYG, the meter, outgoing webhooks
+and alert emails, the dead-letter topic and the topics' replication. Reads only: through each area's queries, a
+plain log reader and Kafka's admin describe calls. Shared by `jobmeter doctor` and the console's Attention page."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ async def gather(res: Resources, now: datetime) -> list[Item]:
         if await has_table(conn, "outgoing_webhooks.deliveries"):
             rows = await webhook_queries.failing(conn, now - bounds.webhook)
             items += attention.webhook_deliveries([dict(r) for r in rows], now, bounds.webhook)
+        if await has_table(conn, "outgoing_webhooks.alert_mails"):
+            rows = await webhook_queries.unsent_alert_mails(conn, now - bounds.mail)
+            items += attention.alert_mails([dict(r) for r in rows], now, bounds.mail)
     items += attention.dead_letters(await count_dead_letters(res), now)
     s = res.settings
     report = await check_topics(s.kafka_bootstrap_servers, res.topics, replication_factor=s.jobmeter_replication_factor,

@@ -63,6 +63,7 @@ async def account_page(account_id: str, request: Request) -> Response:
         reports = await reads.meter_reports(db, account_id, limit=20)
         hooks = await reads.webhook_log(await db.on(store_pool(request)), limit=20, account_id=account_id)
         deliveries = await reads.webhook_deliveries(db, account_id)
+        mails = await reads.alert_mails(db, account_id)
         caps = await outlook.account_caps(db, account_id)
         alerts = await outlook.account_alerts(db, account_id)
         try:
@@ -78,7 +79,7 @@ async def account_page(account_id: str, request: Request) -> Response:
         request, "account.html", section="accounts", account=account, chart=chart, keys=keys,
         period=period, forecast=forecast, caps=caps, alerts=alerts,
         key_state=reads.account_key_state(keys, suspension), reports=reports, hooks=hooks, deliveries=deliveries,
-        payg=payg,
+        mails=mails, payg=payg,
         balance=balance, billing=billing, has_billing=has_billing, default_topup=settings.jobmeter_payg_recharge_minor,
         can_checkout=integrations.subscriptions_available(), can_topup=integrations.topups_available(),
         plans=integrations.PLANS, simulation_off=simulation.refusal(settings.stripe_secret_key.get_secret_value()),

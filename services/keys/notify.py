@@ -19,6 +19,7 @@ import structlog
 from events.envelope import utcnow
 from projections.db import transaction
 from projections.key_lifecycle import store
+from services.accounts.profiles import Profiles, contacts_of, profiles_of, recipient
 from services.platform.mail import Mailer, mailer_for
 from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
@@ -34,11 +35,11 @@ SUBJECTS = {
 }
 
 
-def compose(row: asyncpg.Record, sender: str) -> EmailMessage:
+def compose(row: asyncpg.Record, sender: str, contact: str | None = None) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    # Without a customer address on file the notice goes to the billing inbox, so a person can pass it on.
-    message["To"] = row["recipient"] or sender
+    # The invoice's address, else the account's contact, else the billing inbox (a person passes it on).
+    message["To"] = recipient(row["recipient"], contact, sender)
     message["Subject"] = SUBJECTS[row["kind"]]
     message["Message-ID"] = f"<{row['notification_id']}@jobmeter>"
     if row["kind"] == "suspended":
@@ -56,19 +57,22 @@ class NotSent(OSError):
 
 
 async def notify_once(
-    pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, *, limit: int = 20, lease: timedelta = LEASE
+    pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, *, limit: int = 20, lease: timedelta = LEASE,
+    profiles: Profiles | None = None,
 ) -> tuple[int, int]:
     """Send up to `limit` unsent notifications, oldest first; returns how many were sent and how many failed.
 
     Each is leased in a short transaction, sent with none open, then marked in one of its own: a failed commit can
     no longer undo the mark of a message already sent, and a crash resends at most the one being sent (same
-    Message-ID, so a mail system can drop the copy)."""
+    Message-ID, so a mail system can drop the copy). `profiles` gives the accounts' contact addresses, for a
+    notice whose invoice named none."""
     sent = failed = 0
     async with transaction(pool, schema) as conn:
         claimed = await store.claim_unsent(conn, limit, utcnow(), lease)
+    contacts = await contacts_of(profiles, [r["account_id"] for r in claimed if not r["recipient"]])
     for row in claimed:
         try:
-            await mailer.send(compose(row, sender))
+            await mailer.send(compose(row, sender, contacts.get(row["account_id"])))
         except (OSError, smtplib.SMTPException) as error:
             log.warning("notification not sent, will retry", notification_id=str(row["notification_id"]),
                         error=str(error))
@@ -84,10 +88,11 @@ async def notify_once(
 
 async def run_notifier(res: Resources, schema: str, *, idle_seconds: float = 0.2) -> None:
     """Send notifications until cancelled; back off while mail or Postgres is unreachable."""
-    mailer = mailer_for(res.settings)
+    mailer, profiles = mailer_for(res.settings), profiles_of(res)
 
     async def one_pass() -> bool:
-        sent, failed = await notify_once(res.pool_for(schema), schema, mailer, res.settings.jobmeter_notify_from)
+        sent, failed = await notify_once(res.pool_for(schema), schema, mailer, res.settings.jobmeter_notify_from,
+                                         profiles=profiles)
         if failed:
             raise NotSent(f"{failed} notification(s) not sent")
         return sent > 0

@@ -2,25 +2,28 @@
 
 Every `WATCH_SECONDS` (15 min) it forecasts the current period (`services.ledger.forecasts`) of each
 account with jobs in the last `LOOKBACK` (a superset of the accounts with usage in their current period), and
-publishes `UsageForecastExceeded` for each limit — the jobs the plan includes, the cap on all its jobs — that the
-forecast passes while the jobs so far are still under it. The event's id is natural per (account, period, limit
-kind, scope), so a second publication (a restart, two watchers) is the same fact, which every reader drops; the
-watcher also skips what the `webhooks` fold (beside which it runs) has already kept, and what it published itself.
-A forecast resting on less than `MIN_HISTORY` of the period is too noisy to warn on (one busy first hour would
-forecast a month of it), so none is raised before then.
+publishes `UsageForecastExceeded` for each limit — the jobs the plan includes, a cap on all its jobs or on one API
+surface's, a spend cap — that the forecast passes while the account is still under it (`forecast_limits`, pure).
+The event's id is natural per (account, period, limit kind, scope), so a second publication (a restart, two
+watchers, a replay) is the same fact, which every reader drops; the watcher also skips what the `webhooks` fold
+(beside which it runs) has already kept, and what it published itself.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
 import structlog
 
 from events.usage import UsageForecastExceeded
+from projections.caps import queries as caps_queries
+from projections.caps.rules import ALL, Cap
 from projections.db import has_table, transaction
 from projections.ledger.queries import busiest_accounts
 from projections.webhooks import store as webhooks_store
+from services.ledger.forecast_limits import forecast_alerts
 from services.ledger.forecasts import period_outlook
 from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
@@ -28,30 +31,8 @@ from services.platform.resources import Resources
 log = structlog.get_logger(__name__)
 
 LOOKBACK = timedelta(days=32)  # longer than any monthly period: its accounts with jobs in it are all found
-MIN_HISTORY = timedelta(days=2)
 MAX_ACCOUNTS = 100_000  # per pass, the busiest first
 WATCH_SECONDS = 900.0  # a forecast moves slowly; the alert is a warning days ahead, so minutes late costs nothing
-
-
-def forecast_alerts(account_id: str, start: datetime, end: datetime, document: dict[str, Any], cap: int | None,
-                    now: datetime) -> list[UsageForecastExceeded]:
-    """The limits this forecast passes before the account reached them. Pure."""
-    if now - start < MIN_HISTORY:
-        return []
-    jobs, forecast = int(document["jobs_to_date"]), int(document["forecast_jobs"])
-    reached = date.fromisoformat(document["cap_reached_on"]) if document.get("cap_reached_on") else None
-    limits: list[tuple[Literal["cap", "included"], int, date | None]] = []
-    if document.get("included_jobs"):
-        limits.append(("included", int(document["included_jobs"]), None))
-    if cap:
-        limits.append(("cap", cap, reached))
-    return [
-        UsageForecastExceeded(account_id=account_id, period_start=start, period_end=end, limit_kind=kind,
-                              limit=limit, jobs_to_date=jobs, forecast_jobs=forecast,
-                              forecast_high=max(int(document["forecast_high"]), forecast), reached_on=on,
-                              forecast_at=now)
-        for kind, limit, on in limits if jobs < limit < forecast
-    ]
 
 
 async def watch_once(res: Resources, schema: str, *, now: datetime | None = None,
@@ -64,10 +45,13 @@ async def watch_once(res: Resources, schema: str, *, now: datetime | None = None
         if not (await has_table(ledger, "ledger.hourly") and await has_table(accounts, "accounts.accounts")):
             return []  # a process without the ledger (a test running one consumer): nothing to forecast from
         active = [r["account_id"] for r in await busiest_accounts(ledger, now - LOOKBACK, MAX_ACCOUNTS)]
+        own = await _own_caps(await db("caps"))
     found: list[UsageForecastExceeded] = []
     for account in active:
         outlook = await period_outlook(res, account, now)
-        found += forecast_alerts(account, outlook.start, outlook.end, outlook.document, outlook.cap, now)
+        found += forecast_alerts(account, outlook.start, outlook.end, outlook.document, outlook.cap, now,
+                                 caps=own.get(account, []), daily_by_api=outlook.per_api_day, since=outlook.since,
+                                 terms=outlook.terms)
     seen = already if already is not None else set()
     found = [f for f in found if f.natural_id() not in seen]
     if found:
@@ -77,8 +61,18 @@ async def watch_once(res: Resources, schema: str, *, now: datetime | None = None
     if found:
         await res.publisher.publish_many(found)
         seen.update(f.natural_id() for f in found)
-        log.info("usage forecast past a limit", alerts=[(f.account_id, f.limit_kind) for f in found][:20])
+        log.info("usage forecast past a limit", alerts=[(f.account_id, f.limit_kind, f.api) for f in found][:20])
     return found
+
+
+async def _own_caps(conn: asyncpg.Connection) -> dict[str, list[Cap]]:
+    """Every account's own caps in force, per account (none before the caps fold made its tables)."""
+    if not await has_table(conn, "caps.caps"):
+        return {}
+    caps: dict[str, list[Cap]] = {}
+    for r in await caps_queries.caps(conn):
+        caps.setdefault(r["account_id"], []).append(Cap(r["api"] or ALL, r["jobs"], r["hard"], r["spend_minor"]))
+    return caps
 
 
 async def run_forecast_watch(res: Resources, schema: str) -> None:

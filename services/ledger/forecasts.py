@@ -10,7 +10,7 @@ ran its first job, whichever came first) is forecast from its first day, not fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,11 @@ class Outlook:
     per_day: dict[date, int]  # the period's jobs so far, per UTC day
     cap: int | None
     document: dict[str, Any]  # the answer of `jobmeter forecast` and GET /v1/accounts/{id}/forecast
+    # What the forecast watcher needs to forecast one API surface's jobs and the spend: the jobs so far per API
+    # surface and UTC day, when the account began (None: unknown) and how its jobs are priced.
+    per_api_day: dict[str, dict[date, int]] = field(default_factory=dict)
+    since: datetime | None = None
+    terms: Terms = field(default_factory=Unpriced)
 
 
 async def period_forecast(res: Resources, account_id: str, now: datetime) -> dict[str, Any]:
@@ -57,9 +62,11 @@ async def period_outlook(res: Resources, account_id: str, now: datetime) -> Outl
         since = await _began(await db("caps"), account, account_id)
     per_day: dict[date, int] = {}
     per_api: dict[str, int] = {}
+    per_api_day: dict[str, dict[date, int]] = {}
     for row in rows:  # one row per day and API surface
         per_day[row["day"]] = per_day.get(row["day"], 0) + int(row["jobs"])
         per_api[row["api"]] = per_api.get(row["api"], 0) + int(row["jobs"])
+        per_api_day.setdefault(row["api"], {})[row["day"]] = int(row["jobs"])
     if per_day:  # jobs logged before the registration (an imported account, a backfill) began it earlier
         first_day = datetime.combine(min(per_day), datetime.min.time(), tzinfo=UTC)
         since = first_day if since is None else min(since, first_day)
@@ -77,7 +84,7 @@ async def period_outlook(res: Resources, account_id: str, now: datetime) -> Outl
         "forecast_charge": (None if money.amount_minor is None
                             else {"amount": money.amount_minor, "currency": money.currency}),
         "cap_reached_on": result.cap_reached_on.isoformat() if result.cap_reached_on else None,
-    })
+    }, per_api_day, since, terms)
 
 
 async def _jobs_cap(conn: asyncpg.Connection, res: Resources, account_id: str) -> int | None:

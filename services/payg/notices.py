@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from jobmeter.settings import Settings
+from services.accounts.profiles import recipient
 
 
 def checkout_params(
@@ -41,10 +42,11 @@ def checkout_params(
     return params
 
 
-def compose(row: asyncpg.Record, url: str, sender: str) -> EmailMessage:
+def compose(row: asyncpg.Record, url: str, sender: str, contact: str | None = None) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = sender  # no customer address on file yet: the billing inbox passes it on
+    # No invoice names an address for a recharge: the account's contact, else the billing inbox passes it on.
+    message["To"] = recipient(None, contact, sender)
     message["Subject"] = "Your automatic top-up did not go through"
     message["Message-ID"] = f"<{row['notification_id']}@jobmeter>"
     minor = row["amount_minor"]

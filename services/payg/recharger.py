@@ -51,6 +51,7 @@ from projections.db import transaction
 from projections.outbox import emit
 from projections.payg import queries, recharge_store
 from projections.payg.projection import PRODUCER
+from services.accounts.profiles import Profiles, contacts_of, profiles_of
 from services.payg.attempts import (
     ChargeOutcome,
     Result,
@@ -97,15 +98,14 @@ class Recharger:
         history: timedelta = HISTORY,
         give_up: timedelta | None = None,
         clock: Callable[[], datetime] = utcnow,
+        profiles: Profiles | None = None,  # the accounts' contact addresses, where the notices go
     ) -> None:
-        self.pool = pool
+        self.pool, self.profiles = pool, profiles
         self.client = client
         self.settings = settings
         self.schema = schema
         self.mailer = mailer or mailer_for(settings)
-        self.lease = lease
-        self.retry_after = retry_after
-        self.retry_max = retry_max
+        self.lease, self.retry_after, self.retry_max = lease, retry_after, retry_max
         self.history = history
         self.give_up = give_up or timedelta(seconds=settings.jobmeter_payg_recharge_give_up_seconds)
         self.clock = clock
@@ -264,10 +264,11 @@ class Recharger:
         sent = 0
         async with transaction(self.pool, self.schema) as conn:
             rows = await recharge_store.claim_unsent_notifications(conn, limit, self.clock(), self.lease)
+        to = await contacts_of(self.profiles, [r["account_id"] for r in rows])  # no invoice names an address here
         for row in rows:
             try:
                 url = row["pay_url"] or await self.pay_link(row)
-                await self.mailer.send(compose(row, url, self.settings.jobmeter_notify_from))
+                await self.mailer.send(compose(row, url, self.settings.jobmeter_notify_from, to.get(row["account_id"])))
             except (OSError, smtplib.SMTPException, stripe.StripeError) as error:
                 # Left unsent, so the next pass tries again; one stuck notice must not hold up the others.
                 log.warning("payg notification not sent, will retry", notification_id=row["notification_id"],
@@ -283,7 +284,8 @@ class Recharger:
 
 def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
     return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema, lease=LEASE,
-                     retry_after=timedelta(seconds=res.settings.jobmeter_payg_recharge_retry_seconds))
+                     retry_after=timedelta(seconds=res.settings.jobmeter_payg_recharge_retry_seconds),
+                     profiles=profiles_of(res))
 
 
 async def run_payg_recharger(res: Resources, schema: str = "payg") -> None:

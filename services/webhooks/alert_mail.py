@@ -6,7 +6,9 @@ an alert is mailed once whoever folds it and however often. This worker leases r
 them with none open, and marks each in a transaction of its own (as `services.keys.notify` does): a crash between
 the send and the mark sends that one again once its lease has run out, with the same Message-ID, so a mail system
 can drop the copy. The address is the account's contact as the fold knows it when the mail is sent; without one,
-the billing inbox (`JOBMETER_NOTIFY_FROM`) gets it, so a person can pass it on.
+the billing inbox (`JOBMETER_NOTIFY_FROM`) gets it, so a person can pass it on. A spend cap's amounts are in the
+currency its account's jobs are priced in: the Stripe catalog's for a subscription account (its overage), the PAYG
+currency (`JOBMETER_PAYG_CURRENCY`) for any other, the billing model read from the account registry.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ import structlog
 from events.envelope import utcnow
 from projections.db import transaction
 from projections.webhooks import store
+from services.accounts.profiles import Profiles, profiles_of
 from services.platform.mail import Mailer, mailer_for
 from services.platform.poll import PollPolicy, poll
 from services.platform.resources import Resources
+from services.stripe_adapter.catalog import CURRENCY as CATALOG_CURRENCY
 
 log = structlog.get_logger(__name__)
 
 LEASE = timedelta(minutes=2)  # far longer than a send takes (SMTP's own timeout is 20 s): it runs out for the dead
+
+
+def spend_currency(model: str | None, payg_currency: str) -> str:
+    """The currency an account's spend caps count in: a subscription's overage is priced in the Stripe catalog's
+    currency; any other account's jobs at the PAYG prices, in the PAYG currency."""
+    return CATALOG_CURRENCY if model == "subscription" else payg_currency
 
 
 def _day(value: Any) -> str:
@@ -81,6 +91,13 @@ def text_of(kind: str, account: str, data: dict[str, Any], currency: str) -> tup
         return (f"Account {account}: prepaid balance low",
                 f"The prepaid balance of account {account} fell below its threshold; an automatic top-up of "
                 f"{amount} was requested.\n")
+    if kind == "usage.forecast_exceeded" and data["limit_kind"] == "spend_cap":
+        money = data.get("currency") or currency  # the forecast names the currency it priced the jobs in
+        limit = limit_text(data, money)
+        return (f"Account {account}: forecast to exceed {limit}",
+                f"At its pace so far, account {account} is forecast to spend about "
+                f"{_money(data['forecast_spend'], money)} {period}, past {limit}. It has spent "
+                f"{_money(data['spend_to_date'], money)} so far ({data['jobs_to_date']} jobs).\n")
     if kind == "usage.forecast_exceeded":
         limit = limit_text(data, "")
         when = f", around {data['reached_on']}" if data.get("reached_on") else ""
@@ -110,14 +127,17 @@ class NotSent(OSError):
 
 async def mail_alerts_once(
     pool: asyncpg.Pool, schema: str, mailer: Mailer, sender: str, currency: str, *, limit: int = 20,
-    lease: timedelta = LEASE, now: datetime | None = None,
+    lease: timedelta = LEASE, now: datetime | None = None, profiles: Profiles | None = None,
 ) -> tuple[int, int]:
-    """Send up to `limit` unsent alert mails, oldest first; returns how many were sent and how many failed."""
+    """Send up to `limit` unsent alert mails, oldest first; returns how many were sent and how many failed.
+    `currency`: the PAYG currency; `profiles` says which accounts are billed by subscription (without it, none)."""
     sent = failed = 0
     async with transaction(pool, schema) as conn:
         claimed = await store.claim_alert_mails(conn, limit, now or utcnow(), lease)
+    known = await profiles([r["account_id"] for r in claimed]) if profiles is not None and claimed else {}
     for row in claimed:
-        message = compose(row, sender, currency)
+        profile = known.get(row["account_id"])
+        message = compose(row, sender, spend_currency(profile.model if profile else None, currency))
         try:
             await mailer.send(message)
         except (OSError, smtplib.SMTPException) as error:
@@ -134,12 +154,12 @@ async def mail_alerts_once(
 
 async def run_alert_mailer(res: Resources, schema: str) -> None:
     """Send alert mails until cancelled; back off while mail or Postgres is unreachable."""
-    mailer = mailer_for(res.settings)
+    mailer, profiles = mailer_for(res.settings), profiles_of(res)
     s = res.settings
 
     async def one_pass() -> bool:
         sent, failed = await mail_alerts_once(res.pool_for(schema), schema, mailer, s.jobmeter_notify_from,
-                                              s.jobmeter_payg_currency)
+                                              s.jobmeter_payg_currency, profiles=profiles)
         if failed:
             raise NotSent(f"{failed} alert mail(s) not sent")
         return sent > 0

@@ -5,14 +5,17 @@ What it shows: three KRaft nodes vote and serve, and the connection file gives c
 the replication a cluster of three calls for; jobmeter's topics then hold three copies with two in sync; and with
 the engine's publisher (idempotent, acks=all) writing while the broker leading the job partitions is SIGKILLed and
 started again, writes go on with that broker down, and the ledger fold, running throughout, ends holding every
-acknowledged job exactly once.
+acknowledged job exactly once; while the broker is down, the fold scales out to a second instance, which takes
+partitions and folds them, and back in to one (the group, as the broker describes it, follows each step).
 
-Cost: about a minute on two cores (three JVMs starting, a broker's restart, a few thousand events).
+Cost: about a minute and a half on two cores (three JVMs starting, a broker's restart, a few thousand events, two
+rebalances).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +33,9 @@ from events.publisher import Publisher
 from events.topics import LOGICAL_TOPICS, Replication, Topics, ensure_topics
 from jobmeter.settings import Settings
 from projections.ledger import queries as ledger_queries
+from projections.positions import Partition
+from projections.replay.shadow import read_positions
+from services.devtools.chaos.scaling import GroupChange, record_change, settled_group
 from services.devtools.stack import manager
 from services.engine.runtime import build_runtime
 from tests.integration.helpers import eventually, stack_sandbox
@@ -40,6 +46,7 @@ BROKERS = 3
 BATCH = 60
 ACCOUNTS = 30  # keyed by account: this many reach every partition of three
 PACE = 0.05  # seconds between batches: a steady stream, not a flood, so three JVMs and the fold share two cores
+SETTLE = 30.0  # seconds for the ledger's group to settle after a scaling step, with a broker down
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +170,29 @@ async def _ledger(settings: Settings) -> tuple[int, int]:
         await conn.close()
 
 
+async def _positions(settings: Settings) -> dict[Partition, int]:
+    conn = await asyncpg.connect(settings.database_url_for("ledger"))
+    try:
+        return await read_positions(conn, "ledger")
+    finally:
+        await conn.close()
+
+
+async def _scale_out_and_in(settings: Settings, seen: Producing, alone: str, since: float) -> list[GroupChange]:
+    """A second ledger instance (a dynamic member, as chaos --brokers 3 scales it) joins under load, folds the
+    partitions it is given, and stops; returns the group as it settled after each step."""
+    async with build_runtime(settings, ["ledger"]).running(producer="test-2"):
+        changes = [await record_change(settings, "ledger", 1, 2, since, SETTLE)]
+        theirs = {p for member, held in changes[0].members.items() if member != alone for p in held}
+        joined = await _positions(settings)
+        batches = seen.batches["down"]
+        await _acknowledged_more(seen, "down", batches + 3)  # every batch reaches every partition
+        # The second instance folded what it holds: its partitions' positions (committed with the rows) moved.
+        await eventually(lambda: _positions(settings), lambda now: all(now.get(p, 0) > joined.get(p, 0)
+                                                                        for p in theirs), timeout=SETTLE)
+    return [*changes, await record_change(settings, "ledger", 2, 1, since, SETTLE)]
+
+
 async def _acknowledged_more(seen: Producing, phase: str, batches: int) -> None:
     await eventually(lambda: _value(seen.batches[phase]), lambda n: n >= batches, timeout=60)
 
@@ -175,8 +205,12 @@ async def test_a_killed_leader_loses_no_acknowledged_job_and_bills_none_twice(se
     run = uuid.uuid4().hex[:6]
     seen = Producing()
     stop = asyncio.Event()
+    since = time.monotonic()
     async with build_runtime(settings, ["ledger"]).running(producer="test"):  # creates the topics, 3 copies each
         leader = await _leader_of_jobs(settings)
+        settled, _, members = await settled_group(settings, "ledger", 1, SETTLE)
+        assert settled is not None, members
+        ((alone, everything),) = members.items()
         async with Publisher(settings.kafka_bootstrap_servers, producer="test",
                              topics=Topics(settings.jobmeter_topic_prefix)) as publisher:
             producing = asyncio.create_task(_publish_until(publisher, run, stop, seen))
@@ -188,6 +222,7 @@ async def test_a_killed_leader_loses_no_acknowledged_job_and_bills_none_twice(se
                 # included (every batch reaches every partition) once another node leads it.
                 await _acknowledged_more(seen, "down", 5)
                 assert await _leader_of_jobs(settings) != leader
+                changes = await _scale_out_and_in(settings, seen, alone, since)
                 await asyncio.to_thread(manager.restart, f"kafka-{leader}")
                 seen.phase = "back"
                 await _acknowledged_more(seen, "back", 5)
@@ -198,5 +233,13 @@ async def test_a_killed_leader_loses_no_acknowledged_job_and_bills_none_twice(se
         # Every acknowledged job counted once: none lost with the broker, none twice for a retried batch.
         assert await eventually(lambda: _ledger(settings), lambda counts: counts[0] >= expected, timeout=60) == (
             expected, expected)
+    # The group followed the scaling: two members splitting every partition, then the first alone with them all.
+    up, down = changes
+    assert [(c.before, c.after, c.state, len(c.members)) for c in changes] == [
+        (1, 2, "Stable", 2), (2, 1, "Stable", 1)], [c.as_json() for c in changes]
+    assert all(c.followed for c in changes)
+    assert alone in up.members and set().union(*up.members.values()) == everything
+    assert sum(len(held) for held in up.members.values()) == len(everything)  # none held twice
+    assert down.members == {alone: everything}
     rows = {row.name: row.state for row in manager.status()}
     assert rows[f"kafka-{leader}"] == "running"

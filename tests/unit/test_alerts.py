@@ -19,7 +19,7 @@ from events.payg import BalanceLow, RechargeRequested
 from events.registry import REGISTRY
 from events.usage import UsageCapReached, UsageForecastExceeded, UsageThresholdCrossed
 from projections.webhooks.types import WEBHOOK_TYPES, data_of, mailed, webhook_type
-from services.ledger.forecast_watch import MIN_HISTORY, forecast_alerts
+from services.ledger.forecast_limits import MIN_HISTORY, forecast_alerts
 from services.webhooks.alert_mail import compose, text_of
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

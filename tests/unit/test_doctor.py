@@ -10,6 +10,7 @@ from services.engine.attention import (
     PARKED_BOUND,
     Bounds,
     LetterCount,
+    alert_mails,
     dead_letters,
     describe_age,
     meter_reports,
@@ -126,6 +127,24 @@ def test_under_replicated_topics_are_named() -> None:
     assert (item.kind, item.subject, item.age_seconds) == ("topic-under-replicated", "p.jobs.completed", None)
     assert "1 copy" in item.detail and "factor 3" in item.detail and "kafka:9092" in item.resolve
     assert under_replicated({}, 3, "kafka:9092") == []
+
+
+def test_alert_mails_unsent_past_the_bound_are_listed_failing_or_never_tried() -> None:
+    bound = Bounds.of(Settings()).mail
+
+    def mail(created_at: datetime, **over: Any) -> dict[str, Any]:
+        return {"event_id": "e1", "account_id": "acme", "type": "usage.cap_reached", "created_at": created_at,
+                "attempts": 3, "last_error": "550 no such user", "contact_email": "ops@acme.example", **over}
+
+    assert alert_mails([mail(NOW - bound + SECOND)], NOW, bound) == []
+    [failing] = alert_mails([mail(NOW - bound)], NOW, bound)
+    assert (failing.kind, failing.subject, failing.resolve) == ("alert-mail-unsent", "acme",
+                                                                "jobmeter webhooks mails acme")
+    assert "to ops@acme.example" in failing.detail and "after 3 attempt(s), last error: 550 no such user" in \
+        failing.detail and "jobmeter accounts contact acme --email ADDRESS" in failing.detail
+    [never] = alert_mails([mail(NOW - 2 * bound, attempts=0, last_error=None, contact_email=None)], NOW, bound)
+    assert "the billing inbox" in never.detail and "never tried" in never.detail
+    assert never.age_seconds == (2 * bound).total_seconds()
 
 
 def test_ages_read_as_their_two_largest_units() -> None:

@@ -32,7 +32,7 @@ async def test_a_notifier_pass_is_busy_while_it_sends_and_fails_transiently_when
 ) -> None:
     outcomes = iter([(3, 0), (0, 0), (1, 2)])
 
-    async def fake_notify_once(*_: Any) -> tuple[int, int]:
+    async def fake_notify_once(*_: Any, **__: Any) -> tuple[int, int]:
         return next(outcomes)
 
     monkeypatch.setattr(notify, "notify_once", fake_notify_once)

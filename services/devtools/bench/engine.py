@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 from events.topics import Topics, ensure_topics
@@ -39,6 +38,7 @@ from services.devtools.bench.engine_figures import (
 )
 from services.devtools.bench.engine_procs import Meter
 from services.devtools.chaos.processes import ServiceProcess
+from services.devtools.databases import Connections, projection_connections
 from services.devtools.sandbox import sandbox, service_env
 from services.engine.runtime import PROJECTION_SERVICES
 from services.platform.serving import free_port
@@ -104,8 +104,8 @@ class Probes:
 
     LOOKS = {"ledger": store.in_ledger, "meter": store.in_meter_outbox, "payg": store.in_payg}
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, conns: Connections) -> None:
+        self.conns = conns
         self.pending: dict[Target, dict[tuple[str, str], float]] = {t: {} for t in TARGETS}
         self.seen: dict[Target, list[float]] = {t: [] for t in TARGETS}
 
@@ -119,7 +119,7 @@ class Probes:
         for target, pending in self.pending.items():
             if not pending:
                 continue
-            found = await self.LOOKS[target](self.conn, list(pending))
+            found = await self.LOOKS[target](self.conns[target], list(pending))
             now = time.monotonic()
             for key in found:
                 at = pending.pop(key, None)
@@ -136,7 +136,7 @@ class Probes:
         self.seen = {t: [] for t in TARGETS}
         return out
 
-async def consumer_lag(settings: Settings, conn: asyncpg.Connection, reader: LogReader) -> dict[str, int]:
+async def consumer_lag(settings: Settings, conns: Connections, reader: LogReader) -> dict[str, int]:
     """Records each consumer has not folded yet, over every partition of its topics."""
     topics = Topics(settings.jobmeter_topic_prefix)
     names = sorted({topics.name(t) for s in PROJECTION_SERVICES.values() for t in PROJECTIONS[s].topics})
@@ -145,7 +145,7 @@ async def consumer_lag(settings: Settings, conn: asyncpg.Connection, reader: Log
     for service, name in PROJECTION_SERVICES.items():
         projection = PROJECTIONS[name]
         mine = {topics.name(t) for t in projection.topics}
-        stored = await read_positions(conn, projection.schema)
+        stored = await read_positions(conns[service], projection.schema)
         lag[service] = sum(max(0, end - stored.get(p, 0)) for p, end in ends.items() if p[0] in mine)
     return lag
 
@@ -203,11 +203,11 @@ async def offer(client: httpx.AsyncClient, requests: Sequence[Request], rate: in
     return sent, accepted, time.monotonic() - started, answers, len(refused)
 
 
-async def run_step(eng: Engine, client: httpx.AsyncClient, conn: asyncpg.Connection, reader: LogReader,
+async def run_step(eng: Engine, client: httpx.AsyncClient, conns: Connections, reader: LogReader,
                    accounts: Sequence[Account], rate: int, seconds: float, *, batch: int, in_flight: int,
                    drain_seconds: float, label: str) -> StepResult:
     requests = requests_for(rate, seconds, batch, accounts, eng.settings.jobmeter_apis, label=label)
-    probes = Probes(conn)
+    probes = Probes(conns)
     meter = Meter(eng.pids)
     sending = asyncio.create_task(offer(client, requests, rate, seconds, probes, in_flight))
     ticks = 0
@@ -218,19 +218,20 @@ async def run_step(eng: Engine, client: httpx.AsyncClient, conn: asyncpg.Connect
         if ticks % 5 == 0:
             meter.sample()
     sent, accepted, took, answers, refused = await sending
-    lag = await consumer_lag(eng.settings, conn, reader)
+    lag = await consumer_lag(eng.settings, conns, reader)
     meter.sample()
     processes = meter.figures()
-    drained = await _drain(eng, conn, reader, probes, drain_seconds)
-    return StepResult(rate, took, sent, accepted, refused, answers, lag, probes.take(), processes, drained)
+    drained = await _drain(eng, conns, reader, probes, drain_seconds)
+    memory = meter.memory(accepted / took if took else 0.0)
+    return StepResult(rate, took, sent, accepted, refused, answers, lag, probes.take(), processes, drained, memory)
 
 
-async def _drain(eng: Engine, conn: asyncpg.Connection, reader: LogReader, probes: Probes, seconds: float) -> bool:
+async def _drain(eng: Engine, conns: Connections, reader: LogReader, probes: Probes, seconds: float) -> bool:
     """Until every consumer caught up and every sample was seen, so the next step starts from nothing behind."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         await probes.look()
-        if not probes.outstanding and not any((await consumer_lag(eng.settings, conn, reader)).values()):
+        if not probes.outstanding and not any((await consumer_lag(eng.settings, conns, reader)).values()):
             return True
         await asyncio.sleep(PROBE_EVERY)
     return False
@@ -251,17 +252,16 @@ async def bench_engine(base: Settings, mode: Mode, steps: Sequence[int], seconds
             limits = httpx.Limits(max_connections=in_flight)
             async with httpx.AsyncClient(base_url=eng.url, headers=headers, timeout=120, limits=limits) as client:
                 await register(client, s, accounts)
-                conn = await asyncpg.connect(s.database_url)
-                try:
+                async with projection_connections(s, PROJECTION_SERVICES) as conns:  # each in its own database
                     async with LogReader(s.kafka_bootstrap_servers) as reader:
                         log(f"[{mode}] warming up (accounts folded, consumers assigned)")
-                        warm = await run_step(eng, client, conn, reader, accounts, 50, 1, batch=batch,
+                        warm = await run_step(eng, client, conns, reader, accounts, 50, 1, batch=batch,
                                               in_flight=in_flight, drain_seconds=120, label=f"warm-{tag}")
                         if not warm.drained:
                             raise RuntimeError("the engine did not fold the warm-up jobs within 120 s")
                         for n, rate in enumerate(steps):
                             log(f"[{mode}] step {n + 1}/{len(steps)}: {rate:,} jobs/s for {seconds:g} s")
-                            step = await run_step(eng, client, conn, reader, accounts, rate, seconds, batch=batch,
+                            step = await run_step(eng, client, conns, reader, accounts, rate, seconds, batch=batch,
                                                   in_flight=in_flight, drain_seconds=drain_seconds,
                                                   label=f"s{n}-{tag}")
                             run.steps.append(step)
@@ -269,6 +269,4 @@ async def bench_engine(base: Settings, mode: Mode, steps: Sequence[int], seconds
                             if not step.drained:
                                 log(f"[{mode}]   backlog not drained in {drain_seconds:g} s: no higher step")
                                 break
-                finally:
-                    await conn.close()
     return run

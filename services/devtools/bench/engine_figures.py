@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from services.devtools.bench.engine_memory import MemoryTrend
+
 Mode = Literal["all", "one-process", "split"]
 MODES: tuple[Mode, ...] = ("all", "one-process", "split")
 Target = Literal["ledger", "meter", "payg"]
@@ -140,6 +142,7 @@ class StepResult:
     latency: dict[Target, Latency]
     processes: dict[str, ProcessFigures]
     drained: bool  # every consumer caught up and every sample was seen before the next step
+    memory: dict[str, MemoryTrend] = field(default_factory=dict)  # RSS over the steady part, per process
 
     @property
     def achieved(self) -> float:
@@ -159,6 +162,7 @@ class StepResult:
             "answer_s": Latency(self.answers, 0).as_json(),
             "lag_at_end": self.lag, "latency_from_202": {t: v.as_json() for t, v in self.latency.items()},
             "processes": {name: p.as_json() for name, p in self.processes.items()},
+            "memory": {name: m.as_json() for name, m in self.memory.items()},
         }
 
 
@@ -182,6 +186,6 @@ class EngineRun:
                 "steps": [s.as_json() for s in self.steps]}
 
 
-def as_json(runs: Sequence[EngineRun], seconds: float) -> str:
-    return json.dumps({"seconds_per_step": seconds, "cpus": os.cpu_count(), "runs": [r.as_json() for r in runs]},
-                      indent=2)
+def as_json(runs: Sequence[EngineRun], seconds: float, *, brokers: int = 1) -> str:
+    return json.dumps({"seconds_per_step": seconds, "cpus": os.cpu_count(), "kafka_brokers": brokers,
+                       "runs": [r.as_json() for r in runs]}, indent=2)

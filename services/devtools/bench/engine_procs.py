@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from services.devtools.bench.engine_figures import ProcessFigures
+from services.devtools.bench.engine_memory import MemoryTrend, memory_trend
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -86,6 +87,7 @@ class Meter:
         self.cpu0 = {name: self._cpu(name) for name in self.pids}
         self.peak = {name: self._rss(name) for name in self.pids}
         self.started = time.monotonic()
+        self.series: dict[str, list[tuple[float, float]]] = {name: [(0.0, self.peak[name])] for name in self.pids}
 
     def _cpu(self, name: str) -> float:
         pid, tree = self.pids[name]
@@ -96,8 +98,16 @@ class Meter:
         return rss_mb(pid, tree=tree)
 
     def sample(self) -> None:
+        at = time.monotonic() - self.started
         for name in self.pids:
-            self.peak[name] = max(self.peak[name], self._rss(name))
+            rss = self._rss(name)
+            self.peak[name] = max(self.peak[name], rss)
+            self.series[name].append((at, rss))
+
+    def memory(self, jobs_per_second: float) -> dict[str, MemoryTrend]:
+        """Each process's RSS over the step's steady part (sampled with `sample`)."""
+        trends = {name: memory_trend(series, jobs_per_second) for name, series in self.series.items()}
+        return {name: trend for name, trend in trends.items() if trend is not None}
 
     def figures(self) -> dict[str, ProcessFigures]:
         wall = time.monotonic() - self.started

@@ -6,7 +6,8 @@ of weekdays) and spiky (a flat rate with bursts of 3-10x on about one day in ten
 normal around the rate with the Poisson variance plus 10 % day-to-day drift, as real traffic is more variable than
 Poisson. The period starts on a random weekday. At 25, 50 and 75 % of the period the forecast sees the days so far
 (the current day's jobs in proportion to its elapsed share) and is scored against the period's real total: mean
-absolute percentage error, and the share of runs whose truth fell inside [low, high].
+absolute percentage error, the share of runs whose truth fell inside [low, high], and the interval's mean width
+(high - low over the truth: coverage alone would reward an interval wide enough to say nothing).
 """
 
 from __future__ import annotations
@@ -58,14 +59,17 @@ class Score:
     at: float  # share of the period elapsed
     mape: float  # percent
     coverage: float  # share of runs with the truth inside [low, high]
+    width: float  # percent: mean (high - low) / truth
 
     def as_json(self) -> dict[str, str | float]:
-        return {"kind": self.kind, "at": self.at, "mape": round(self.mape, 2), "coverage": round(self.coverage, 3)}
+        return {"kind": self.kind, "at": self.at, "mape": round(self.mape, 2), "coverage": round(self.coverage, 3),
+                "width": round(self.width, 2)}
 
 
 def score(kind: str, at: float, runs: int, seed: int) -> Score:
     rng = random.Random(f"{seed}:{kind}:{at}")  # a string seed is hashed deterministically (SHA-512)
     errors: list[float] = []
+    widths: list[float] = []
     inside = 0
     for _ in range(runs):
         start, counts = history(kind, rng)
@@ -79,7 +83,8 @@ def score(kind: str, at: float, runs: int, seed: int) -> Score:
         truth = sum(counts)
         errors.append(abs(result.forecast_jobs - truth) / truth)
         inside += result.forecast_low <= truth <= result.forecast_high
-    return Score(kind, at, 100 * statistics.fmean(errors), inside / runs)
+        widths.append((result.forecast_high - result.forecast_low) / truth)
+    return Score(kind, at, 100 * statistics.fmean(errors), inside / runs, 100 * statistics.fmean(widths))
 
 
 def backtest(runs: int = 200, seed: int = 17, kinds: tuple[str, ...] = KINDS,

@@ -94,13 +94,13 @@ def moved_since(samples: Sequence[Sample], partitions: Iterable[Partition], mome
     return all(any(s.positions.get(p, 0) > at.get(p, 0) for s in later) for p in partitions)
 
 
-async def group_members(settings: Settings) -> tuple[str, dict[str, set[Partition]]]:
-    """The ledger group's state and each member's partitions, as the broker sees them (aiokafka's DescribeGroups
-    is v3 at most: it does not name the instance ids)."""
+async def group_members(settings: Settings, consumer: str = CONSUMER) -> tuple[str, dict[str, set[Partition]]]:
+    """A consumer's group (the ledger's unless named): its state and each member's partitions, as the broker sees
+    them (aiokafka's DescribeGroups is v3 at most: it does not name the instance ids)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        (described,) = await admin.describe_consumer_groups([group_id(settings.jobmeter_topic_prefix, CONSUMER)])
+        (described,) = await admin.describe_consumer_groups([group_id(settings.jobmeter_topic_prefix, consumer)])
     finally:
         await admin.close()
     _, _, state, _, _, members, *_ = described.groups[0]

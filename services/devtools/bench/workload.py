@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from events.codec import encode
 from events.envelope import Envelope
@@ -82,15 +84,30 @@ def raw_producer(bootstrap_servers: str) -> AIOKafkaProducer:
 async def send_raw(
     producer: AIOKafkaProducer, topic: str, messages: Iterator[tuple[bytes, bytes]], chunk: int
 ) -> int:
-    """Send in chunks the way publish_many does (queue a chunk, wait for all of it); returns the count."""
+    """Send in chunks the way publish_many does (a chunk queued as one batch per partition, waited for whole) with
+    nothing else: each key's partition worked out once per run, the batches filled with the bytes as they are.
+    aiokafka's batch API is the fastest way it offers to send; per-record `send` measured ~30 % slower here, and
+    the publisher uses batches too, so a ratio against `send` would flatter it. Returns the count."""
+    partitions = sorted(await producer.partitions_for(topic))
+    where = DefaultPartitioner()
+    partition_of: dict[bytes, int] = {}
     sent = 0
     while True:
-        batch = [m for _, m in zip(range(chunk), messages, strict=False)]
-        if not batch:
+        chunk_of = [m for _, m in zip(range(chunk), messages, strict=False)]
+        if not chunk_of:
             return sent
-        futures = [await producer.send(topic, value=v, key=k, headers=JSON_HEADERS) for k, v in batch]
+        batches: dict[int, list[BatchBuilder]] = {}
+        for key, value in chunk_of:
+            partition = partition_of.get(key)
+            if partition is None:
+                partition = partition_of[key] = where(key, partitions, partitions)
+            builders = batches.setdefault(partition, [])
+            if not builders or builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
+                builders.append(producer.create_batch())
+                builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS)
+        futures = [await producer.send_batch(b, topic, partition=p) for p, bs in batches.items() for b in bs]
         await asyncio.gather(*futures)
-        sent += len(batch)
+        sent += len(chunk_of)
 
 
 async def load_topic(settings: Settings, topic: str, n: int, apis: Sequence[str]) -> None:

@@ -30,6 +30,7 @@ from services.devtools.chaos.invariants import (
     recharges_charged_once,
     recharges_final,
 )
+from services.devtools.databases import projection_connections
 from services.devtools.demo.stripe_events import recharge_succeeded
 from services.platform.poll import PollPolicy, poll
 from services.stripe_adapter.fixtures import encode_event
@@ -113,7 +114,7 @@ class StripeForRecharges:
         back-off stays well inside the run's billing bound)."""
 
         async def one_pass() -> bool:
-            conn = await asyncpg.connect(self.settings.database_url, timeout=5)
+            conn = await asyncpg.connect(self.settings.database_url_for("payg"), timeout=5)
             try:
                 rows = await payg_queries.recharges_awaiting_payment(conn)
             finally:
@@ -152,7 +153,7 @@ class StripeForRecharges:
 
 async def meter_outbox_unsent(settings: Settings) -> int:
     """`MeterUsageReported` events recorded but not yet relayed to the bus."""
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url_for("meter"))
     try:
         return await meter_queries.outbox_unsent(conn)
     finally:
@@ -175,21 +176,15 @@ async def announced_meter_usage(settings: Settings) -> list[tuple[str, str, str,
 async def billing_invariants(settings: Settings, people: Population, prices: dict[str, int],
                              announced: list[tuple[str, str, str, int, int]] | None = None) -> list[Invariant]:
     """The meter and PAYG invariants, from the tables as they are now (and the meter usage the bus announced)."""
-    conn = await asyncpg.connect(settings.database_url)
-    # One snapshot for every read: the PAYG fold credits a recharge and marks it succeeded in one transaction,
-    # and reads taken a moment apart would see one without the other.
-    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
-    await snapshot.start()
-    try:
-        jobs = await ledger_queries.direct_jobs(conn, [*people.customers, *people.payg])
-        reports = await meter_queries.value_per_customer_and_state(conn)
-        sent = await meter_queries.sent_reports(conn)
-        debits = await payg_queries.debits(conn)
-        recharges = await payg_queries.all_recharges(conn)
-        credits = await payg_queries.recharge_credits(conn)
-    finally:
-        await snapshot.rollback()
-        await conn.close()
+    # One snapshot for every read of a database: the PAYG fold credits a recharge and marks it succeeded in one
+    # transaction, and reads taken a moment apart would see one without the other.
+    async with projection_connections(settings, ("ledger", "meter", "payg"), snapshot=True) as conns:
+        jobs = await ledger_queries.direct_jobs(conns["ledger"], [*people.customers, *people.payg])
+        reports = await meter_queries.value_per_customer_and_state(conns["meter"])
+        sent = await meter_queries.sent_reports(conns["meter"])
+        debits = await payg_queries.debits(conns["payg"])
+        recharges = await payg_queries.all_recharges(conns["payg"])
+        credits = await payg_queries.recharge_credits(conns["payg"])
     ledger_by_customer = {c: sum(jobs.get(a, {}).values()) for a, c in people.customers.items()}
     sent_value = {r["customer_id"]: int(r["value"]) for r in reports if r["state"] == "sent"}
     unsent: dict[str, dict[str, int]] = {}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from events.deadletters import DeadLettered
 from events.registry import REGISTRY
 from events.topics import Topics
@@ -14,6 +12,7 @@ from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.log import LogReader
 from projections.replay.shadow import read_positions
+from services.devtools.databases import projection_connections
 from services.engine.runtime import PROJECTION_SERVICES
 
 
@@ -23,17 +22,14 @@ async def records_behind(settings: Settings) -> int:
     names = sorted({topics.name(t) for s in PROJECTION_SERVICES.values() for t in PROJECTIONS[s].topics})
     async with LogReader(settings.kafka_bootstrap_servers) as reader:
         ends = await reader.high_watermarks(await reader.partitions(names))
-    conn = await asyncpg.connect(settings.database_url)
-    try:
+    async with projection_connections(settings, PROJECTION_SERVICES) as conns:  # each in its own database
         behind = 0
-        for service in PROJECTION_SERVICES.values():
-            projection = PROJECTIONS[service]
+        for service, name in PROJECTION_SERVICES.items():
+            projection = PROJECTIONS[name]
             mine = {topics.name(t) for t in projection.topics}
-            stored = await read_positions(conn, projection.schema)
+            stored = await read_positions(conns[service], projection.schema)
             behind += sum(max(0, end - stored.get(p, 0)) for p, end in ends.items() if p[0] in mine)
         return behind
-    finally:
-        await conn.close()
 
 
 async def count_dead_letters(settings: Settings, topic: str, consumer_name: str) -> int:

@@ -39,10 +39,10 @@ from services.devtools.chaos.invariants import (
 )
 from services.devtools.chaos.processes import ServiceProcess
 from services.devtools.chaos.readings import count_dead_letters, records_behind
+from services.devtools.chaos.scaling import Scaler, consumer_processes
 from services.devtools.chaos.stripe_faults import Mode, StripeFaults, stripe_faults
-from services.devtools.chaos.workload import ClientBook, make_batch, post_until_answered
+from services.devtools.chaos.workload import ClientBook, is_bad, make_batch, post_until_answered
 from services.devtools.sandbox import service_env
-from services.engine.runtime import PROJECTION_SERVICES
 from services.platform.poll import PollPolicy, poll
 from services.platform.serving import free_port
 
@@ -98,11 +98,9 @@ class Scenario:
                "JOBMETER_PAYG_RECHARGE_RETRY_SECONDS": "2"}
         logs = state_dir() / "logs" / f"chaos-{self.run}"
         self.http = ServiceProcess("http", ["http", "--port", str(self.port)], env, logs)
-        # On a cluster, as a deployment runs them: two instances of every consumer, each a static group member.
-        instances = [("", env)] if brokers == 1 else [
-            (f"-{n}", {**env, "JOBMETER_INSTANCE_ID": f"chaos-{self.run}-{n}"}) for n in (1, 2)]
-        self.consumers = [ServiceProcess(f"{name}{suffix}", [name], penv, logs)
-                          for name in PROJECTION_SERVICES for suffix, penv in instances]
+        # On a cluster: two static instances of every consumer but the ledger: one, and a second comes and goes.
+        self.consumers = consumer_processes(env, self.run, logs, brokers)
+        self.scaler = Scaler(settings, env, logs) if brokers > 1 else None
         self.brokers = BrokerFaults(settings, self.rng, log) if brokers > 1 else None
         self.book = ClientBook()
         self.faults: list[str] = []
@@ -138,7 +136,9 @@ class Scenario:
                 finally:
                     stripe.cancel()
             doctor = await doctor_after_run(self.settings, {f"garbage-{n}" for n in range(self.garbage)})
-            return ChaosReport([*await self._invariants(lag), *billing, doctor], self.faults, self._figures(settled))
+            scaling = [self.scaler.invariant()] if self.scaler else []
+            return ChaosReport([*await self._invariants(lag), *billing, doctor, *scaling], self.faults,
+                               self._figures(settled))
         finally:
             supervisor.cancel()
             for process in self._all():
@@ -161,6 +161,7 @@ class Scenario:
         return {"retries": self.book.retries, "kills": {p.name: p.kills for p in self._all()},
                 "exits": {p.name: p.exits for p in self._all() if p.exits},
                 "broker_kills": self.brokers.killed if self.brokers else [],
+                "rebalances": self.scaler.figures() if self.scaler else [],
                 "billing_settle_seconds": settled, "billing_bound_seconds": self.billing_bound,
                 "webhook_deliveries": self.stripe.deliveries, "meter_usage_reported_on_bus": self.announced,
                 "meter_outbox_unrelayed": self.unrelayed, "stripe_front": self.front.figures() if self.front else {},
@@ -168,7 +169,7 @@ class Scenario:
                              "unregistered": len(self.accounts) - len(people.customers) - len(people.payg)}}
 
     def _all(self) -> list[ServiceProcess]:
-        return [self.http, *self.consumers]
+        return [self.http, *self.consumers, *(self.scaler.processes if self.scaler else [])]
 
     async def _wait_http(self, client: httpx.AsyncClient) -> None:
         # Generous: on a cluster, two dozen processes start at once, and two cores take a while to import them all.
@@ -190,7 +191,7 @@ class Scenario:
         while time.monotonic() < deadline:
             batch = make_batch(self.rng, self.accounts, self.settings.jobmeter_apis, serial, size=self.batch,
                                bad_ratio=self.bad_ratio, run=self.run, spread_seconds=20)
-            self.book.bad_sent += sum(1 for item in batch if _is_bad(item, self.settings.jobmeter_apis))
+            self.book.bad_sent += sum(1 for item in batch if is_bad(item, self.settings.jobmeter_apis))
             await post_until_answered(client, batch, token, self.book)
             serial += 1
 
@@ -204,8 +205,9 @@ class Scenario:
 
     async def _faults(self) -> None:
         """Faults spread over the run: each consumer, the HTTP app, Kafka, Postgres, stripe-mock; and Stripe failing,
-        on a clock of its own (`_stripe_outage`)."""
-        outage = asyncio.create_task(self._stripe_outage())
+        on a clock of its own (`_stripe_outage`), as is the ledger's scaling on a cluster (`Scaler`)."""
+        beside = [self._stripe_outage(), *([self.scaler.run(self.seconds, self.log)] if self.scaler else [])]
+        clocks = [asyncio.create_task(work) for work in beside]
         actions: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             *[(f"SIGKILL {p.name}", self._bounce(p)) for p in self.consumers],
             ("SIGKILL http", self._bounce(self.http)),
@@ -220,7 +222,7 @@ class Scenario:
             self.log(f"fault: {name}")
             await action()
             self.faults.append(name)
-        await outage
+        await asyncio.gather(*clocks)
 
     def _bounce(self, process: ServiceProcess) -> Callable[[], Awaitable[None]]:
         async def bounce() -> None:
@@ -280,7 +282,7 @@ class Scenario:
 
     async def _invariants(self, lag: float | None) -> list[Invariant]:
         topics = Topics(self.settings.jobmeter_topic_prefix)
-        conn = await asyncpg.connect(self.settings.database_url)
+        conn = await asyncpg.connect(self.settings.database_url_for("ledger"))
         try:
             distinct = await ledger_queries.job_count(conn)
             total = await ledger_queries.total_jobs(conn)
@@ -292,8 +294,3 @@ class Scenario:
             refusals_accounted(self.book.bad_sent, self.book.refused, self.garbage, dead),
             lag_recovered(lag, self.lag_bound, [p.name for p in self._all() if not p.alive]),
         ]
-
-
-def _is_bad(item: dict[str, Any], apis: tuple[str, ...]) -> bool:
-    return (item["api"] not in apis or item["completed_at"] == "yesterday" or item["channel"] not in
-            ("direct", "rapidapi") or item["job_id"] == "" or item["mode"] not in ("sync", "async"))

@@ -24,6 +24,12 @@ BAD_ITEMS: list[dict[str, Any]] = [
 ]
 
 
+def is_bad(item: dict[str, Any], apis: tuple[str, ...]) -> bool:
+    """Whether ingest must refuse the item (one of BAD_ITEMS applied)."""
+    return (item["api"] not in apis or item["completed_at"] == "yesterday" or item["channel"] not in
+            ("direct", "rapidapi") or item["job_id"] == "" or item["mode"] not in ("sync", "async"))
+
+
 @dataclass
 class ClientBook:
     """What the client was told: the only truth the invariants may compare the engine against."""

@@ -1,0 +1,43 @@
+"""The publisher queues a call's records as one batch per partition: each record must still land where a plain
+`send` puts its key, in the call's order, every one acknowledged before the call returns."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from events.jobs import JobCompleted
+from events.publisher import Publisher
+from events.registry import REGISTRY
+from events.topics import Topics, ensure_topics
+from jobmeter.settings import Settings
+from tests.integration.helpers import job, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def test_batches_land_on_the_keys_partitions_in_order_and_fill_past_one_batch(settings: Settings) -> None:
+    topics = Topics(settings.jobmeter_topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
+    # 40 accounts over the partitions; one account with 3,000 jobs (~750 kB) overflows a 256 kB batch
+    events = [JobCompleted.model_validate(job(f"acct-{i % 40}", f"b-{i}")) for i in range(800)]
+    events += [JobCompleted.model_validate(job("big", f"big-{i:05d}")) for i in range(3000)]
+    async with Publisher(settings.kafka_bootstrap_servers, producer="test", topics=topics) as publisher:
+        ids = await publisher.publish_many(events)
+        partitions = sorted(await publisher._producer.partitions_for(topics.jobs))
+    assert len(partitions) > 1
+    records = await read_topic(settings, topics.jobs, expect=len(events))
+    assert len(records) == len(events)  # every record was in Kafka when the call returned
+    where = DefaultPartitioner()
+    by_key: dict[bytes, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert record.partition == where(record.key, partitions, partitions), record.key
+        assert record.headers == (("content-type", b"application/json"),)
+        decoded = REGISTRY.decode(record.value)[1]
+        assert isinstance(decoded, JobCompleted)
+        by_key[record.key].append(decoded.job_id)
+    for key, job_ids in by_key.items():  # per key, the order of the call
+        assert job_ids == [e.job_id for e in events if e.account_id == key.decode()], key
+    assert {REGISTRY.decode(r.value)[0].event_id for r in records} == set(ids)
