@@ -17,15 +17,24 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 # A fixed namespace, so that a fact with a natural identity (a job, an account) always gets the same id.
 EVENT_NAMESPACE = uuid.UUID("6f1c1a52-3f0e-4f65-9d0c-2a1f5b7e9c11")
 _NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+# uuid5's version and variant bits, as `UUID(bytes=..., version=5)` sets them
+_VERSION_5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_5_SET = (0x5000 << 64) | (0x8000 << 48)
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
 
 
 def natural_event_id(*parts: str) -> uuid.UUID:
     """A stable event id derived from the fact's own identity: the same fact published twice shares it.
 
-    `uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))` exactly, without its per-call import and namespace encoding:
-    one id per job is made on ingest's hot path, where uuid5 was a fifth of a request's time (py-spy)."""
+    `uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))` exactly, without its per-call import and namespace encoding,
+    and without `UUID.__init__`'s argument checks (the two slots set as CPython 3.14's `UUID._from_int` sets them):
+    one id per job is made on ingest's hot path, where uuid5 was a fifth of a request's time and `UUID.__init__`
+    still half of what was left (py-spy, timeit)."""
     digest = sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode(), usedforsecurity=False).digest()  # as uuid5's
-    return uuid.UUID(bytes=digest[:16], version=5)
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", (int.from_bytes(digest[:16], "big") & _VERSION_5_CLEAR) | _VERSION_5_SET)
+    object.__setattr__(made, "is_safe", _SAFE_UNKNOWN)
+    return made
 
 
 def utcnow() -> datetime:

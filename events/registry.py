@@ -22,6 +22,7 @@ from events.payg import (
     RechargeFailed,
     RechargeRequested,
     RechargeSucceeded,
+    jobs_of_v1,
 )
 from events.rapidapi import (
     BillingUnitsDeclared,
@@ -84,3 +85,4 @@ for _held in (KeySuspended, KeyRestored):
 REGISTRY.upcaster(KeySuspended.event_type, 2)(scope_of_v2)
 REGISTRY.upcaster(AccountRegistered.event_type, 1)(contact_of_v1)
 REGISTRY.upcaster(UsageForecastExceeded.event_type, 1)(spend_of_v1)
+REGISTRY.upcaster(BalanceDebited.event_type, 1)(jobs_of_v1)

@@ -11,7 +11,6 @@ nothing now.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from projections.caps.rules import (
     included_crossings,
     parse_percents,
     period_of,
+    usage_counts,
 )
 from projections.caps.store import Standing
 from projections.db import lock_each
@@ -160,8 +160,7 @@ class UsageCaps(Projection):
         regrid = await self.regrid(conn, registry, subscriptions, latest)
         new = await store.count_new(conn, jobs)
         grids = await store.grids_of(conn, sorted({j.account_id for j in new} | regrid))
-        await store.add_usage(conn, Counter((j.account_id, period_of(j.completed_at, grids.get(j.account_id)).start,
-                                             j.api) for j in new if j.account_id not in regrid))
+        await store.add_usage(conn, usage_counts((j for j in new if j.account_id not in regrid), grids))
         for account in sorted(regrid):
             await store.recount(conn, account, grids.get(account))
         for j in new:

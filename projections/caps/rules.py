@@ -13,7 +13,8 @@ the PAYG prices of its API surfaces.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -118,6 +119,21 @@ def period_of(at: datetime, grid: Grid | None) -> Period:
     start, end = add_months(grid.anchor, k * grid.months), add_months(grid.anchor, (k + 1) * grid.months)
     # Next to the stated period, a stepped one ends (or starts) where the stated one starts (or ends).
     return Period(max(start, grid.end), end) if at >= grid.end else Period(start, min(end, grid.start))
+
+
+def usage_counts(jobs: Iterable[tuple[str, str, datetime]], grids: Mapping[str, Grid],
+                 ) -> Counter[tuple[str, datetime, str]]:
+    """Jobs (account, api, completed at) counted per (account, period start, api). A batch's jobs mostly fall in
+    their account's period of the job before: that is checked first, since finding a period per job was an eighth
+    of the fold's time (py-spy, issue 18)."""
+    counts: Counter[tuple[str, datetime, str]] = Counter()
+    last: dict[str, Period] = {}
+    for account, api, at in jobs:
+        period = last.get(account)
+        if period is None or not period.start <= at < period.end:
+            period = last[account] = period_of(at, grids.get(account))
+        counts[(account, period.start, api)] += 1
+    return counts
 
 
 def month_of(at: datetime) -> Period:

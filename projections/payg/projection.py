@@ -24,7 +24,7 @@ import structlog
 
 from events.accounts import StripeCustomerLinked
 from events.envelope import Envelope, Event
-from events.payg import BalanceCredited, BalanceDebited
+from events.payg import MAX_DEBITED_JOBS, BalanceCredited, BalanceDebited, DebitedJob
 from jobmeter.settings import Settings
 from projections.account_view import accounts_of, fold_accounts, lock_accounts
 from projections.outbox import emit
@@ -151,13 +151,13 @@ class PaygBalances(Projection):
             for j in jobs
         ]
         new = await store.add_movements(conn, movements, now)
-        out: list[Event] = []
+        debited: list[tuple[str, DebitedJob]] = []
         for job, movement in zip(jobs, movements, strict=True):
             if movement.movement_id in new:
-                new.discard(movement.movement_id)  # a job twice in one batch: one debit, one event
-                out.append(BalanceDebited(account_id=job.account_id, api=job.api, job_id=job.job_id,
-                                          amount_minor=-movement.amount_minor, currency=currency))
-        return out
+                new.discard(movement.movement_id)  # a job twice in one batch: one debit
+                debited.append((job.account_id, DebitedJob(api=job.api, job_id=job.job_id,
+                                                           amount_minor=-movement.amount_minor)))
+        return list(debit_events(debited, currency))
 
     async def _top_ups(self, conn: asyncpg.Connection, batch: Batch, admitted: Admitted,
                        now: datetime) -> list[Event]:
@@ -193,3 +193,16 @@ class PaygBalances(Projection):
             )
         return [BalanceCredited(account_id=topup.account_id, amount_minor=topup.amount_minor,
                                 currency=topup.currency, source="topup", reference=topup.session_id)]
+
+
+def debit_events(debited: Sequence[tuple[str, DebitedJob]], currency: str) -> list[BalanceDebited]:
+    """The debits of a batch as events: an account's jobs together, in log order, MAX_DEBITED_JOBS at most each."""
+    by_account: dict[str, list[DebitedJob]] = {}
+    for account_id, job in debited:
+        by_account.setdefault(account_id, []).append(job)
+    return [
+        BalanceDebited(account_id=account_id, amount_minor=sum(j.amount_minor for j in part), currency=currency,
+                       jobs=part)
+        for account_id, jobs in by_account.items()
+        for part in (jobs[i : i + MAX_DEBITED_JOBS] for i in range(0, len(jobs), MAX_DEBITED_JOBS))
+    ]

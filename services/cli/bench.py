@@ -18,6 +18,7 @@ from services.devtools.bench.bad_input import bench_bad_input
 from services.devtools.bench.engine import bench_engine
 from services.devtools.bench.engine_figures import DEFAULT_STEPS, EngineRun, figure, parse_modes, parse_steps
 from services.devtools.bench.engine_figures import as_json as engine_json
+from services.devtools.bench.engine_machine import MACHINE_ROWS
 from services.devtools.bench.engine_memory import MemoryTrend
 from services.devtools.bench.ingest import bench_ingest
 from services.devtools.bench.ledger import bench_ledger
@@ -156,13 +157,17 @@ def _engine_tables(run: EngineRun, seconds: float, brokers: int) -> None:
         table.add_row(f"{step.offered:,}", f"{step.achieved:,.0f}", "yes" if step.keeps_up else "no",
                       f"{step.lag[worst]:,} ({worst})", *cells)
     console.print(table)
-    usage = Table(title=f"engine, {run.mode}: CPU % of one core / peak RSS MB, per process and step (jobs/s)")
+    cores = next((s.machine.cpus for s in run.steps if s.machine is not None), 0)
+    usage = Table(title=f"engine, {run.mode}: CPU % of one core (the machine: {cores} cores, {100 * cores} %) / "
+                        "peak RSS MB (stack/: PSS), per process and step (jobs/s)")
     usage.add_column("process")
     for step in run.steps:
         usage.add_column(f"{step.offered:,}", justify="right")
     for name in (run.steps[0].processes if run.steps else {}):
         usage.add_row(name, *(f"{s.processes[name].cpu_percent:.0f} / {s.processes[name].peak_rss_mb:.0f}"
                               if name in s.processes else "—" for s in run.steps))
+    for key, label in MACHINE_ROWS:
+        usage.add_row(label, *("—" if s.machine is None else s.machine.cell(key) for s in run.steps))
     console.print(usage)
     memory = Table(title=f"engine, {run.mode}: RSS MB at the steady part's start → end (growth MB/min; MB per "
                          "million jobs), per process and step (jobs/s)")

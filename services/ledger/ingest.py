@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
-from pydantic import TypeAdapter, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import Field, TypeAdapter, ValidationError
 
 from events.jobs import JobCompleted
 from jobmeter import metrics
@@ -89,19 +89,12 @@ def split_batch(
     return list(jobs.values()), repeats, errors
 
 
-@dataclass(frozen=True)
-class _Refused:
-    item: Any  # as parsed from the JSON, judged again on its own for the reasons
-
-
-def _each_on_its_own(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        return _Refused(value)
-
-
-JOB_BATCH: TypeAdapter[list[Any]] = TypeAdapter(list[Annotated[JobCompleted, WrapValidator(_each_on_its_own)]])
+# A refused item comes back as parsed (the `Any` branch), to be judged again on its own for the reasons; left to
+# right, so the model is always tried first. A wrap validator did the same with a Python call per item: a third of
+# the validation's time (timeit, 500 jobs a batch).
+JOB_BATCH: TypeAdapter[list[Any]] = TypeAdapter(
+    list[Annotated[JobCompleted | Any, Field(union_mode="left_to_right")]]
+)
 
 
 def read_batch(raw: bytes, apis: tuple[str, ...], limit: int, now: datetime | None = None,
@@ -120,12 +113,17 @@ def read_batch(raw: bytes, apis: tuple[str, ...], limit: int, now: datetime | No
         return None
     now = now or datetime.now(UTC)
     latest = now + MAX_CLOCK_SKEW
+    # The usual batch, every item valid, none late and no repeats, is checked in three comprehensions instead of
+    # a loop over the items: half the time (timeit, 500 jobs)
+    if all([type(job) is JobCompleted for job in parsed]) and max([job.completed_at for job in parsed]) <= latest \
+            and len({(job.api, job.job_id) for job in parsed}) == len(parsed):
+        return parsed, 0, []
     jobs: dict[tuple[str, str], JobCompleted] = {}
     repeats = 0
     errors: list[ItemError] = []
     for index, outcome in enumerate(parsed):
-        if isinstance(outcome, _Refused) or outcome.completed_at > latest:
-            judged = validate_item(outcome.item, apis, now) if isinstance(outcome, _Refused) else [FUTURE]
+        if type(outcome) is not JobCompleted or outcome.completed_at > latest:
+            judged = [FUTURE] if type(outcome) is JobCompleted else validate_item(outcome, apis, now)
             if isinstance(judged, list):
                 errors.append(ItemError(index, judged))
                 continue
@@ -148,14 +146,15 @@ async def ingest_valid(jobs: list[JobCompleted], repeats: int, errors: list[Item
     """Publish the jobs not received before, then mark them received; `repeats` and `errors` are counted."""
     result = IngestResult(duplicates=repeats, errors=errors)
     if jobs:
-        seen, unknown = await _received_and_unknown(res, jobs)
-        new = [j for j in jobs if (j.api, j.job_id) not in seen]
+        receipts = store.Receipts.of(jobs)
+        seen, unknown = await _received_and_unknown(res, jobs, receipts)
+        new = [j for j in jobs if (j.api, j.job_id) not in seen] if seen else jobs
         result.duplicates += len(jobs) - len(new)
         if new:
             # A Kafka that does not answer must not hold the client forever: TimeoutError becomes a 503.
             async with asyncio.timeout(res.settings.jobmeter_ingest_publish_timeout_seconds):
                 await res.publisher.publish_many(new)
-            claimed = await _record_receipts(res, new)
+            claimed = await _record_receipts(res, receipts if new is jobs else store.Receipts.of(new))
             result.accepted = claimed
             result.duplicates += len(new) - claimed
         result.unknown_accounts = unknown
@@ -167,18 +166,18 @@ async def ingest_valid(jobs: list[JobCompleted], repeats: int, errors: list[Item
     return result
 
 
-async def _received_and_unknown(res: Resources, jobs: list[JobCompleted]) -> tuple[set[tuple[str, str]], list[str]]:
+async def _received_and_unknown(res: Resources, jobs: list[JobCompleted], receipts: store.Receipts,
+                                ) -> tuple[set[tuple[str, str]], list[str]]:
     """The jobs that already have a receipt, and the accounts the registry does not know: both reads on one
-    connection (each acquire costs a round trip to reset the connection on release; profiled under load, the
-    ingest's round trips to Postgres weighed more than its JSON)."""
-    async with res.connections() as db:  # one connection when the registry lives beside the receipts
-        seen = await store.received(await db.on(res.pool), jobs)
+    connection where the registry lives beside the receipts."""
+    async with res.connections() as db:
+        seen = await store.received(await db.on(res.pool), receipts)
         account_ids = {j.account_id for j in jobs}
         return seen, sorted(account_ids - await known(await db("accounts"), account_ids))
 
 
-async def _record_receipts(res: Resources, jobs: list[JobCompleted]) -> int:
+async def _record_receipts(res: Resources, receipts: store.Receipts) -> int:
     """Mark jobs as received; returns how many were new (a racing copy may have claimed some first). One
     INSERT statement is atomic on its own: no BEGIN/COMMIT round trips around it."""
     async with res.pool.acquire() as conn:
-        return await store.record(conn, jobs)
+        return await store.record(conn, receipts)

@@ -3,12 +3,14 @@ else to that path (which says what is wrong with each item)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from events.envelope import EVENT_NAMESPACE, natural_event_id
-from services.ledger.ingest import read_batch, split_batch
+from services.ledger.ingest import FUTURE, ItemError, read_batch, split_batch
 
 APIS = ("extract", "classify")
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -26,6 +28,16 @@ def test_a_batch_reads_as_the_item_by_item_path_reads_it() -> None:
     assert fast == split_batch(items, APIS, NOW)  # the same jobs, first copy kept, in the same order
     assert [(j.job_id, j.mode) for j in fast[0]] == [("a", "sync"), ("b", "sync"), ("c", "sync")] and fast[1] == 2
     assert read_batch(b"  \n" + json.dumps(items).encode(), APIS, 10, NOW) is not None  # leading whitespace
+
+
+def test_a_clean_batch_and_one_late_item_read_as_the_item_by_item_path_reads_them() -> None:
+    clean = [item("a"), item("b", api="classify"), item("a", api="classify"), item("c", at=NOW + timedelta(minutes=4))]
+    late = [*clean, item("d", at=NOW + timedelta(minutes=5, seconds=1))]
+    for items in (clean, late):
+        fast = read_batch(json.dumps(items).encode(), APIS, 10, NOW)
+        assert fast is not None and fast == split_batch(items, APIS, NOW)
+    assert read_batch(json.dumps(late).encode(), APIS, 10, NOW) == (
+        split_batch(clean, APIS, NOW)[0], 0, [ItemError(4, [FUTURE])])
 
 
 def test_bad_items_are_refused_one_by_one_in_the_same_words_and_the_good_ones_kept() -> None:
@@ -53,4 +65,7 @@ def test_natural_ids_are_uuid5_of_the_joined_parts_exactly() -> None:
     for parts in [("job", "extract", "j-1"), ("job", "classify", "a/b:c@d=e+f"), ("account", "acme"), ("é", "☃")]:
         expected = uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
         assert natural_event_id(*parts) == expected and str(natural_event_id(*parts)) == str(expected)
-        assert natural_event_id(*parts).version == 5
+        made = natural_event_id(*parts)
+        assert made.version == 5 and made.variant == expected.variant and made.is_safe == expected.is_safe
+        assert hash(made) == hash(expected) and made.bytes == expected.bytes and repr(made) == repr(expected)
+        assert pickle.loads(pickle.dumps(made)) == expected and copy.deepcopy(made) == expected  # noqa: S301 (ours)

@@ -1,6 +1,7 @@
 """`jobmeter bench engine`: the whole engine (HTTP ingest and every consumer, as child processes) under a steady
 offered load, in steps. Per step: the rate ingest achieved, each consumer's lag at the end, the time from the 202 to
-a job being in the ledger, in the meter's outbox and in the PAYG balance (sampled jobs), CPU and peak RSS per process.
+a job being in the ledger, in the meter's outbox and in the PAYG balance (sampled jobs), CPU and peak RSS per process
+(the stack's Kafka, Postgres and stripe-mock included) and the whole machine's busy, idle and unaccounted CPU.
 The engine's figure is the highest step at which ingest took the offered rate and no consumer fell behind.
 """
 
@@ -36,6 +37,7 @@ from services.devtools.bench.engine_figures import (
     population,
     requests_for,
 )
+from services.devtools.bench.engine_machine import database_names, stack_pids
 from services.devtools.bench.engine_procs import Meter
 from services.devtools.chaos.processes import ServiceProcess
 from services.devtools.databases import Connections, projection_connections
@@ -208,7 +210,8 @@ async def run_step(eng: Engine, client: httpx.AsyncClient, conns: Connections, r
                    drain_seconds: float, label: str) -> StepResult:
     requests = requests_for(rate, seconds, batch, accounts, eng.settings.jobmeter_apis, label=label)
     probes = Probes(conns)
-    meter = Meter(eng.pids)
+    urls = [eng.settings.database_url, *map(eng.settings.database_url_for, PROJECTION_SERVICES)]
+    meter = Meter(eng.pids, stack_pids(), database_names(urls))
     sending = asyncio.create_task(offer(client, requests, rate, seconds, probes, in_flight))
     ticks = 0
     while not sending.done():
@@ -219,11 +222,13 @@ async def run_step(eng: Engine, client: httpx.AsyncClient, conns: Connections, r
             meter.sample()
     sent, accepted, took, answers, refused = await sending
     lag = await consumer_lag(eng.settings, conns, reader)
-    meter.sample()
+    meter.sample(last=True)
     processes = meter.figures()
+    machine = meter.machine(processes)
     drained = await _drain(eng, conns, reader, probes, drain_seconds)
     memory = meter.memory(accepted / took if took else 0.0)
-    return StepResult(rate, took, sent, accepted, refused, answers, lag, probes.take(), processes, drained, memory)
+    return StepResult(rate, took, sent, accepted, refused, answers, lag, probes.take(), processes, drained, memory,
+                      machine)
 
 
 async def _drain(eng: Engine, conns: Connections, reader: LogReader, probes: Probes, seconds: float) -> bool:

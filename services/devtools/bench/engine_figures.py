@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from services.devtools.bench.engine_machine import MachineFigures
 from services.devtools.bench.engine_memory import MemoryTrend
 
 Mode = Literal["all", "one-process", "split"]
@@ -114,9 +115,13 @@ def parse_steps(text: str) -> list[int]:
 class ProcessFigures:
     cpu_percent: float  # of one core, over the step
     peak_rss_mb: float  # sampled every PROBE_EVERY * 5 seconds
+    pss: bool = False  # the memory figure is PSS (the stack's servers: Postgres's backends share their buffers)
 
     def as_json(self) -> dict[str, Any]:
-        return {"cpu_percent": round(self.cpu_percent), "peak_rss_mb": round(self.peak_rss_mb)}
+        out: dict[str, Any] = {"cpu_percent": round(self.cpu_percent), "peak_rss_mb": round(self.peak_rss_mb)}
+        if self.pss:
+            out["memory"] = "pss"
+        return out
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ class StepResult:
     processes: dict[str, ProcessFigures]
     drained: bool  # every consumer caught up and every sample was seen before the next step
     memory: dict[str, MemoryTrend] = field(default_factory=dict)  # RSS over the steady part, per process
+    machine: MachineFigures | None = None  # the whole machine's CPU over the step, by whom
 
     @property
     def achieved(self) -> float:
@@ -163,6 +169,7 @@ class StepResult:
             "lag_at_end": self.lag, "latency_from_202": {t: v.as_json() for t, v in self.latency.items()},
             "processes": {name: p.as_json() for name, p in self.processes.items()},
             "memory": {name: m.as_json() for name, m in self.memory.items()},
+            "machine": None if self.machine is None else self.machine.as_json(),
         }
 
 

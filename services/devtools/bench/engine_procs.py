@@ -1,4 +1,5 @@
-"""CPU and memory of the engine's processes for `jobmeter bench engine`, read from /proc (no psutil here)."""
+"""CPU and memory of the engine's processes, and of the stack's servers, for `jobmeter bench engine`, read from
+/proc (no psutil here)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import time
 from pathlib import Path
 
 from services.devtools.bench.engine_figures import ProcessFigures
+from services.devtools.bench.engine_machine import (
+    STACK_PREFIX,
+    MachineFigures,
+    backend_database,
+    machine_figures,
+    read_stat,
+)
 from services.devtools.bench.engine_memory import MemoryTrend, memory_trend
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -30,6 +38,9 @@ def _tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """A tree counts its children that exited too (cutime, cstime, once their parent reaped them): Postgres
+    starts and ends autovacuum workers and backends within a step, and their CPU would drop out of a sum of the
+    living. Each reaped process is in exactly one reaper's figure, so nothing counts twice."""
     total = 0
     for p in _tree(pid) if tree else [pid]:
         try:
@@ -37,6 +48,8 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float:
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
+        if tree:
+            total += int(fields[13]) + int(fields[14])
     return total / TICKS
 
 
@@ -46,6 +59,20 @@ def rss_mb(pid: int, *, tree: bool = True) -> float:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def pss_mb(pid: int) -> float:
+    """The tree's proportional set size: shared pages split between the processes that map them. Postgres's
+    shared buffers are in every backend's RSS, and a sum of RSS would count them once per backend."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -72,11 +99,16 @@ class Meter:
     """CPU over a step and peak RSS of each process: a process the bench started, and each worker process it
     started in turn (`run all` supervises one per consumer), named `all/ledger`, …; a process counts its own
     children (none, for our services). The bench's own (the load and the probes) is measured without its children,
-    the engine."""
+    the engine. The stack's servers (`stack/kafka`, …) are measured whole, their memory as PSS; and the machine's
+    busy and idle CPU over the same interval, to show what nothing measured used; and of Postgres, the backends
+    serving `databases` (this run's), when the stack is shared with other clients."""
 
     SELF = "bench (load, probes)"
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    POSTGRES = f"{STACK_PREFIX}postgres"
+
+    def __init__(self, pids: dict[str, int], stack: dict[str, int] | None = None,
+                 databases: frozenset[str] = frozenset()) -> None:
         self.pids: dict[str, tuple[int, bool]] = {}
         for name, pid in pids.items():
             workers = children_of(pid)
@@ -84,6 +116,11 @@ class Meter:
             for child in workers:
                 self.pids[f"{name}/{service_of(child)}"] = (child, True)
         self.pids[self.SELF] = (os.getpid(), False)
+        self.pids.update({name: (pid, True) for name, pid in (stack or {}).items()})
+        self.databases = databases
+        self.postgres_this_run: float | None = None
+        self.stat0 = self.stat1 = read_stat()
+        self.backends0 = self._backends()
         self.cpu0 = {name: self._cpu(name) for name in self.pids}
         self.peak = {name: self._rss(name) for name in self.pids}
         self.started = time.monotonic()
@@ -93,13 +130,32 @@ class Meter:
         pid, tree = self.pids[name]
         return cpu_seconds(pid, tree=tree)
 
+    def _backends(self) -> dict[int, float]:
+        """CPU seconds of each Postgres backend serving one of `databases`."""
+        if self.POSTGRES not in self.pids or not self.databases:
+            return {}
+        out: dict[int, float] = {}
+        for child in children_of(self.pids[self.POSTGRES][0]):
+            try:
+                database = backend_database(Path(f"/proc/{child}/cmdline").read_bytes())
+            except OSError:
+                continue
+            if database in self.databases:
+                out[child] = cpu_seconds(child, tree=False)
+        return out
+
     def _rss(self, name: str) -> float:
         pid, tree = self.pids[name]
-        return rss_mb(pid, tree=tree)
+        return pss_mb(pid) if name.startswith(STACK_PREFIX) else rss_mb(pid, tree=tree)
 
-    def sample(self) -> None:
+    def sample(self, *, last: bool = False) -> None:
+        """Each process's memory now. The stack's servers only at the step's start and end (`last`): their PSS
+        takes ~25 ms of the bench's CPU to read (Kafka's threads, every backend's page tables), and read every half
+        second it took a tenth of a core from the engine it measures."""
         at = time.monotonic() - self.started
         for name in self.pids:
+            if name.startswith(STACK_PREFIX) and not last:
+                continue
             rss = self._rss(name)
             self.peak[name] = max(self.peak[name], rss)
             self.series[name].append((at, rss))
@@ -111,5 +167,15 @@ class Meter:
 
     def figures(self) -> dict[str, ProcessFigures]:
         wall = time.monotonic() - self.started
-        return {name: ProcessFigures(100 * (self._cpu(name) - self.cpu0[name]) / wall, self.peak[name])
-                for name in self.pids}
+        out = {name: ProcessFigures(100 * (self._cpu(name) - self.cpu0[name]) / wall, self.peak[name],
+                                    name.startswith(STACK_PREFIX)) for name in self.pids}
+        self.stat1 = read_stat()
+        # A backend that started within the step counts from nothing; one that ended is lost (pools keep theirs).
+        mine = sum(cpu - self.backends0.get(pid, 0.0) for pid, cpu in self._backends().items())
+        self.postgres_this_run = 100 * mine / wall if self.POSTGRES in self.pids and self.databases else None
+        return out
+
+    def machine(self, figures: dict[str, ProcessFigures]) -> MachineFigures | None:
+        """The machine over the interval `figures` measured (call it after `figures`)."""
+        return machine_figures(self.stat0, self.stat1, {name: f.cpu_percent for name, f in figures.items()},
+                               self.postgres_this_run)
