@@ -53,30 +53,27 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float:
     return total / TICKS
 
 
-def rss_mb(pid: int, *, tree: bool = True) -> float:
+def _kb_mb(pids: list[int], file: str, field: str) -> float:
+    """The `field` line (in kB) of /proc/PID/`file`, summed over `pids` that still exist, in MB."""
     total = 0
-    for p in _tree(pid) if tree else [pid]:
+    for p in pids:
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             continue
     return total / 1024
+
+
+def rss_mb(pid: int, *, tree: bool = True) -> float:
+    return _kb_mb(_tree(pid) if tree else [pid], "status", "VmRSS:")
 
 
 def pss_mb(pid: int) -> float:
     """The tree's proportional set size: shared pages split between the processes that map them. Postgres's
     shared buffers are in every backend's RSS, and a sum of RSS would count them once per backend."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
+    return _kb_mb(_tree(pid), "smaps_rollup", "Pss:")
 
 
 def children_of(pid: int) -> list[int]:
