@@ -6,7 +6,7 @@ partition during a rebalance apply a record once between them, never twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 import asyncpg
@@ -42,6 +42,11 @@ def gaps(records: Iterable[Positioned], positions: dict[Partition, int]) -> dict
         key = (r.topic, r.partition)
         first[key] = min(first.get(key, r.offset), r.offset)
     return {p: (positions.get(p, 0), o) for p, o in first.items() if o > positions.get(p, 0)}
+
+
+def behind(read: dict[Partition, int], ends: dict[Partition, int], topics: Collection[str]) -> int:
+    """Records of these topics not read yet: from each partition's stored position (zero when none) to its end."""
+    return sum(max(0, end - read.get(p, 0)) for p, end in ends.items() if p[0] in topics)
 
 
 def next_offsets(records: Iterable[Positioned]) -> dict[Partition, int]:

@@ -22,6 +22,7 @@ from events.topics import Topics, ensure_topics
 from jobmeter.settings import Settings, state_dir
 from projections.catalog import PROJECTIONS
 from projections.log import LogReader
+from projections.positions import behind
 from projections.replay.shadow import read_positions
 from services.devtools import store
 from services.devtools.bench.engine_figures import (
@@ -148,7 +149,7 @@ async def consumer_lag(settings: Settings, conns: Connections, reader: LogReader
         projection = PROJECTIONS[name]
         mine = {topics.name(t) for t in projection.topics}
         stored = await read_positions(conns[service], projection.schema)
-        lag[service] = sum(max(0, end - stored.get(p, 0)) for p, end in ends.items() if p[0] in mine)
+        lag[service] = behind(stored, ends, mine)
     return lag
 
 

@@ -11,6 +11,7 @@ from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.catalog import PROJECTIONS
 from projections.log import LogReader
+from projections.positions import behind
 from projections.replay.shadow import read_positions
 from services.devtools.databases import projection_connections
 from services.engine.runtime import PROJECTION_SERVICES
@@ -23,13 +24,13 @@ async def records_behind(settings: Settings) -> int:
     async with LogReader(settings.kafka_bootstrap_servers) as reader:
         ends = await reader.high_watermarks(await reader.partitions(names))
     async with projection_connections(settings, PROJECTION_SERVICES) as conns:  # each in its own database
-        behind = 0
+        total = 0
         for service, name in PROJECTION_SERVICES.items():
             projection = PROJECTIONS[name]
             mine = {topics.name(t) for t in projection.topics}
             stored = await read_positions(conns[service], projection.schema)
-            behind += sum(max(0, end - stored.get(p, 0)) for p, end in ends.items() if p[0] in mine)
-        return behind
+            total += behind(stored, ends, mine)
+        return total
 
 
 async def count_dead_letters(settings: Settings, topic: str, consumer_name: str) -> int:
