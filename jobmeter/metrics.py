@@ -18,3 +18,10 @@ PARTITIONS_HELD = Gauge(
 )
 BATCH_SECONDS = Histogram("jobmeter_batch_seconds", "Time to fold one batch", ["projection"])
 INGESTED = Counter("jobmeter_ingested_total", "Ingested items by outcome", ["path", "outcome"])
+INGEST_REFUSED = Counter(
+    "jobmeter_ingest_refused_total", "Ingest requests answered 503 because a consumer was too far behind (admission)"
+)
+CONSUMER_LAG = Gauge(
+    "jobmeter_consumer_jobs_behind", "Jobs a projection has not folded yet, as ingest's admission last read it "
+    "(read only when JOBMETER_INGEST_MAX_LAG is set)", ["projection"]
+)

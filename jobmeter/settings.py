@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     jobmeter_ingest_max_batch: int = Field(default=1000, ge=1)
     # How long ingest waits for Kafka before answering 503 (nothing acknowledged, so the client retries).
     jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Admission: past this many jobs not yet folded by the furthest-behind consumer of the jobs topic, ingest
+    # answers 503 with Retry-After instead of taking more (0: never; services.ledger.admission). The lag is read
+    # every JOBMETER_INGEST_LAG_INTERVAL_SECONDS.
+    jobmeter_ingest_max_lag: int = Field(default=0, ge=0)
+    jobmeter_ingest_lag_interval_seconds: float = Field(default=0.5, gt=0)
     # How long ingest remembers a job to answer "duplicate" to a retry (the ledger counts it once regardless),
     # how long the webhook log keeps a Stripe event (Stripe keeps events 30 days), and how often the HTTP app
     # prunes what is older (services.platform.retention).

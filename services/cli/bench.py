@@ -115,6 +115,9 @@ def engine(
     brokers: Annotated[int | None, typer.Option(
         min=1, max=9, help="Kafka nodes: start (or reuse) a stack of that many first, as `stack up --brokers N` "
         "does; from 2 up, on a stack of its own (JOBMETER_STATE_DIR), as for `chaos --brokers`")] = None,
+    max_lag: Annotated[int | None, typer.Option(
+        min=0, help="the engine's JOBMETER_INGEST_MAX_LAG (admission: ingest answers 503 while a consumer is more "
+        "jobs behind; 0 = off); unset: as configured")] = None,
 ) -> None:
     """The whole engine under a steady load through HTTP ingest, in steps: achieved rate, each consumer's lag,
     202 → ledger / meter outbox / PAYG balance latency, CPU and peak RSS per process."""
@@ -133,7 +136,10 @@ def engine(
     def say(line: str) -> None:
         errors.print(line, markup=False, highlight=False)
 
-    runs = [asyncio.run(bench_engine(get_settings(), m, rates, seconds, batch=batch, in_flight=in_flight,
+    base = get_settings()
+    if max_lag is not None:
+        base = base.model_copy(update={"jobmeter_ingest_max_lag": max_lag})
+    runs = [asyncio.run(bench_engine(base, m, rates, seconds, batch=batch, in_flight=in_flight,
                                      drain_seconds=drain, log=say)) for m in modes]
     if as_json:
         print(engine_json(runs, seconds, brokers=brokers or 1))
@@ -154,7 +160,8 @@ def _engine_tables(run: EngineRun, seconds: float, brokers: int) -> None:
     for step in run.steps:
         worst = max(step.lag, key=lambda c: step.lag[c])
         cells = [f"{ms(lat.as_json()['p50_s'])} / {ms(lat.as_json()['p99_s'])}" for lat in step.latency.values()]
-        table.add_row(f"{step.offered:,}", f"{step.achieved:,.0f}", "yes" if step.keeps_up else "no",
+        refused = f" ({step.refused:,} × 503)" if step.refused else ""
+        table.add_row(f"{step.offered:,}", f"{step.achieved:,.0f}{refused}", "yes" if step.keeps_up else "no",
                       f"{step.lag[worst]:,} ({worst})", *cells)
     console.print(table)
     cores = next((s.machine.cpus for s in run.steps if s.machine is not None), 0)

@@ -96,6 +96,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "JOBMETER_PARTITIONS": str(settings.jobmeter_partitions),
         "JOBMETER_BATCH_TIMEOUT_MS": str(settings.jobmeter_batch_timeout_ms),
         "JOBMETER_INGEST_TOKEN": settings.jobmeter_ingest_token.get_secret_value(),
+        "JOBMETER_INGEST_MAX_LAG": str(settings.jobmeter_ingest_max_lag),
         "JOBMETER_ADMIN_TOKEN": settings.jobmeter_admin_token.get_secret_value(),
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
         "RAPIDAPI_PROXY_SECRET": settings.rapidapi_proxy_secret.get_secret_value(),

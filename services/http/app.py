@@ -20,6 +20,7 @@ from services.http import caps as caps_http
 from services.http import payg as payg_http
 from services.http.limits import BodyLimits, BoundedBodies
 from services.keys.index import mount_key_index
+from services.ledger.admission import Admission, watch_lag
 from services.platform.retention import keep_for_their_days
 
 # What no request body here needs more than: JSON commands of a few fields.
@@ -51,6 +52,9 @@ def create_app(settings: Settings, consumers: list[str] | None = None) -> FastAP
     app.state.runtime = runtime
     app.state.key_index = mount_key_index(runtime)
     runtime.workers.append(("retention", partial(keep_for_their_days, kept=retained(settings))))
+    app.state.admission = Admission(settings.jobmeter_ingest_max_lag, settings.jobmeter_ingest_lag_interval_seconds)
+    if settings.jobmeter_ingest_max_lag:
+        runtime.workers.append(("admission", partial(watch_lag, admission=app.state.admission)))
     for module in (ingest, accounts, ops, webhooks, keys, console, payg_http, billing_http, caps_http):
         app.include_router(module.router)
 

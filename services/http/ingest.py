@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from events.jobs import JobCompleted
+from jobmeter import metrics
 from services.http.auth import IngestRoute
 from services.http.problems import Invalid, problems
+from services.ledger.admission import Admission
 from services.ledger.ingest import IngestResult, ingest, ingest_valid, read_batch
 from services.platform.transient import TRANSIENT
 
@@ -58,8 +60,16 @@ JOBS = {"oneOf": [JOB, {"type": "array", "items": JOB, "minItems": 1}]}
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": JOBS}}}},
 )
 async def jobs_completed(request: Request) -> JSONResponse:
-    """Accept completed jobs. 202 once Kafka has every accepted item; invalid items are refused one by one."""
+    """Accept completed jobs. 202 once Kafka has every accepted item; invalid items are refused one by one. 503
+    with Retry-After when the log or the database is unavailable, or (JOBMETER_INGEST_MAX_LAG) while a consumer is
+    too far behind: nothing of the batch was taken; send it again."""
     settings = request.app.state.settings
+    admission: Admission = request.app.state.admission
+    if (why := admission.refusal()) is not None:  # before the body is read: an engine behind does no more work
+        metrics.INGEST_REFUSED.inc()
+        response = problem(503, why)
+        response.headers["Retry-After"] = str(admission.retry_after)
+        return response
     limit = settings.jobmeter_ingest_max_batch
     raw = await request.body()
     try:

@@ -141,7 +141,7 @@ class StepResult:
     seconds: float  # from the first request to the last 202
     sent: int  # jobs in the requests sent within the step's time
     accepted: int
-    refused: int  # requests answered 503 (Kafka or Postgres did not answer in time), not retried
+    refused: int  # requests answered 503 (Kafka or Postgres did not answer in time, or admission), not retried
     answers: list[float]  # seconds from each POST to its 202
     lag: dict[str, int]  # records each consumer had not folded when the last 202 came back
     latency: dict[Target, Latency]
