@@ -41,7 +41,7 @@ from projections.caps.rules import (
     included_crossings,
     parse_percents,
     period_of,
-    usage_counts,
+    period_starts,
 )
 from projections.caps.store import Standing
 from projections.db import lock_each
@@ -133,6 +133,7 @@ class UsageCaps(Projection):
     # nothing); what is held and which alerts exist do not.
     tables = ("usage", "caps")
     emits = True
+    chunk = 2000  # a handful of round trips per apply whatever its size: see Projection.chunk
     not_swappable = (
         "its `standing.decisions` number the cap holds the key store has applied; a rebuild numbers them afresh, "
         "and the key store would ignore its holds and releases until they passed the live numbers"
@@ -145,26 +146,36 @@ class UsageCaps(Projection):
         return UsageCaps(CapsConfig.of(settings))
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
-        jobs = [item.event for item in events if isinstance(item.event, JobCompleted)]
-        registry = [item for item in events if isinstance(item.event, ACCOUNT_EVENTS)]
+        jobs: list[JobCompleted] = []
+        others: list[Recorded[Event]] = []
+        for item in events:  # jobs are nearly every event: `type() is` first, isinstance (ABC, slow) for the rest
+            if type(item.event) is JobCompleted or isinstance(item.event, JobCompleted):
+                jobs.append(item.event)
+            else:
+                others.append(item)
+        registry = [item for item in others if isinstance(item.event, ACCOUNT_EVENTS)]
         registered = {item.event.account_id for item in registry if isinstance(item.event, ACCOUNT_EVENTS)}
-        changes = [item.event for item in events if isinstance(item.event, CapSet | CapCleared | CapPeriodEnded)]
-        subscriptions = subscription_events(events)
+        changes = [item.event for item in others if isinstance(item.event, CapSet | CapCleared | CapPeriodEnded)]
+        subscriptions = subscription_events(others)
         if not (jobs or registry or changes or subscriptions):
             return  # other facts: nothing to count
         customers = sorted({e.customer_id for e, _, _ in subscriptions if e.customer_id})
         billed = await store.accounts_of_customers(conn, customers) if customers else []
-        await lock_each(conn, "caps:account:", {j.account_id for j in jobs} | registered
-                        | {e.account_id for e in changes} | set(billed))
+        accounts = [j.account_id for j in jobs]
+        counted = set(accounts)
+        await lock_each(conn, "caps:account:", counted | registered | {e.account_id for e in changes} | set(billed))
         latest = Latest()
         regrid = await self.regrid(conn, registry, subscriptions, latest)
-        new = await store.count_new(conn, jobs)
-        grids = await store.grids_of(conn, sorted({j.account_id for j in new} | regrid))
-        await store.add_usage(conn, usage_counts((j for j in new if j.account_id not in regrid), grids))
+        grids = await store.grids_of(conn, sorted(counted | regrid))
+        times = [j.completed_at for j in jobs]
+        # A regrid account's jobs get no period: they go into `seen` only, and its recount below counts them.
+        periods = period_starts(zip(accounts, times, strict=True), grids, regrid)
+        new = await store.count_new(conn, store.Jobs([j.api for j in jobs], [j.job_id for j in jobs], accounts, times,
+                                                     periods))
         for account in sorted(regrid):
             await store.recount(conn, account, grids.get(account))
-        for j in new:
-            latest.see(j.account_id, j.completed_at)
+        for account, at in new.items():
+            latest.see(account, at)
         for change in changes:
             await apply_change(conn, change, latest)
         await emit(conn, await self.decide(conn, latest), producer=PRODUCER)
@@ -194,15 +205,17 @@ class UsageCaps(Projection):
         accounts = sorted(latest)
         caps = await store.caps_of(conn, accounts)
         standing = await store.standings(conn, accounts)
-        grids = await store.grids_of(conn, accounts)
         plans = await store.plans_of(conn, accounts)
         included = {a: n for a, price in plans.items() if (n := self.config.plans.get(price, 0))}
+        # The others have nothing to hold or alert on; their period is found again once they have a cap or a plan.
+        watched = [a for a in accounts if effective_caps(caps.get(a, []), self.config.default_jobs)
+                   or a in included or ((row := standing.get(a)) is not None and row.held)]
+        if not watched:
+            return []  # no cap, plan or hold among them: no round trips for periods and usage nobody reads
+        grids = await store.grids_of(conn, watched)
         current: dict[str, tuple[datetime, Period]] = {}
-        for account in accounts:
-            own = effective_caps(caps.get(account, []), self.config.default_jobs)
+        for account in watched:
             row = standing.get(account)
-            if not own and account not in included and (row is None or not row.held):
-                continue  # nothing to hold or alert on; its period is found again once it has a cap or a plan
             at = max(latest[account], row.latest_at) if row else latest[account]
             current[account] = (at, period_of(at, grids.get(account)))
         usage = await store.usage_in(conn, {a: p.start for a, (_, p) in current.items()})

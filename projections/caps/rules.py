@@ -13,8 +13,7 @@ the PAYG prices of its API surfaces.
 from __future__ import annotations
 
 import calendar
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -121,19 +120,22 @@ def period_of(at: datetime, grid: Grid | None) -> Period:
     return Period(max(start, grid.end), end) if at >= grid.end else Period(start, min(end, grid.start))
 
 
-def usage_counts(jobs: Iterable[tuple[str, str, datetime]], grids: Mapping[str, Grid],
-                 ) -> Counter[tuple[str, datetime, str]]:
-    """Jobs (account, api, completed at) counted per (account, period start, api). A batch's jobs mostly fall in
-    their account's period of the job before: that is checked first, since finding a period per job was an eighth
-    of the fold's time (py-spy, issue 18)."""
-    counts: Counter[tuple[str, datetime, str]] = Counter()
+def period_starts(jobs: Iterable[tuple[str, datetime]], grids: Mapping[str, Grid], skip: Container[str] = (),
+                  ) -> list[datetime | None]:
+    """The start of each job's (account, completed at) period, None for an account in `skip` (recounted whole).
+    A batch's jobs mostly fall in their account's period of the job before: that is checked first, since finding a
+    period per job was an eighth of the fold's time (py-spy, issue 18)."""
+    starts: list[datetime | None] = []
     last: dict[str, Period] = {}
-    for account, api, at in jobs:
+    for account, at in jobs:
         period = last.get(account)
         if period is None or not period.start <= at < period.end:
+            if account in skip:
+                starts.append(None)
+                continue
             period = last[account] = period_of(at, grids.get(account))
-        counts[(account, period.start, api)] += 1
-    return counts
+        starts.append(period.start)
+    return starts
 
 
 def month_of(at: datetime) -> Period:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
 
-from events.jobs import JobCompleted
 from projections.caps.rules import Cap, Grid, period_of
 
-
-class NewJob(NamedTuple):
-    account_id: str
-    api: str
-    completed_at: datetime
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 class Standing(NamedTuple):
@@ -28,17 +24,72 @@ class Standing(NamedTuple):
     decisions: int
 
 
-async def count_new(conn: asyncpg.Connection, jobs: Sequence[JobCompleted]) -> list[NewJob]:
-    """The jobs not counted before (by api and job id), now marked counted."""
-    if not jobs:
-        return []
+class Jobs(NamedTuple):
+    """A batch's jobs as columns, in log order: the job's key (api, job_id), account, completion, and the start of
+    the period it counts in (None: not counted here, its account is recounted whole)."""
+
+    apis: list[str]
+    ids: list[str]
+    accounts: list[str]
+    times: list[datetime]
+    periods: list[datetime | None]
+
+
+async def count_new(conn: asyncpg.Connection, jobs: Jobs) -> dict[str, datetime]:
+    """Mark the jobs not counted before (by api and job id) counted, and add them to their periods' usage in the
+    same statement; returns the latest completion of the new jobs per account."""
+    if not jobs.apis:
+        return {}
+    if len(set(zip(jobs.apis, jobs.ids, strict=True))) < len(jobs.apis):
+        jobs = first_of_each(jobs)  # the usage join below is by key: one row each, the one the insert keeps
+    starts: dict[datetime, int] = {}
+    periods = [0 if p is None else starts.setdefault(p, len(starts) + 1) for p in jobs.periods]
+    # Each column goes as one text of space-separated values: asyncpg encodes an array element by element, at
+    # several times the cost of a join, and this is every job. Times are whole microseconds since the epoch,
+    # periods an index into their few starts (0: none).
+    # `counted` joins the rows `seen` took to the batch for their periods, and writes them in one order (as
+    # `add_usage` does), so no two folds deadlock on the same usage rows.
     rows = await conn.fetch(
-        """INSERT INTO seen (api, job_id, account_id, completed_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-           ON CONFLICT DO NOTHING RETURNING account_id, api, completed_at""",
-        [j.api for j in jobs], [j.job_id for j in jobs], [j.account_id for j in jobs], [j.completed_at for j in jobs],
+        """WITH batch AS (
+               SELECT api, job_id, account_id, timestamptz 'epoch' + us * interval '1 microsecond' AS completed_at,
+                      nullif(period, 0) AS period
+               FROM unnest(string_to_array($1, ' '), string_to_array($2, ' '), string_to_array($3, ' '),
+                           string_to_array($4, ' ')::int8[], string_to_array($5, ' ')::int4[])
+                   AS b(api, job_id, account_id, us, period)),
+           new AS (
+               INSERT INTO seen (api, job_id, account_id, completed_at)
+               SELECT api, job_id, account_id, completed_at FROM batch
+               ON CONFLICT DO NOTHING RETURNING api, job_id, account_id, completed_at),
+           counted AS (
+               INSERT INTO usage (account_id, period_start, api, jobs)
+               SELECT b.account_id, ($6::timestamptz[])[b.period], b.api, count(*)
+               FROM new JOIN batch AS b USING (api, job_id)
+               WHERE b.period IS NOT NULL GROUP BY b.account_id, b.period, b.api ORDER BY 1, 2, 3
+               ON CONFLICT (account_id, period_start, api) DO UPDATE SET jobs = usage.jobs + EXCLUDED.jobs)
+           SELECT account_id, max(completed_at) AS latest FROM new GROUP BY account_id""",
+        spaced(jobs.apis), spaced(jobs.ids), spaced(jobs.accounts),
+        " ".join([str((t - EPOCH) // MICROSECOND) for t in jobs.times]), " ".join(map(str, periods)), list(starts),
     )
-    return [NewJob(r["account_id"], r["api"], r["completed_at"]) for r in rows]
+    return {r["account_id"]: r["latest"] for r in rows}
+
+
+def spaced(values: Sequence[str]) -> str:
+    """The values as one text, split back by `string_to_array(…, ' ')`. An id or API name is never empty and has no
+    space (events/types.py); one that did would shift the columns (or vanish), so it fails here, as a data error."""
+    joined = " ".join(values)
+    if joined.count(" ") != len(values) - 1 or "" in values:
+        raise ValueError("a job's API name, id or account id is empty or holds a space")
+    return joined
+
+
+def first_of_each(jobs: Jobs) -> Jobs:
+    """The batch with each key's first job only: the one `INSERT … ON CONFLICT DO NOTHING` keeps."""
+    first: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(zip(jobs.apis, jobs.ids, strict=True)):
+        first.setdefault(key, i)
+    keep = sorted(first.values())
+    return Jobs([jobs.apis[i] for i in keep], [jobs.ids[i] for i in keep], [jobs.accounts[i] for i in keep],
+                [jobs.times[i] for i in keep], [jobs.periods[i] for i in keep])
 
 
 async def add_usage(conn: asyncpg.Connection, counts: Mapping[tuple[str, datetime, str], int]) -> None:
