@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
 
-from events.envelope import Event, natural_event_id
+from events.envelope import Event, natural_event_id, natural_event_id_text
 from events.types import AccountId, ApiName, Channel, JobId, JobMode
 
 
@@ -45,6 +45,11 @@ class JobCompleted(Event):
 def job_event_id(api: str, job_id: str) -> uuid.UUID:
     """A job is identified by (api, job_id): every publication of it carries this one event id."""
     return natural_event_id("job", api, job_id)
+
+
+def job_event_id_text(api: str, job_id: str) -> str:
+    """`str(job_event_id(api, job_id))`, made without a UUID object: for ingest, which needs only the text."""
+    return natural_event_id_text("job", api, job_id)
 
 
 LegacyKind = Literal["pages_processed", "sync_call_finished", "async_job_submitted", "async_job_finished", "job_failed"]

@@ -77,13 +77,18 @@ class Publisher:
             ids = [event.natural_id() or uuid.uuid4() for event in events]
         else:
             ids = [given or event.natural_id() or uuid.uuid4() for event, given in zip(events, event_ids, strict=True)]
+        await self.publish_identified(events, [str(event_id) for event_id in ids])
+        return ids
+
+    async def publish_identified(self, events: Sequence[Event], event_ids: Sequence[str]) -> None:
+        """`publish_many` for events whose ids the caller made, as the envelope's text (`natural_event_id_text`):
+        no UUID object made and formatted per event where only its text goes out."""
         writer = EnvelopeWriter(producer=self.producer_name, occurred_at=utcnow())
-        values = [writer.encode(event, event_id) for event, event_id in zip(events, ids, strict=True)]
+        values = writer.encode_many(events, event_ids)
         keys = [event.partition_key().encode() for event in events]
         named = {topic: self.topics.name(topic) for topic in {event.topic for event in events}}
         topics = [named[event.topic] for event in events]
         await self._send_batches(zip(topics, keys, values, strict=True))
-        return ids
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Bytes as they are (benchmarks compare against this)."""
