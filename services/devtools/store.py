@@ -8,10 +8,10 @@ import asyncpg
 Key = tuple[str, str]  # (api, job_id)
 
 
-# Each key probed in the primary key (a LATERAL subquery with a LIMIT is never made a join): `IN (SELECT … unnest)`
-# and `= ANY` were planned once, on the sandbox's empty tables, as scans of the whole table, and the plan kept by
-# the connection's statement cache: looked up ten times a second, they cost the engine's Postgres ~60 µs a job at
-# 3,000 jobs/s, growing with the tables (pg_stat_statements over a `bench engine` run).
+# Each key probed in the primary key (a LATERAL subquery with a LIMIT is never made a join). The `IN (SELECT …
+# unnest)` and `= ANY` forms took 4–13 ms a look in a `bench engine` run (pg_stat_statements): looked for ten times
+# a second, ~60 µs of the engine's Postgres a job at 3,000 jobs/s. Why the planner did so is not established; a
+# young table's statistics did the same to ingest's receipts (services/ledger/store.py).
 _PROBE = """SELECT given.a, given.b FROM unnest($1::text[], $2::text[]) AS given(a, b),
             LATERAL (SELECT 1 FROM {table} t WHERE {match} LIMIT 1) AS found"""
 _JOBS = "t.api = given.a AND t.job_id = given.b"
