@@ -31,6 +31,13 @@ def problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"detail": reason}, status_code=status)
 
 
+def retry_later(reason: str, seconds: int) -> JSONResponse:
+    """503 + Retry-After: nothing of the batch was taken; the client sends it again (duplicates are recognised)."""
+    response = problem(503, reason)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 class ItemError(BaseModel):
     index: int = Field(description="The item's position in the batch, from 0.")
     errors: list[dict[str, str]] = Field(description="`field` and `message`, per problem.")
@@ -67,9 +74,7 @@ async def jobs_completed(request: Request) -> JSONResponse:
     admission: Admission = request.app.state.admission
     if (why := admission.refusal()) is not None:  # before the body is read: an engine behind does no more work
         metrics.INGEST_REFUSED.inc()
-        response = problem(503, why)
-        response.headers["Retry-After"] = str(admission.retry_after)
-        return response
+        return retry_later(why, admission.retry_after)
     limit = settings.jobmeter_ingest_max_batch
     raw = await request.body()
     try:
@@ -80,11 +85,8 @@ async def jobs_completed(request: Request) -> JSONResponse:
         else:
             result = await _item_by_item(raw, limit, request)
     except TRANSIENT as error:  # a restarting Kafka or Postgres: a retryable 503, never a 500
-        # Nothing was acknowledged: the client retries the same batch, and duplicates are recognised.
         log.warning("ingest unavailable", error=repr(error))
-        response = problem(503, f"the event log or database is unavailable ({type(error).__name__}); retry")
-        response.headers["Retry-After"] = "1"
-        return response
+        return retry_later(f"the event log or database is unavailable ({type(error).__name__}); retry", 1)
     if isinstance(result, JSONResponse):
         return result
     valid = result.accepted + result.duplicates
