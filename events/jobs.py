@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, Field
 
 from events.envelope import Event, natural_event_id, natural_event_id_text
 from events.types import AccountId, ApiName, Channel, JobId, JobMode
@@ -14,9 +14,9 @@ from events.types import AccountId, ApiName, Channel, JobId, JobMode
 class JobCompleted(Event):
     """One finished job on one API surface: one billable unit, whatever it processed.
 
-    Also the shape of an item posted to `POST /v1/jobs/completed`. The API surface is checked against
-    the configured ones only where a caller passes them as validation context (`{"apis": (...)}`), i.e.
-    at the edges; an event already in the log is a fact and stays readable if a surface is retired.
+    Also the shape of an item posted to `POST /v1/jobs/completed`. Ingest refuses a job on an API surface that is
+    not configured; this model does not check it, so an event already in the log is a fact that stays readable if
+    a surface is retired, and reading the log calls no validator of ours per job.
     """
 
     event_type: ClassVar[str] = "JobCompleted"
@@ -29,14 +29,6 @@ class JobCompleted(Event):
     channel: Channel
     mode: JobMode
     completed_at: AwareDatetime
-
-    @field_validator("api")
-    @classmethod
-    def _known_api(cls, value: str, info: ValidationInfo) -> str:
-        apis = (info.context or {}).get("apis")
-        if apis is not None and value not in apis:
-            raise ValueError(f"unknown API surface {value!r}; expected one of: {', '.join(apis)}")
-        return value
 
     def natural_id(self) -> uuid.UUID:
         return job_event_id(self.api, self.job_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import chain
 from typing import NamedTuple, cast
 
 import asyncpg
@@ -33,7 +34,7 @@ from projections import positions
 from projections.db import transaction
 from projections.holds import Holds
 from projections.projection import Projection
-from projections.records import RawRecord, Recorded, logged_at
+from projections.records import RawRecord, Record, Recorded, logged_at
 
 log = structlog.get_logger(__name__)
 
@@ -56,21 +57,19 @@ class FoldOutcome(NamedTuple):
     held: int = 0  # records not applied because their partition is held (the held record and those after it)
 
 
-def by_partition(records: Sequence[RawRecord], groups: int) -> list[list[RawRecord]]:
+def by_partition(records: Sequence[Record], groups: int) -> list[list[Record]]:
     """The records split into at most `groups` lists, whole partitions each, of about equal size, each in log
     order."""
     if groups <= 1:
         return [list(records)]
-    partitions: dict[tuple[str, int], list[RawRecord]] = {}
-    for r in records:
-        partitions.setdefault((r.topic, r.partition), []).append(r)
-    split: list[list[RawRecord]] = [[] for _ in range(min(groups, len(partitions)))]
+    partitions = positions.partitioned(records)
+    split: list[list[Record]] = [[] for _ in range(min(groups, len(partitions)))]
     for key in sorted(partitions, key=lambda k: -len(partitions[k])):
         min(split, key=len).extend(partitions[key])
     return split
 
 
-def dead_letter(record: RawRecord, consumer: str, reason: str) -> DeadLettered:
+def dead_letter(record: Record, consumer: str, reason: str) -> DeadLettered:
     payload = (record.value or b"").decode("utf-8", errors="replace")
     key = record.key.decode("utf-8", errors="replace") if record.key else None
     return DeadLettered(
@@ -107,11 +106,12 @@ class Folder:
         self.contiguous = contiguous  # False for a rebuild that starts part-way (`replay --since`)
         self.held = Holds(projection.name)
 
-    def decode(self, records: Sequence[RawRecord]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
+    def decode(self, records: Sequence[Record]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
         dead: list[DeadLettered] = []
+        held = self.held
         for record in records:
-            if self.held.covers(record):
+            if held and held.covers(record):
                 continue  # behind a held record of its partition: applied after it, once a reader can
             try:
                 if record.value is None:
@@ -130,7 +130,7 @@ class Folder:
             )
         return good, dead
 
-    async def fold(self, records: Sequence[RawRecord]) -> FoldOutcome:
+    async def fold(self, records: Sequence[Record]) -> FoldOutcome:
         started = time.perf_counter()
         groups = by_partition(records, self.projection.side_by_side) if self.projection.side_by_side > 1 else []
         if len(groups) <= 1:
@@ -147,7 +147,7 @@ class Folder:
         metrics.BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
         return outcome
 
-    async def _fold_group(self, records: Sequence[RawRecord]) -> FoldOutcome:
+    async def _fold_group(self, records: Sequence[Record]) -> FoldOutcome:
         if not records:
             return FoldOutcome(0, 0, 0)
         name = self.projection.name
@@ -163,8 +163,8 @@ class Folder:
         return FoldOutcome(applied=applied, skipped=len(records) - len(fresh), dead=len(dead), held=held)
 
     async def _fold(
-        self, records: Sequence[RawRecord], *, careful: bool
-    ) -> tuple[list[RawRecord], list[DeadLettered], int]:
+        self, records: Sequence[Record], *, careful: bool
+    ) -> tuple[list[Record], list[DeadLettered], int]:
         holds_before = dict(self.held)
         try:
             return await self._fold_once(records, careful=careful)
@@ -173,25 +173,27 @@ class Folder:
             raise
 
     async def _fold_once(
-        self, records: Sequence[RawRecord], *, careful: bool
-    ) -> tuple[list[RawRecord], list[DeadLettered], int]:
+        self, records: Sequence[Record], *, careful: bool
+    ) -> tuple[list[Record], list[DeadLettered], int]:
+        runs = positions.partitioned(records)
         async with transaction(self.pool, self.schema) as conn:
             if self.take_swap_lock:
                 # Shared with other consumers; `replay --swap` takes it exclusively for the moment of the swap.
                 await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self.projection.name)
-            stored = await positions.lock(conn, [(r.topic, r.partition) for r in records])
+            stored = await positions.lock(conn, list(runs))
             if self.contiguous and not careful:  # the careful rerun sees the same records: reported once
-                self._report_gaps(positions.gaps(records, stored))
-            fresh = positions.unread(records, stored)
+                self._report_gaps(positions.gaps(runs, stored))
+            unread = positions.unread(runs, stored)
+            fresh = list(chain.from_iterable(unread.values()))
             dead = await (self._apply_isolating(conn, fresh) if careful else self._apply_pipelined(conn, fresh))
             if dead:
                 await self._send_dead(dead)
             # A held partition's position stays before its held record, whatever came after it in the batch.
-            kept = [r for r in fresh if not self.held.covers(r)]
+            kept = self.held.before(unread)
             await positions.advance(conn, positions.next_offsets(kept))
-        return fresh, dead, len(fresh) - len(kept)
+        return fresh, dead, len(fresh) - sum(map(len, kept.values()))
 
-    async def _apply_pipelined(self, conn: asyncpg.Connection, fresh: list[RawRecord]) -> list[DeadLettered]:
+    async def _apply_pipelined(self, conn: asyncpg.Connection, fresh: list[Record]) -> list[DeadLettered]:
         """Apply chunk after chunk in this transaction, decoding the next chunk while Postgres works on the one
         in flight: decoding and Postgres are the two halves of a fold's time, so they overlap instead of
         adding up. No savepoints: a data error aborts the transaction and `fold` retries in isolation."""
@@ -218,7 +220,7 @@ class Folder:
                     in_flight.exception()  # retrieved: the error that matters is the one propagating
         return dead
 
-    async def _apply_isolating(self, conn: asyncpg.Connection, fresh: list[RawRecord]) -> list[DeadLettered]:
+    async def _apply_isolating(self, conn: asyncpg.Connection, fresh: list[Record]) -> list[DeadLettered]:
         """After a data error: apply chunk by chunk, each in a savepoint; in a chunk that fails, record by
         record, dead-lettering the records the data makes fail."""
         dead: list[DeadLettered] = []
@@ -243,7 +245,7 @@ class Folder:
                     dead.append(letter.model_copy(update={"payload": item.envelope.model_dump_json()}))
         return dead
 
-    async def reapply(self, record: RawRecord) -> str | None:
+    async def reapply(self, record: Record) -> str | None:
         """Apply one record again, outside the positions: a dead letter redriven after its cause was fixed. None
         when it was applied, else why it was refused again. As safe to repeat as a redelivery is, because every
         projection applies a fact by its identity (a job by (api, job_id), a Stripe event by its id, …) rather than

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import structlog
 
 from jobmeter import metrics
-from projections.positions import Partition
-from projections.records import RawRecord
+from projections.positions import Partition, R, Runs
+from projections.records import Record
 
 log = structlog.get_logger(__name__)
 
@@ -32,12 +32,25 @@ class Holds(dict[Partition, Hold]):
         super().__init__()
         self.projection = projection
 
-    def covers(self, record: RawRecord) -> bool:
+    def covers(self, record: Record) -> bool:
         """Whether the record is the held one of its partition or comes after it."""
         hold = self.get((record.topic, record.partition))
         return hold is not None and record.offset >= hold.offset
 
-    def hold(self, record: RawRecord, reason: str) -> None:
+    def before(self, runs: Runs[R]) -> Runs[R]:
+        """Each partition's records before its hold: all of them while nothing is held (nearly always)."""
+        if not self:
+            return runs
+        kept: dict[Partition, list[R]] = {}
+        for partition, run in runs.items():
+            hold = self.get(partition)
+            if hold is None:
+                kept[partition] = run
+            elif rest := [r for r in run if r.offset < hold.offset]:
+                kept[partition] = rest
+        return kept
+
+    def hold(self, record: Record, reason: str) -> None:
         key = (record.topic, record.partition)
         if key not in self or record.offset < self[key].offset:
             self[key] = Hold(record.offset, reason)

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.positions import Partition
-from projections.records import RawRecord
+from projections.records import Record
 
 Offsets = dict[Partition, int]
 STALL_SECONDS = 120.0
@@ -79,7 +79,7 @@ class LogReader:
             for tp, hit in found.items()
         }
 
-    async def read_to_end(self, topics: Sequence[str]) -> AsyncIterator[list[RawRecord]]:
+    async def read_to_end(self, topics: Sequence[str]) -> AsyncIterator[list[Record]]:
         """Everything in these topics up to their ends as of now: an empty poll is not the end of a topic (a
         broker busy or just restarted answers late), the high watermark is."""
         ends = await self.high_watermarks(await self.partitions(topics))
@@ -88,7 +88,7 @@ class LogReader:
 
     async def read(
         self, start: Mapping[Partition, int], stop: Mapping[Partition, int]
-    ) -> AsyncIterator[list[RawRecord]]:
+    ) -> AsyncIterator[list[Record]]:
         """Batches of the records in [start, stop) of each partition in `stop` (start defaults to zero)."""
         todo = {p: end for p, end in stop.items() if start.get(p, 0) < end}
         if not todo:
@@ -102,8 +102,8 @@ class LogReader:
             fetched = await self._consumer.getmany(
                 *(tps[p] for p in todo), timeout_ms=500, max_records=self.max_records
             )
-            batch = [
-                RawRecord.of(r)
+            batch: list[Record] = [
+                r
                 for tp, records in fetched.items()
                 for r in records
                 if r.offset < todo.get((tp.topic, tp.partition), -1)

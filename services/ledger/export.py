@@ -28,7 +28,7 @@ from events.registry import REGISTRY
 from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.log import LogReader
-from projections.records import RawRecord, logged_at
+from projections.records import Record, logged_at
 
 Row = dict[str, Any]
 Progress = Callable[[int, int], None]  # (records read, records in range)
@@ -59,7 +59,7 @@ class ExportSummary:
         return sum(self.bad.values())
 
 
-def job_row(record: RawRecord) -> Row | None:
+def job_row(record: Record) -> Row | None:
     """The export row of a record; None for other event types. Raises DecodeError for a bad record."""
     if record.value is None:
         raise DecodeError("empty record value")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import structlog
@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from projections import positions
 from projections.db import transaction
 from projections.fold import Folder
-from projections.records import RawRecord
+from projections.records import Record
 from services.platform.transient import TRANSIENT
 
 log = structlog.get_logger(__name__)
@@ -122,20 +122,19 @@ def mount_projection(
     listener.subscriber = subscriber
 
     @subscriber
-    async def fold(records: Any) -> None:
-        batch = [RawRecord.of(r) for r in records]
+    async def fold(records: Any) -> None:  # aiokafka's ConsumerRecords, as `_records_of` hands them: not validated
         # In a context of its own: FastStream's holds this batch's message (every record of it) while the handler
         # runs, and every timer the fold schedules keeps a copy of the context it was scheduled in, so the batch
         # with it — asyncpg's statement-cache expiry (300 s) and its command timeouts (60 s; once cancelled, one
         # may wait in the loop until due, context and all). That kept whole batches: +19 MB for the meter at
         # 2,000 jobs/s, more behind a backlog, where batches are larger (issue 18).
-        await asyncio.create_task(_fold_retrying(folder_of, batch), context=contextvars.Context())
+        await asyncio.create_task(_fold_retrying(folder_of, records), context=contextvars.Context())
         hold_partitions(subscriber.consumer, folder_of())
 
     return subscriber
 
 
-async def _fold_retrying(folder_of: FolderOf, batch: list[RawRecord]) -> None:
+async def _fold_retrying(folder_of: FolderOf, batch: Sequence[Record]) -> None:
     async for attempt in AsyncRetrying(
         # A restarting server is worth a few tries in place before the batch goes back to Kafka.
         retry=retry_if_exception_type(TRANSIENT),

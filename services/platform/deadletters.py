@@ -17,7 +17,7 @@ from events.deadletters import DeadLettered, DeadLetterRedriven
 from events.registry import REGISTRY
 from events.topics import Topics
 from projections.log import LogReader
-from projections.records import RawRecord, logged_at
+from projections.records import Record, logged_at
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class DeadLetter:
         return {**self.summary(), "key": self.key, "payload": self.payload}
 
 
-def letter_of(record: RawRecord) -> DeadLetter | DeadLetterRedriven:
+def letter_of(record: Record) -> DeadLetter | DeadLetterRedriven:
     """A dead-letter record as a DeadLetter (one that is not a readable DeadLettered is shown, not hidden), or the
     outcome of a redrive."""
     logged = (record.timestamp, record.partition, record.offset)

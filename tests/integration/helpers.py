@@ -18,7 +18,7 @@ from events.topics import Topics
 from jobmeter.settings import Settings
 from projections.db import quote_schema
 from projections.log import LogReader, Offsets
-from projections.records import RawRecord
+from projections.records import Record
 from services.devtools.sandbox import sandbox
 
 T = TypeVar("T")
@@ -67,7 +67,7 @@ async def read_topic(settings: Settings, topic: str, *, expect: int, timeout: fl
     return records
 
 
-async def read_to_end(settings: Settings, logical: str) -> list[RawRecord]:
+async def read_to_end(settings: Settings, logical: str) -> list[Record]:
     """Every record of a topic (logical name) up to its end as of this call: no waiting for more. After a call
     that returns once Kafka has what it publishes (the ingest, a webhook, a sync job), this is all it published."""
     async with LogReader(settings.kafka_bootstrap_servers) as log:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.positions import Partition, gaps, next_offsets, unread
+from projections.positions import Partition, Runs, gaps, next_offsets, partitioned, unread
 
 
 @dataclass(frozen=True)
@@ -23,39 +23,50 @@ def recs(topic: str, partition: int, offsets: range) -> list[Rec]:
     return [Rec(topic, partition, o) for o in offsets]
 
 
+def flat(runs: Runs[Rec]) -> list[Rec]:
+    return [r for run in runs.values() for r in run]
+
+
+def test_partitioned_keeps_each_partitions_records_in_the_order_given() -> None:
+    # aiokafka hands a batch grouped by partition, but nothing here relies on it.
+    batch = [Rec("jobs", 1, 9), Rec("jobs", 0, 4), Rec("jobs", 1, 7), Rec("keys", 0, 0), Rec("jobs", 0, 3)]
+    assert partitioned(batch) == {("jobs", 1): [Rec("jobs", 1, 9), Rec("jobs", 1, 7)],
+                                  ("jobs", 0): [Rec("jobs", 0, 4), Rec("jobs", 0, 3)], ("keys", 0): [Rec("keys", 0, 0)]}
+
+
 def test_unread_keeps_records_at_or_past_the_stored_position() -> None:
     batch = recs("jobs", 0, range(3, 8)) + recs("jobs", 1, range(0, 2))
-    fresh = unread(batch, {("jobs", 0): 5, ("jobs", 1): 2})
-    assert [(r.partition, r.offset) for r in fresh] == [(0, 5), (0, 6), (0, 7)]
+    fresh = unread(partitioned(batch), {("jobs", 0): 5, ("jobs", 1): 2})
+    assert [(r.partition, r.offset) for r in flat(fresh)] == [(0, 5), (0, 6), (0, 7)]
+    assert list(fresh) == [("jobs", 0)]  # a partition with nothing new is not there at all
 
 
 def test_a_partition_never_seen_starts_at_zero() -> None:
-    assert unread(recs("jobs", 2, range(0, 3)), {}) == recs("jobs", 2, range(0, 3))
+    assert flat(unread(partitioned(recs("jobs", 2, range(0, 3))), {})) == recs("jobs", 2, range(0, 3))
 
 
 def test_next_offsets_is_one_past_the_last_record_of_each_partition() -> None:
-    # aiokafka hands a batch grouped by partition, but nothing here relies on the order.
     batch = [Rec("jobs", 1, 9), Rec("jobs", 0, 4), Rec("jobs", 1, 7), Rec("keys", 0, 0)]
-    assert next_offsets(batch) == {("jobs", 0): 5, ("jobs", 1): 10, ("keys", 0): 1}
+    assert next_offsets(partitioned(batch)) == {("jobs", 0): 5, ("jobs", 1): 10, ("keys", 0): 1}
 
 
 def test_an_empty_batch_moves_nothing() -> None:
-    assert next_offsets([]) == {}
-    assert unread([], {("jobs", 0): 3}) == []
+    assert next_offsets(partitioned([])) == {}
+    assert unread(partitioned([]), {("jobs", 0): 3}) == {}
 
 
 def test_a_batch_past_the_stored_position_is_taken_as_it_is() -> None:
     # Kafka offsets may have holes (transaction markers, compaction), so a gap is not an error here: keeping
     # the consumer from being sent past the stored position is the seek's job (services/platform/consumers.py).
-    assert next_offsets(unread(recs("jobs", 0, range(7, 9)), {("jobs", 0): 3})) == {("jobs", 0): 9}
+    assert next_offsets(unread(partitioned(recs("jobs", 0, range(7, 9))), {("jobs", 0): 3})) == {("jobs", 0): 9}
 
 
 def test_a_batch_that_starts_past_the_stored_position_is_a_gap_to_report() -> None:
     batch = recs("jobs", 0, range(7, 9)) + recs("jobs", 1, range(2, 4)) + recs("keys", 0, range(0, 2))
     stored = {("jobs", 0): 3, ("jobs", 1): 3}
-    assert gaps(batch, stored) == {("jobs", 0): (3, 7)}  # jobs/1 is a redelivery, keys/0 starts where it should
-    assert gaps(list(reversed(batch)), stored) == {("jobs", 0): (3, 7)}
-    assert gaps(recs("jobs", 2, range(5, 6)), {}) == {("jobs", 2): (0, 5)}  # a log that starts late
+    assert gaps(partitioned(batch), stored) == {("jobs", 0): (3, 7)}  # jobs/1 redelivered, keys/0 starts right
+    assert gaps(partitioned(reversed(batch)), stored) == {("jobs", 0): (3, 7)}
+    assert gaps(partitioned(recs("jobs", 2, range(5, 6))), {}) == {("jobs", 2): (0, 5)}  # a log that starts late
 
 
 PARTITIONS: list[Partition] = [("jobs", 0), ("jobs", 1), ("keys", 0)]
@@ -80,9 +91,9 @@ def test_redeliveries_and_rollbacks_apply_every_offset_exactly_once(data: st.Dat
     applied: Counter[tuple[str, int, int]] = Counter()  # the projection's rows
 
     def fold(batch: list[Rec], commits: bool) -> None:
-        fresh = unread(batch, {(r.topic, r.partition): stored.get((r.topic, r.partition), 0) for r in batch})
+        fresh = unread(partitioned(batch), stored)
         if commits:  # otherwise the process died mid-transaction: rows and positions roll back together
-            applied.update((r.topic, r.partition, r.offset) for r in fresh)
+            applied.update((r.topic, r.partition, r.offset) for r in flat(fresh))
             for partition, offset in next_offsets(fresh).items():  # positions.advance: GREATEST(stored, new)
                 stored[partition] = max(stored.get(partition, 0), offset)
 

@@ -22,7 +22,7 @@ from projections.db import create_pool, quote_schema
 from projections.fold import Folder
 from projections.ledger.projection import APPLY_JOBS, UsageLedger, job_rows
 from projections.migrate import migrate
-from projections.records import RawRecord, Recorded, logged_at
+from projections.records import Record, Recorded, logged_at
 from services.devtools.bench.rates import PeakRss, Rate
 from services.devtools.bench.workload import check_job_messages, load_topic
 from services.devtools.sandbox import sandbox
@@ -35,7 +35,7 @@ FETCH_MAX_WAIT_MS = 100
 
 
 async def consume(
-    settings: Settings, topic: str, expect: int, handle: Callable[[list[RawRecord]], Awaitable[None]]
+    settings: Settings, topic: str, expect: int, handle: Callable[[list[Record]], Awaitable[None]]
 ) -> Rate:
     """Read `topic` from offset zero with a plain consumer (no group), in batches as large as a live consumer
     takes (JOBMETER_BATCH_MAX_RECORDS) into `handle`; timed from the first fetch, so connecting to Kafka is not
@@ -50,7 +50,7 @@ async def consume(
     try:
         while seen < expect:
             batches = await consumer.getmany(timeout_ms=500, max_records=settings.jobmeter_batch_max_records)
-            records = [RawRecord.of(r) for part in batches.values() for r in part][: expect - seen]
+            records: list[Record] = [r for part in batches.values() for r in part][: expect - seen]
             if not records:
                 if time.monotonic() - last > STALL_SECONDS:
                     raise RuntimeError(f"{topic}: stuck at {seen} of {expect} records")
@@ -70,7 +70,7 @@ async def fresh_ledger(pool: asyncpg.Pool, dsn: str, schema: str) -> Folder:
 async def full_fold(settings: Settings, pool: asyncpg.Pool, topic: str, events: int, schema: str) -> Rate:
     folder = await fresh_ledger(pool, settings.database_url, schema)
 
-    async def fold(records: list[RawRecord]) -> None:
+    async def fold(records: list[Record]) -> None:
         await folder.fold(records)
 
     return await consume(settings, topic, events, fold)
@@ -86,7 +86,7 @@ async def raw_pipe(settings: Settings, pool: asyncpg.Pool, topic: str, events: i
     async with pool.acquire() as conn:
         await conn.execute(RAW_TABLE)
 
-    async def copy(records: list[RawRecord]) -> None:
+    async def copy(records: list[Record]) -> None:
         rows = []
         for r in records:
             envelope = json.loads(r.value or b"{}")
@@ -108,7 +108,7 @@ async def naive_fold(settings: Settings, pool: asyncpg.Pool, topic: str, events:
         await conn.execute(f"SET search_path TO {quote_schema(schema)}, public")
         try:
 
-            async def one_by_one(records: list[RawRecord]) -> None:
+            async def one_by_one(records: list[Record]) -> None:
                 for r in records:
                     envelope, event = REGISTRY.decode(r.value or b"")
                     item = Recorded(r.topic, r.partition, r.offset, logged_at(r.timestamp), envelope, event)
