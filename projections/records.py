@@ -8,20 +8,15 @@ from functools import lru_cache
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from events.envelope import Envelope, Event
+from projections.positions import Positioned
 
 E = TypeVar("E", bound=Event)
 
 
-class Record(Protocol):
+class Record(Positioned, Protocol):
     """The parts of a Kafka record we use. aiokafka's ConsumerRecord is one, and is folded as it comes: copying
     each into a RawRecord was ~2 % of a job consumer's samples (py-spy at 10,000 jobs/s, issue 18)."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
     @property
     def timestamp(self) -> int: ...  # milliseconds since the epoch, the broker's log time
     @property

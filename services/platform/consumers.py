@@ -122,7 +122,7 @@ def mount_projection(
     listener.subscriber = subscriber
 
     @subscriber
-    async def fold(records: Any) -> None:  # aiokafka's ConsumerRecords, as `_records_of` hands them: not validated
+    async def fold(records: Any) -> None:  # aiokafka's ConsumerRecords (`_records_of`); Any: FastStream checks nothing
         # In a context of its own: FastStream's holds this batch's message (every record of it) while the handler
         # runs, and every timer the fold schedules keeps a copy of the context it was scheduled in, so the batch
         # with it — asyncpg's statement-cache expiry (300 s) and its command timeouts (60 s; once cancelled, one

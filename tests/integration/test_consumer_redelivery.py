@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,25 +21,17 @@ from events.codec import encode
 from events.envelope import Envelope, Event
 from events.jobs import JobCompleted
 from jobmeter.settings import Settings
-from projections.db import create_pool
 from projections.fold import Folder
-from projections.migrate import migrate
-from projections.projection import Projection
 from projections.records import Recorded
 from services.platform.consumers import mount_projection
 from tests.integration.helpers import eventually
+from tests.integration.probe import Probe, probe_pool
 
 pytestmark = pytest.mark.integration
 
 
-class FailsFirst(Projection):
+class FailsFirst(Probe):
     """Refuses its first batch with an error that is neither the data's nor transient: the batch goes back."""
-
-    name = "probe"
-    schema = "probe"
-    topics = ("jobs",)
-    migrations = Path(__file__).parent / "fold_probe"
-    tables = ("seen",)
 
     def __init__(self) -> None:
         self.batches: list[list[tuple[int, str]]] = []
@@ -50,18 +41,13 @@ class FailsFirst(Projection):
         self.batches.append(jobs)
         if len(self.batches) == 1:
             raise RuntimeError("the first batch fails")
-        await conn.execute("INSERT INTO seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                           [job_id for _, job_id in jobs])
+        await super().apply(conn, events)
 
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    await migrate(settings.database_url, "probe", FailsFirst.migrations)
-    opened = await create_pool(settings.database_url)
-    try:
+    async with probe_pool(settings) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def two_partitions_of_jobs(settings: Settings, topic: str, per_partition: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import ClassVar
 
 import asyncpg
@@ -21,25 +20,11 @@ from events.envelope import Envelope, Event
 from events.jobs import JobCompleted
 from events.registry import REGISTRY as EVENTS
 from jobmeter.settings import Settings
-from projections.db import create_pool
 from projections.fold import Folder
-from projections.migrate import migrate
-from projections.projection import Projection
 from projections.records import RawRecord, Recorded
+from tests.integration.probe import Probe, probe_pool
 
 pytestmark = pytest.mark.integration
-
-
-class Probe(Projection):
-    name = "probe"
-    schema = "probe"
-    topics = ("jobs",)
-    migrations = Path(__file__).parent / "fold_probe"
-    tables = ("seen",)
-
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
-        ids = [e.event.job_id for e in events if isinstance(e.event, JobCompleted)]
-        await conn.execute("INSERT INTO seen SELECT unnest($1::text[])", ids)
 
 
 class SideBySideProbe(Probe):
@@ -57,13 +42,8 @@ class SideBySideProbe(Probe):
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """The probe's schema migrated in this test's database, and a pool on it."""
-    await migrate(settings.database_url, "probe", Probe.migrations)
-    opened = await create_pool(settings.database_url)
-    try:
+    async with probe_pool(settings) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 class Letters(list[DeadLettered]):
