@@ -5,6 +5,7 @@ what had not committed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -96,6 +97,30 @@ async def test_poison_in_a_later_chunk_rolls_back_the_pipeline_and_is_isolated(p
     assert seen == sorted(f"job-{i}" for i in range(8) if i != 5)
     assert stored == {0: 8}
     assert [letter.offset for letter in letters] == [5]
+
+
+class Idempotent(Probe):
+    """Applies a job again without an error (as most projections do), so only the positions' lock keeps two
+    consumers from both counting a batch as theirs."""
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
+        ids = [e.event.job_id for e in events if isinstance(e.event, JobCompleted)]
+        await conn.execute("INSERT INTO seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", ids)
+
+
+async def test_two_consumers_folding_one_batch_at_once_apply_it_once(pool: asyncpg.Pool) -> None:
+    """During a rebalance two consumers can hold a partition for a moment: the first to lock its positions applies
+    the batch, the other waits on the lock and then skips it all. They lock in one order whatever order their
+    batches come in, so neither waits on the other forever."""
+    letters = Letters()
+    for n in range(3):  # a few rounds: which of the two locks first is up to the scheduler
+        batch = [record(40 * n + i, f"r{n}-p{p}-{i}", partition=p) for p in (0, 1) for i in range(40)]
+        outcomes = await asyncio.gather(Folder(Idempotent(), pool, dead_letters=letters).fold(batch),
+                                        Folder(Idempotent(), pool, dead_letters=letters).fold(batch[40:] + batch[:40]))
+        assert sorted((o.applied, o.skipped) for o in outcomes) == [(0, 80), (80, 0)]
+        seen, stored = await seen_and_positions(pool)
+        assert len(seen) == 80 * (n + 1) and stored == {0: 40 * (n + 1), 1: 40 * (n + 1)}
+    assert letters == []
 
 
 async def test_side_by_side_groups_commit_apart_and_the_retry_applies_only_the_rest(pool: asyncpg.Pool) -> None:
