@@ -14,7 +14,7 @@ from typing import NamedTuple
 import structlog
 
 from jobmeter import metrics
-from projections.positions import Partition, R, Runs
+from projections.positions import Partition, Positioned, R, Runs
 from projections.records import Record
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,7 @@ class Holds(dict[Partition, Hold]):
         super().__init__()
         self.projection = projection
 
-    def covers(self, record: Record) -> bool:
+    def covers(self, record: Positioned) -> bool:
         """Whether the record is the held one of its partition or comes after it."""
         hold = self.get((record.topic, record.partition))
         return hold is not None and record.offset >= hold.offset
@@ -43,10 +43,9 @@ class Holds(dict[Partition, Hold]):
             return runs
         kept: dict[Partition, list[R]] = {}
         for partition, run in runs.items():
-            hold = self.get(partition)
-            if hold is None:
+            if partition not in self:
                 kept[partition] = run
-            elif rest := [r for r in run if r.offset < hold.offset]:
+            elif rest := [r for r in run if not self.covers(r)]:
                 kept[partition] = rest
         return kept
 

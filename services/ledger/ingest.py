@@ -80,9 +80,14 @@ def validate_item(item: Any, apis: tuple[str, ...], now: datetime) -> JobComplet
             # Where the model's validator listed it: after account_id's reasons, the one field before api.
             reasons.insert(sum(r["field"] == "account_id" for r in reasons), unknown)
         return reasons
+    return admitted(job, apis, now + MAX_CLOCK_SKEW)
+
+
+def admitted(job: JobCompleted, apis: tuple[str, ...], latest: datetime) -> JobCompleted | list[dict[str, str]]:
+    """A valid job as ingest takes it, or the one reason it does not: its API surface first, then its time."""
     if (unknown := unknown_api(job.api, apis)) is not None:
         return [unknown]
-    if job.completed_at > now + MAX_CLOCK_SKEW:
+    if job.completed_at > latest:
         return [FUTURE]
     return job
 
@@ -140,13 +145,8 @@ def read_batch(raw: bytes, apis: tuple[str, ...], limit: int, now: datetime | No
     repeats = 0
     errors: list[ItemError] = []
     for index, outcome in enumerate(parsed):
-        judged: JobCompleted | list[dict[str, str]]
-        if type(outcome) is not JobCompleted:
-            judged = validate_item(outcome, apis, now)
-        elif (refused := unknown_api(outcome.api, apis)) or outcome.completed_at > latest:
-            judged = [refused or FUTURE]  # the surface first, as validate_item says it
-        else:
-            judged = outcome
+        judged = validate_item(outcome, apis, now) if type(outcome) is not JobCompleted \
+            else admitted(outcome, apis, latest)
         if isinstance(judged, list):
             errors.append(ItemError(index, judged))
             continue
