@@ -75,6 +75,11 @@ class Event(BaseModel):
         """Override where the fact has an identity of its own, so duplicates share one event id."""
         return None
 
+    def facts(self) -> Sequence[Event]:
+        """The facts this event carries, each read as an event of its own: itself, unless it is a batch of them
+        (`events.jobs.JobsCompleted`)."""
+        return (self,)
+
 
 class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -103,6 +108,14 @@ class Envelope(BaseModel):
             producer=producer,
             data=event.model_dump(mode="json"),
         )
+
+
+def fact_id(envelope: Envelope, fact: Event) -> uuid.UUID:
+    """The event id of a fact read from `envelope`: the envelope's own when the fact travelled alone, the fact's
+    natural id when it travelled in a batch (`Event.facts`), so a fact keeps one id whatever carried it."""
+    if envelope.type == fact.event_type:
+        return envelope.event_id
+    return fact.natural_id() or envelope.event_id
 
 
 class EnvelopeWriter:

@@ -1,11 +1,14 @@
-"""Job facts: the billable unit, and the legacy operation events the normaliser turns into it."""
+"""Job facts: the billable unit (alone, or a batch of one account's), and the legacy operation events the normaliser
+turns into it."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from itertools import chain
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from events.envelope import Event, natural_event_id, natural_event_id_text
 from events.types import AccountId, ApiName, Channel, JobId, JobMode
@@ -34,14 +37,49 @@ class JobCompleted(Event):
         return job_event_id(self.api, self.job_id)
 
 
+class JobsCompleted(Event):
+    """Jobs of one account in one record: how ingest publishes a request's jobs, one record per account.
+
+    Read as its jobs, each exactly as if it had come in a `JobCompleted` of its own (`facts`): a job's identity
+    stays (api, job_id) whatever carried it, so a job published alone and again in a batch counts once. Why a
+    batch: every consumer pays per record to fetch, unpack and decode it, and each reads every job (issue 18).
+    The jobs keep their own `account_id`, so each is a whole `JobCompleted`; it must be the batch's, the record's
+    key, or the record is not read (dead-lettered whole, with the reason).
+    """
+
+    event_type: ClassVar[str] = "JobsCompleted"
+    version: ClassVar[int] = 1
+    topic: ClassVar[str] = "jobs"
+
+    account_id: AccountId
+    jobs: tuple[JobCompleted, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_account(self) -> JobsCompleted:
+        for n, job in enumerate(self.jobs):
+            if job.account_id != self.account_id:
+                raise ValueError(f"jobs.{n}.account_id {job.account_id!r} is not the batch's {self.account_id!r}")
+        return self
+
+    def facts(self) -> Sequence[Event]:
+        return self.jobs
+
+    def natural_id(self) -> uuid.UUID:
+        return natural_event_id("jobs", *job_keys(self.jobs))
+
+
+def jobs_event_id_text(jobs: Sequence[JobCompleted]) -> str:
+    """`str(JobsCompleted(...).natural_id())` without the model: the same jobs published again share the id."""
+    return natural_event_id_text("jobs", *job_keys(jobs))
+
+
+def job_keys(jobs: Sequence[JobCompleted]) -> chain[str]:
+    return chain.from_iterable((job.api, job.job_id) for job in jobs)
+
+
 def job_event_id(api: str, job_id: str) -> uuid.UUID:
     """A job is identified by (api, job_id): every publication of it carries this one event id."""
     return natural_event_id("job", api, job_id)
-
-
-def job_event_id_text(api: str, job_id: str) -> str:
-    """`str(job_event_id(api, job_id))`, made without a UUID object: for ingest, which needs only the text."""
-    return natural_event_id_text("job", api, job_id)
 
 
 LegacyKind = Literal["pages_processed", "sync_call_finished", "async_job_submitted", "async_job_finished", "job_failed"]

@@ -6,8 +6,8 @@ from events.accounts import AccountContactSet, AccountRegistered, StripeCustomer
 from events.billing import MeterUsageReported, MeterUsageUnreportable
 from events.caps import CapCleared, CapPeriodEnded, CapSet
 from events.codec import EventRegistry
-from events.deadletters import DeadLettered, DeadLetterRedriven
-from events.jobs import JobCompleted, LegacyOperation
+from events.deadletters import DeadLettered, DeadLetterRedriven, fact_of_v1
+from events.jobs import JobCompleted, JobsCompleted, LegacyOperation
 from events.keys import KeyIssued, KeyRestored, KeyRevoked, KeySuspended, scope_of_v2, source_of_v1
 from events.payg import (
     AutoRechargeDisabled,
@@ -38,6 +38,7 @@ from events.webhooks import WebhookEndpointAdded, WebhookEndpointRemoved
 REGISTRY = EventRegistry(
     [
         JobCompleted,
+        JobsCompleted,
         LegacyOperation,
         AccountRegistered,
         StripeCustomerLinked,
@@ -86,3 +87,4 @@ REGISTRY.upcaster(KeySuspended.event_type, 2)(scope_of_v2)
 REGISTRY.upcaster(AccountRegistered.event_type, 1)(contact_of_v1)
 REGISTRY.upcaster(UsageForecastExceeded.event_type, 1)(spend_of_v1)
 REGISTRY.upcaster(BalanceDebited.event_type, 1)(jobs_of_v1)
+REGISTRY.upcaster(DeadLettered.event_type, 1)(fact_of_v1)

@@ -22,6 +22,8 @@ INGEST_REFUSED = Counter(
     "jobmeter_ingest_refused_total", "Ingest requests answered 503 because a consumer was too far behind (admission)"
 )
 CONSUMER_LAG = Gauge(
-    "jobmeter_consumer_jobs_behind", "Jobs a projection has not folded yet, as ingest's admission last read it "
-    "(read only when JOBMETER_INGEST_MAX_LAG is set)", ["projection"]
+    "jobmeter_consumer_jobs_behind",
+    "Jobs a projection has not folded yet, as ingest's admission last read it: its records behind times the jobs per "
+    "record this process published lately (read only when JOBMETER_INGEST_MAX_LAG is set)",
+    ["projection"],
 )

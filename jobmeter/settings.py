@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     jobmeter_ingest_publish_timeout_seconds: float = Field(default=10.0, gt=0)
     # Admission: past this many jobs not yet folded by the furthest-behind consumer of the jobs topic, ingest
     # answers 503 with Retry-After instead of taking more (0: never; services.ledger.admission). The lag is read
-    # every JOBMETER_INGEST_LAG_INTERVAL_SECONDS.
+    # every JOBMETER_INGEST_LAG_INTERVAL_SECONDS, in records, and counted in jobs at the jobs per record this
+    # ingest process published over the last interval.
     jobmeter_ingest_max_lag: int = Field(default=0, ge=0)
     jobmeter_ingest_lag_interval_seconds: float = Field(default=0.5, gt=0)
     # How long ingest remembers a job to answer "duplicate" to a retry (the ledger counts it once regardless),

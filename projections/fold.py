@@ -27,7 +27,7 @@ import structlog
 
 from events.codec import DecodeError, EventRegistry, NotYetReadable
 from events.deadletters import DeadLettered
-from events.envelope import Event
+from events.envelope import Envelope, Event, fact_id
 from events.registry import REGISTRY
 from jobmeter import metrics
 from projections import positions
@@ -53,7 +53,7 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 class FoldOutcome(NamedTuple):
     applied: int
     skipped: int
-    dead: int
+    dead: int  # dead letters: one per record, or per job for a job of a batch record applied alone
     held: int = 0  # records not applied because their partition is held (the held record and those after it)
 
 
@@ -81,6 +81,15 @@ def dead_letter(record: Record, consumer: str, reason: str) -> DeadLettered:
         key=key,
         payload=payload,
     )
+
+
+def alone(item: Recorded[Event]) -> Envelope:
+    """The envelope of one fact as if it had travelled alone: what a dead letter of one job of a batch holds, so
+    that redriving it applies that job, not the whole batch again."""
+    if item.envelope.type == item.event.event_type:
+        return item.envelope
+    return Envelope.wrap(item.event, producer=item.envelope.producer, event_id=fact_id(item.envelope, item.event),
+                         occurred_at=item.envelope.occurred_at)
 
 
 class Folder:
@@ -123,11 +132,9 @@ class Folder:
             except DecodeError as error:
                 dead.append(dead_letter(record, self.projection.name, error.reason))
                 continue
-            good.append(
-                Recorded(
-                    record.topic, record.partition, record.offset, logged_at(record.timestamp), envelope, event
-                )
-            )
+            at = logged_at(record.timestamp)
+            good.extend([Recorded(record.topic, record.partition, record.offset, at, envelope, fact)
+                         for fact in event.facts()])
         return good, dead
 
     async def fold(self, records: Sequence[Record]) -> FoldOutcome:
@@ -157,7 +164,8 @@ class Folder:
             # The whole transaction rolled back: nothing of it is applied and no dead letter was sent.
             log.warning("batch failed, isolating records", projection=name, error=str(error))
             fresh, dead, held = await self._fold(records, careful=True)
-        applied = len(fresh) - len(dead) - held
+        # In records: one whose job was dead-lettered alone (a batch's, `Event.facts`) is not counted as applied.
+        applied = len(fresh) - len({(letter.source, letter.partition, letter.offset) for letter in dead}) - held
         metrics.EVENTS_APPLIED.labels(name).inc(applied)
         metrics.EVENTS_SKIPPED.labels(name).inc(len(records) - len(fresh))
         return FoldOutcome(applied=applied, skipped=len(records) - len(fresh), dead=len(dead), held=held)
@@ -242,7 +250,9 @@ class Folder:
                 except DATA_ERRORS as error:
                     raw = RawRecord(item.topic, item.partition, item.offset, 0, None, None)
                     letter = dead_letter(raw, self.projection.name, f"could not apply: {error}")
-                    dead.append(letter.model_copy(update={"payload": item.envelope.model_dump_json()}))
+                    envelope = alone(item)
+                    fact = None if envelope is item.envelope else envelope.event_id
+                    dead.append(letter.model_copy(update={"payload": envelope.model_dump_json(), "fact": fact}))
         return dead
 
     async def reapply(self, record: Record) -> str | None:
@@ -254,12 +264,13 @@ class Folder:
             envelope, event = self.registry.decode(record.value or b"")
         except DecodeError as error:
             return error.reason
-        item = Recorded(record.topic, record.partition, record.offset, logged_at(record.timestamp), envelope, event)
+        at = logged_at(record.timestamp)
+        items = [Recorded(record.topic, record.partition, record.offset, at, envelope, fact) for fact in event.facts()]
         try:
             async with transaction(self.pool, self.schema) as conn:
                 if self.take_swap_lock:
                     await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self.projection.name)
-                await self.projection.apply(conn, [item])
+                await self.projection.apply(conn, items)
         except DATA_ERRORS as error:
             return f"could not apply: {error}"
         return None

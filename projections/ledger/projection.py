@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from events.envelope import Event
+from events.envelope import Event, fact_id
 from events.jobs import JobCompleted
 from projections.projection import Projection
 from projections.records import Recorded
@@ -49,7 +49,7 @@ def job_rows(events: Sequence[Recorded[Event]]) -> list[Any]:
         join([j.mode for j in jobs]),
         [j.completed_at for j in jobs],
         [item.logged_at for item in items],
-        [item.envelope.event_id for item in items],
+        [fact_id(item.envelope, item.event) for item in items],
     ]
 
 

@@ -16,7 +16,14 @@ from services.cli.common import console, errors
 from services.devtools.bench import keycheck, stripe_requests
 from services.devtools.bench.bad_input import bench_bad_input
 from services.devtools.bench.engine import bench_engine
-from services.devtools.bench.engine_figures import DEFAULT_STEPS, EngineRun, figure, parse_modes, parse_steps
+from services.devtools.bench.engine_figures import (
+    DEFAULT_STEPS,
+    EngineRun,
+    StepResult,
+    figure,
+    parse_modes,
+    parse_steps,
+)
 from services.devtools.bench.engine_figures import as_json as engine_json
 from services.devtools.bench.engine_machine import MACHINE_ROWS
 from services.devtools.bench.engine_memory import MemoryTrend
@@ -116,11 +123,13 @@ def engine(
         min=1, max=9, help="Kafka nodes: start (or reuse) a stack of that many first, as `stack up --brokers N` "
         "does; from 2 up, on a stack of its own (JOBMETER_STATE_DIR), as for `chaos --brokers`")] = None,
     max_lag: Annotated[int | None, typer.Option(
-        min=0, help="the engine's JOBMETER_INGEST_MAX_LAG (admission: ingest answers 503 while a consumer is more "
-        "jobs behind; 0 = off); unset: as configured")] = None,
+        min=0, help="the engine's JOBMETER_INGEST_MAX_LAG (admission: ingest answers 503 while a consumer has more "
+        "than this many jobs left to fold, about: its records × ingest's jobs per record; 0 = off); unset: as "
+        "configured")] = None,
 ) -> None:
-    """The whole engine under a steady load through HTTP ingest, in steps: achieved rate, each consumer's lag,
-    202 → ledger / meter outbox / PAYG balance latency, CPU and peak RSS per process."""
+    """The whole engine under a steady load through HTTP ingest, in steps: achieved rate, each consumer's lag (in
+    records, and about as many jobs at the step's jobs per record), 202 → ledger / meter outbox / PAYG balance
+    latency, CPU and peak RSS per process."""
     try:
         rates, modes = parse_steps(steps), parse_modes(mode)
     except ValueError as error:
@@ -154,15 +163,15 @@ def _engine_tables(run: EngineRun, seconds: float, brokers: int) -> None:
 
     on = f", {brokers} Kafka brokers" if brokers > 1 else ""
     table = Table(title=f"engine, {run.mode}{on}: {seconds:g} s a step; figure {figure(run.steps) or 0:,} jobs/s")
-    for column in ("offered/s", "achieved/s", "keeps up", "most behind (consumer)", "ledger p50/p99 ms",
-                   "meter p50/p99 ms", "payg p50/p99 ms"):
+    for column in ("offered/s", "achieved/s", "keeps up", "jobs/record", "most behind: records ≈ jobs (consumer)",
+                   "ledger p50/p99 ms", "meter p50/p99 ms", "payg p50/p99 ms"):
         table.add_column(column, justify="right")
     for step in run.steps:
-        worst = max(step.lag, key=lambda c: step.lag[c])
         cells = [f"{ms(lat.as_json()['p50_s'])} / {ms(lat.as_json()['p99_s'])}" for lat in step.latency.values()]
         refused = f" ({step.refused:,} × 503)" if step.refused else ""
+        per = step.jobs_per_record
         table.add_row(f"{step.offered:,}", f"{step.achieved:,.0f}{refused}", "yes" if step.keeps_up else "no",
-                      f"{step.lag[worst]:,} ({worst})", *cells)
+                      "—" if per is None else f"{per:,.1f}", _most_behind(step), *cells)
     console.print(table)
     cores = next((s.machine.cpus for s in run.steps if s.machine is not None), 0)
     usage = Table(title=f"engine, {run.mode}: CPU % of one core (the machine: {cores} cores, {100 * cores} %) / "
@@ -184,6 +193,14 @@ def _engine_tables(run: EngineRun, seconds: float, brokers: int) -> None:
     for name in (run.steps[0].memory if run.steps else {}):
         memory.add_row(name, *(_growth(s.memory[name]) if name in s.memory else "—" for s in run.steps))
     console.print(memory)
+
+
+def _most_behind(step: StepResult) -> str:
+    if (worst := step.most_behind) is None:
+        return "—"
+    consumer, records = worst
+    jobs = step.about_jobs(records)
+    return f"{records:,} ≈ {'—' if jobs is None else f'{jobs:,}'} ({consumer})"
 
 
 def _growth(trend: MemoryTrend) -> str:

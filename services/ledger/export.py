@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from events.codec import DecodeError
+from events.envelope import fact_id
 from events.jobs import JobCompleted
 from events.registry import REGISTRY
 from events.topics import Topics
@@ -59,23 +60,29 @@ class ExportSummary:
         return sum(self.bad.values())
 
 
-def job_row(record: Record) -> Row | None:
-    """The export row of a record; None for other event types. Raises DecodeError for a bad record."""
+def job_rows(record: Record) -> list[Row] | None:
+    """The export rows of a record, one per job it carries; None for other event types. Raises DecodeError for a
+    bad record."""
     if record.value is None:
         raise DecodeError("empty record value")
     envelope, event = REGISTRY.decode(record.value)
-    if not isinstance(event, JobCompleted):
+    jobs = [fact for fact in event.facts() if isinstance(fact, JobCompleted)]
+    if not jobs:
         return None
-    return {
-        "event_id": str(envelope.event_id),
-        "account_id": event.account_id,
-        "api": event.api,
-        "job_id": event.job_id,
-        "channel": event.channel,
-        "mode": event.mode,
-        "completed_at": event.completed_at.astimezone(UTC),
-        "logged_at": logged_at(record.timestamp),
-    }
+    at = logged_at(record.timestamp)
+    return [
+        {
+            "event_id": str(fact_id(envelope, job)),
+            "account_id": job.account_id,
+            "api": job.api,
+            "job_id": job.job_id,
+            "channel": job.channel,
+            "mode": job.mode,
+            "completed_at": job.completed_at.astimezone(UTC),
+            "logged_at": at,
+        }
+        for job in jobs
+    ]
 
 
 class RowSink(Protocol):
@@ -165,14 +172,14 @@ async def export_jobs(
                     summary.outside_window += 1
                     continue
                 try:
-                    row = job_row(record)
+                    found = job_rows(record)
                 except DecodeError as error:
                     summary.bad[error.reason.split(":")[0]] += 1
                     continue
-                if row is None:
+                if found is None:
                     summary.other_events += 1
                 else:
-                    rows.append(row)
+                    rows += found
             sink.write(rows)
             summary.rows += len(rows)
             summary.read += len(batch)

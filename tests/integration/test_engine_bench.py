@@ -27,6 +27,9 @@ async def test_one_tiny_step_of_the_engine_is_measured_whole(stack: dict[str, st
         assert latency.seconds and latency.missing == 0, target
         assert all(s >= 0 for s in latency.seconds)
     assert set(step.lag) == set(PROJECTION_SERVICES)
+    # 20 jobs a request, round-robin over 50 accounts: a record each, read off the jobs topic's ends.
+    assert step.records == step.accepted and step.jobs_per_record == 1
+    assert run.as_json()["steps"][0]["records_appended"] == step.records
     assert "all" in step.processes  # the one engine process, measured
     assert all(p.peak_rss_mb > 0 for p in step.processes.values())
     assert step.processes["all"].cpu_percent > 0  # the ingest's and the folds' CPU is seen

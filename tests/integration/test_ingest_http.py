@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from events.jobs import JobCompleted
+from events.jobs import JobCompleted, JobsCompleted
 from events.publisher import Publisher
 from events.registry import REGISTRY
 from events.topics import Topics, ensure_topics
@@ -15,7 +15,7 @@ from services.cli.simulate import post_jobs
 from services.engine.runtime import build_runtime
 from services.http.app import create_app
 from services.platform.serving import serving
-from tests.integration.helpers import INGEST, client_for, eventually, fetchval, job, read_topic
+from tests.integration.helpers import INGEST, client_for, eventually, fetchval, job, read_to_end, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.integration
 async def test_batch_is_published_with_per_item_errors_and_duplicates(settings: Settings) -> None:
     app = create_app(settings, consumers=["ledger"])
     async with client_for(app) as client:
+        sent = [job("acme", "j-1"), job("acme", "j-2", api="classify", mode="async")]
         batch = [
-            job("acme", "j-1"),
-            job("acme", "j-2", api="classify", mode="async"),
+            *sent,
             {"account_id": "acme", "api": "nope", "job_id": "j-3", "channel": "direct", "mode": "sync",
              "completed_at": "2026-11-01T10:00:00Z"},
             job("acme", "j-1"),  # the same job again, in the same batch
@@ -47,13 +47,14 @@ async def test_batch_is_published_with_per_item_errors_and_duplicates(settings: 
         assert again.status_code == 202
         assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 1)
 
-        records = await read_topic(settings, Topics(settings.jobmeter_topic_prefix).jobs, expect=2)
-        assert len(records) == 2
-        decoded = [REGISTRY.decode(r.value)[1] for r in records]
-        jobs = [j for j in decoded if isinstance(j, JobCompleted)]
-        assert jobs == decoded, decoded
-        assert {(j.api, j.job_id) for j in jobs} == {("extract", "j-1"), ("classify", "j-2")}
-        assert {r.key for r in records} == {b"acme"}
+        # The request's new jobs of one account went out as one record, in the order sent, named by its jobs.
+        records = await read_to_end(settings, "jobs")
+        assert [r.key for r in records] == [b"acme"]
+        envelope, published = REGISTRY.decode(records[0].value or b"")
+        expected = JobsCompleted(account_id="acme", jobs=tuple(JobCompleted.model_validate(j) for j in sent))
+        assert published == expected
+        assert list(published.facts()) == list(expected.jobs)
+        assert str(envelope.event_id) == str(expected.natural_id())
 
         total = await eventually(
             lambda: fetchval(settings, "SELECT coalesce(sum(jobs), 0) FROM ledger.hourly"), lambda v: v == 2
@@ -147,6 +148,7 @@ async def test_receipts_past_their_days_are_pruned_and_a_late_retry_still_counts
         retry = await client.post("/v1/jobs/completed", json=[job("acme", "old-1"), job("acme", "new-1")],
                                   headers=INGEST)
         assert (retry.json()["accepted"], retry.json()["duplicates"]) == (1, 1)
-        await eventually(lambda: fetchval(settings, "SELECT sum(next_offset) FROM ledger.positions"), lambda n: n == 3)
+        # One record per request (one account each): the first request's and the retry's
+        await eventually(lambda: fetchval(settings, "SELECT sum(next_offset) FROM ledger.positions"), lambda n: n == 2)
         # ...and the ledger, which counts by (api, job_id), still counts it once.
         assert await fetchval(settings, "SELECT sum(jobs) FROM ledger.hourly") == 2

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from services.devtools.bench.engine_figures import (
+    TARGETS,
     Latency,
     StepResult,
+    Target,
     figure,
     parse_modes,
     parse_steps,
@@ -62,17 +64,43 @@ def test_steps_and_modes_parse_or_say_what_is_wrong() -> None:
         parse_modes("all,threads")
 
 
-def step(offered: int, accepted: int, behind: int, *, drained: bool = True) -> StepResult:
-    latency = {t: Latency([0.1], 0) for t in ("ledger", "meter", "payg")}
-    return StepResult(offered, 10.0, accepted, accepted, 0, [0.05], {"ledger": 0, "meter": behind}, latency,  # type: ignore[arg-type]
-                      {}, drained)
+def step(offered: int, accepted: int, behind: int, *, drained: bool = True, records: int | None = None,
+         ) -> StepResult:
+    """A 10-second step; `records` appended to the jobs topic (one a job unless told), `behind` in records."""
+    latency: dict[Target, Latency] = {t: Latency([0.1], 0) for t in TARGETS}
+    return StepResult(offered, 10.0, accepted, accepted, 0, [0.05], {"ledger": 0, "meter": behind},
+                      accepted if records is None else records, latency, {}, drained)
 
 
 def test_the_figure_is_the_highest_step_of_an_unbroken_run_that_kept_up() -> None:
     kept = step(2000, 20_000, 3000)
     assert kept.keeps_up
     assert not step(2000, 18_000, 0).keeps_up  # ingest took under 95% of the offered rate
-    assert not step(2000, 20_000, 4001).keeps_up  # a consumer ended more than 2 s of load behind
+    assert not step(2000, 20_000, 4001).keeps_up  # a consumer ended more than 2 s of records behind
     assert not step(2000, 20_000, 0, drained=False).keeps_up
     assert figure([kept, step(5000, 50_000, 0), step(10_000, 60_000, 0), step(15_000, 150_000, 0)]) == 5000
     assert figure([step(2000, 10_000, 0)]) is None
+
+
+def test_a_consumer_is_allowed_two_seconds_of_the_records_appended_not_of_the_jobs_offered() -> None:
+    # 20,000 jobs in 2,000 records (10 a record) over 10 s: 200 records a second, so 400 records of lag allowed,
+    # where 2 s of the offered 2,000 jobs/s (4,000) would have let a consumer ten times as far behind pass.
+    assert step(2000, 20_000, 400, records=2000).keeps_up
+    assert not step(2000, 20_000, 401, records=2000).keeps_up
+    assert not step(2000, 20_000, 3000, records=2000).keeps_up
+    assert step(2000, 20_000, 0, records=2000).allowed_behind == 400
+
+
+def test_a_step_reports_its_jobs_per_record_and_the_furthest_behind_in_records_and_about_jobs() -> None:
+    batched = step(2000, 20_000, 401, records=2000)
+    assert batched.jobs_per_record == 10
+    assert batched.most_behind == ("meter", 401)
+    assert batched.about_jobs(401) == 4010
+    figures = batched.as_json()
+    assert figures["lag_at_end"] == {"ledger": 0, "meter": 401}  # in records, as read
+    assert (figures["records_appended"], figures["jobs_per_record"], figures["keep_up_bound_records"]) == (
+        2000, 10, 400)
+    assert figures["most_behind"] == {"consumer": "meter", "records": 401, "jobs_about": 4010}
+    nothing = step(2000, 0, 0, records=0)  # every request refused: no record, nothing to read a lag by
+    assert nothing.jobs_per_record is None and nothing.about_jobs(5) is None
+    assert nothing.as_json()["most_behind"] == {"consumer": "ledger", "records": 0, "jobs_about": None}

@@ -1,8 +1,11 @@
 """`jobmeter bench engine`: the whole engine (HTTP ingest and every consumer, as child processes) under a steady
-offered load, in steps. Per step: the rate ingest achieved, each consumer's lag at the end, the time from the 202 to
-a job being in the ledger, in the meter's outbox and in the PAYG balance (sampled jobs), CPU and peak RSS per process
-(the stack's Kafka, Postgres and stripe-mock included) and the whole machine's busy, idle and unaccounted CPU.
-The engine's figure is the highest step at which ingest took the offered rate and no consumer fell behind.
+offered load, in steps. Per step: the rate ingest achieved, each consumer's lag at the end (in records, with the
+step's jobs per record to read it as jobs: ingest publishes a record per account and request), the time from the
+202 to a job being in the ledger, in the meter's outbox and in the PAYG balance (sampled jobs), CPU and peak RSS per
+process (the stack's Kafka, Postgres and stripe-mock included) and the whole machine's busy, idle and unaccounted
+CPU.
+The engine's figure is the highest step at which ingest took the offered rate and no consumer fell behind more than
+two seconds of the records the step appended to the jobs topic.
 """
 
 from __future__ import annotations
@@ -153,6 +156,12 @@ async def consumer_lag(settings: Settings, conns: Connections, reader: LogReader
     return lag
 
 
+async def jobs_records(settings: Settings, reader: LogReader) -> int:
+    """Records appended to the jobs topic so far: its partitions' high watermarks, summed."""
+    jobs = Topics(settings.jobmeter_topic_prefix).jobs
+    return sum((await reader.high_watermarks(await reader.partitions([jobs]))).values())
+
+
 async def register(client: httpx.AsyncClient, settings: Settings, accounts: Sequence[Account]) -> None:
     token = settings.jobmeter_admin_token.get_secret_value()
     for n, a in enumerate(accounts):
@@ -213,6 +222,7 @@ async def run_step(eng: Engine, client: httpx.AsyncClient, conns: Connections, r
     probes = Probes(conns)
     urls = [eng.settings.database_url, *map(eng.settings.database_url_for, PROJECTION_SERVICES)]
     meter = Meter(eng.pids, stack_pids(), database_names(urls))
+    first = await jobs_records(eng.settings, reader)
     sending = asyncio.create_task(offer(client, requests, rate, seconds, probes, in_flight))
     ticks = 0
     while not sending.done():
@@ -222,14 +232,15 @@ async def run_step(eng: Engine, client: httpx.AsyncClient, conns: Connections, r
         if ticks % 5 == 0:
             meter.sample()
     sent, accepted, took, answers, refused = await sending
+    records = await jobs_records(eng.settings, reader) - first
     lag = await consumer_lag(eng.settings, conns, reader)
     meter.sample(last=True)
     processes = meter.figures()
     machine = meter.machine(processes)
     drained = await _drain(eng, conns, reader, probes, drain_seconds)
     memory = meter.memory(accepted / took if took else 0.0)
-    return StepResult(rate, took, sent, accepted, refused, answers, lag, probes.take(), processes, drained, memory,
-                      machine)
+    return StepResult(rate, took, sent, accepted, refused, answers, lag, records, probes.take(), processes, drained,
+                      memory, machine)
 
 
 async def _drain(eng: Engine, conns: Connections, reader: LogReader, probes: Probes, seconds: float) -> bool:

@@ -1,5 +1,9 @@
 """The pure part of `jobmeter bench engine`: the offered workload (accounts, bodies, sampled jobs) and the figures
-of a step (rates, latencies, who fell behind, which step is the engine's figure)."""
+of a step (rates, latencies, who fell behind, which step is the engine's figure).
+
+A consumer's lag is in records, not jobs: ingest publishes a request's jobs as one record per account, so a record
+holds one job or many. A step's allowance is therefore in records too (what it appended to the jobs topic per
+second), and its jobs per record turns a lag in records into about as many jobs."""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ MODES: tuple[Mode, ...] = ("all", "one-process", "split")
 Target = Literal["ledger", "meter", "payg"]
 TARGETS: tuple[Target, ...] = ("ledger", "meter", "payg")
 DEFAULT_STEPS = (2000, 5000, 10_000, 15_000, 20_000, 30_000)
-KEEP_UP_SECONDS = 2.0  # a consumer keeps up when it ends a step at most this many seconds of offered load behind
+# A consumer keeps up when it ends a step at most this many seconds of the step's records behind (in records: the
+# lag is counted in records, and a record carries one job or many).
+KEEP_UP_SECONDS = 2.0
 ACHIEVED_SHARE = 0.95  # ingest keeps up when it took at least this share of the offered rate
 
 
@@ -144,6 +150,7 @@ class StepResult:
     refused: int  # requests answered 503 (Kafka or Postgres did not answer in time, or admission), not retried
     answers: list[float]  # seconds from each POST to its 202
     lag: dict[str, int]  # records each consumer had not folded when the last 202 came back
+    records: int  # records the step appended to the jobs topic, from its first request to its last answer
     latency: dict[Target, Latency]
     processes: dict[str, ProcessFigures]
     drained: bool  # every consumer caught up and every sample was seen before the next step
@@ -155,10 +162,34 @@ class StepResult:
         return self.accepted / self.seconds if self.seconds else 0.0
 
     @property
+    def jobs_per_record(self) -> float | None:
+        """Jobs accepted per record appended: what a record of this step's lag stands for. None with no record."""
+        return self.accepted / self.records if self.records else None
+
+    @property
+    def allowed_behind(self) -> float:
+        """Records a consumer may end the step behind: KEEP_UP_SECONDS of the records the step appended."""
+        return KEEP_UP_SECONDS * self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def most_behind(self) -> tuple[str, int] | None:
+        """The consumer furthest behind at the step's end and its lag in records (the first by name on a tie)."""
+        if not self.lag:
+            return None
+        worst = max(sorted(self.lag), key=self.lag.__getitem__)
+        return worst, self.lag[worst]
+
+    def about_jobs(self, records: int) -> int | None:
+        """A lag in records as about how many jobs, at this step's jobs per record (records of a consumer's other
+        topics, few during a step, are counted alike)."""
+        per = self.jobs_per_record
+        return None if per is None else round(records * per)
+
+    @property
     def keeps_up(self) -> bool:
         behind = max(self.lag.values(), default=0)
         return (self.drained and not self.refused and self.achieved >= ACHIEVED_SHARE * self.offered
-                and behind <= KEEP_UP_SECONDS * self.offered)
+                and behind <= self.allowed_behind)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -166,11 +197,20 @@ class StepResult:
             "accepted": self.accepted, "requests_refused_503": self.refused,
             "seconds": round(self.seconds, 2), "keeps_up": self.keeps_up, "drained": self.drained,
             "answer_s": Latency(self.answers, 0).as_json(),
-            "lag_at_end": self.lag, "latency_from_202": {t: v.as_json() for t, v in self.latency.items()},
+            "lag_at_end": self.lag, "records_appended": self.records,
+            "jobs_per_record": None if (per := self.jobs_per_record) is None else round(per, 2),
+            "keep_up_bound_records": round(self.allowed_behind), "most_behind": self._most_behind_json(),
+            "latency_from_202": {t: v.as_json() for t, v in self.latency.items()},
             "processes": {name: p.as_json() for name, p in self.processes.items()},
             "memory": {name: m.as_json() for name, m in self.memory.items()},
             "machine": None if self.machine is None else self.machine.as_json(),
         }
+
+    def _most_behind_json(self) -> dict[str, Any] | None:
+        if (worst := self.most_behind) is None:
+            return None
+        consumer, records = worst
+        return {"consumer": consumer, "records": records, "jobs_about": self.about_jobs(records)}
 
 
 def figure(steps: Sequence[StepResult]) -> int | None:
