@@ -151,6 +151,11 @@ class EnvelopeWriter:
         return [b'{"event_id":"%s%s%s}' % (event_id.encode(), head, to_json(event))
                 for event, event_id in zip(events, event_ids, strict=True)]
 
+    def encode_data(self, kind: type[Event], data: bytes, event_id: str) -> bytes:
+        """`encode` of an event of `kind` whose data the caller serialised itself, exactly as its model would
+        (`events.jobs.jobs_completed_wire`: a batch made without building the model)."""
+        return b'{"event_id":"%s%s%s}' % (event_id.encode(), self._head(kind), data)
+
     def _head(self, kind: type[Event]) -> bytes:
         """What follows the id up to the data: the same for every event of one type in the batch."""
         head = self._heads.get(kind)

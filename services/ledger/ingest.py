@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import structlog
 from pydantic import Field, TypeAdapter, ValidationError
 
-from events.jobs import JobCompleted, JobsCompleted, jobs_event_id_text
+from events.envelope import EnvelopeWriter, utcnow
+from events.jobs import JobCompleted, jobs_completed_wire
 from jobmeter import metrics
 from projections.accounts.queries import known
 from services.ledger import store
@@ -182,9 +183,14 @@ async def ingest_valid(jobs: list[JobCompleted], repeats: int, errors: list[Item
         if new:
             # A Kafka that does not answer must not hold the client forever: TimeoutError becomes a 503.
             async with asyncio.timeout(res.settings.jobmeter_ingest_publish_timeout_seconds):
-                batches = by_account(new)
-                await res.publisher.publish_identified(batches, [jobs_event_id_text(b.jobs) for b in batches])
-            PUBLISHED.add(len(new), len(batches))  # admission reads the consumers' lag in records as jobs by it
+                groups = by_account(new)
+                writer = EnvelopeWriter(producer=res.publisher.producer_name, occurred_at=utcnow())
+                topic = res.publisher.topics.jobs
+                await res.publisher.send_raw_many([
+                    (topic, account_id.encode(), jobs_completed_wire(writer, account_id, group))
+                    for account_id, group in groups
+                ])
+            PUBLISHED.add(len(new), len(groups))  # admission reads the consumers' lag in records as jobs by it
             claimed = await _record_receipts(res, receipts if new is jobs else store.Receipts.of(new))
             result.accepted = claimed
             result.duplicates += len(new) - claimed
@@ -197,14 +203,14 @@ async def ingest_valid(jobs: list[JobCompleted], repeats: int, errors: list[Item
     return result
 
 
-def by_account(jobs: Sequence[JobCompleted]) -> list[JobsCompleted]:
-    """The jobs as one record per account (several where an account has more than JOBS_PER_RECORD), each in the
-    order received. Made without validating again: every job was validated, and each group is of one account."""
+def by_account(jobs: Sequence[JobCompleted]) -> list[tuple[str, list[JobCompleted]]]:
+    """The jobs as the groups of one record each: per account (several where an account has more than
+    JOBS_PER_RECORD), accounts in the order first seen, each account's jobs in the order received."""
     groups: dict[str, list[JobCompleted]] = {}
     for job in jobs:
         groups.setdefault(job.account_id, []).append(job)
     return [
-        JobsCompleted.model_construct(account_id=account_id, jobs=tuple(group[start:start + JOBS_PER_RECORD]))
+        (account_id, group[start:start + JOBS_PER_RECORD])
         for account_id, group in groups.items()
         for start in range(0, len(group), JOBS_PER_RECORD)
     ]

@@ -110,14 +110,20 @@ async def test_topics_hold_three_copies_and_acks_all_means_two(settings: Setting
         # partitions (seen once in CI) until the cluster's metadata reaches it.
         described = await eventually(lambda: admin.describe_topics(topics.all()),
                                      lambda found: all(t["partitions"] for t in found))
-        [configs] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topics.jobs, None)])
+
+        async def jobs_configs() -> dict[str, str]:
+            [configs] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topics.jobs, None)])
+            [resource] = configs.resources
+            return {entry[0]: entry[1] for entry in resource[4]}
+
+        # Nor its configs: it answered them with none (seen once in CI, a KeyError here).
+        found = await eventually(jobs_configs, lambda entries: "min.insync.replicas" in entries)
     finally:
         await admin.close()
     assert len(described) == len(LOGICAL_TOPICS)
     for topic in described:
         assert [sorted(p["replicas"]) for p in topic["partitions"]] == [[1, 2, 3]] * settings.jobmeter_partitions
-    [resource] = configs.resources
-    assert {entry[0]: entry[1] for entry in resource[4]}["min.insync.replicas"] == "2"
+    assert found["min.insync.replicas"] == "2"
 
 
 @dataclass

@@ -94,7 +94,7 @@ def published_as_ingest(producer: str, occurred_at: datetime, jobs: Sequence[Job
         publisher = await capturing(producer)
         res = cast(Resources, SimpleNamespace(
             publisher=publisher, settings=SimpleNamespace(jobmeter_ingest_publish_timeout_seconds=10.0)))
-        with patch("events.publisher.utcnow", return_value=occurred_at), \
+        with patch("services.ledger.ingest.utcnow", return_value=occurred_at), \
                 patch("services.ledger.ingest._received_and_unknown", AsyncMock(return_value=(set(), []))), \
                 patch("services.ledger.ingest._record_receipts", AsyncMock(return_value=len(jobs))):
             result = await ingest_valid(list(jobs), 0, [], res)
