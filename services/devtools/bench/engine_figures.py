@@ -187,7 +187,7 @@ class StepResult:
 
     @property
     def keeps_up(self) -> bool:
-        behind = max(self.lag.values(), default=0)
+        behind = 0 if (worst := self.most_behind) is None else worst[1]
         return (self.drained and not self.refused and self.achieved >= ACHIEVED_SHARE * self.offered
                 and behind <= self.allowed_behind)
 
