@@ -11,7 +11,14 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from events.envelope import EnvelopeWriter, Event, natural_event_id, natural_event_id_text
+from events.envelope import (
+    Envelope,
+    EnvelopeWriter,
+    Event,
+    natural_event_id,
+    natural_event_id_hex,
+    natural_event_id_text,
+)
 from events.types import AccountId, ApiName, Channel, JobId, JobMode
 
 
@@ -87,9 +94,36 @@ def job_keys(jobs: Sequence[JobCompleted]) -> chain[str]:
     return chain.from_iterable((job.api, job.job_id) for job in jobs)
 
 
+# Where the envelope's type starts in a record EnvelopeWriter wrote: after `{"event_id":"` and the id's 36 characters.
+_TYPE_AT = len(b'{"event_id":"') + 36
+_CURRENT_JOB_HEADS = tuple(b'","type":"%s","version":%d,' % (kind.event_type.encode(), kind.version)
+                           for kind in (JobCompleted, JobsCompleted))
+
+
+def holds_no_job_of(value: bytes, channel: Channel) -> bool:
+    """True only when the record is certainly a current `JobCompleted` or `JobsCompleted` none of whose jobs is on
+    `channel`, told from its bytes without decoding them: a consumer that applies the jobs of one channel skips it.
+
+    Certain, because: the type and version sit where EnvelopeWriter puts them (a record laid out otherwise, of an
+    older or newer version, is decoded as before, and held or upcast there); with no backslash in it, no JSON
+    string in it is escaped, so a job on `channel` would show the channel's name between quotes. A false answer
+    says nothing: the record is decoded and its jobs filtered as before.
+    """
+    quoted = b'"%s"' % channel.encode()
+    return (value.startswith(_CURRENT_JOB_HEADS, _TYPE_AT) and value.startswith(b'{"event_id":"')
+            and quoted not in value and b"\\" not in value)
+
+
 def job_event_id(api: str, job_id: str) -> uuid.UUID:
     """A job is identified by (api, job_id): every publication of it carries this one event id."""
     return natural_event_id("job", api, job_id)
+
+
+def job_fact_hex(envelope: Envelope, job: JobCompleted) -> str:
+    """`fact_id(envelope, job).hex`, made without a UUID object (`natural_event_id_hex`)."""
+    if envelope.type == JobCompleted.event_type:
+        return envelope.event_id.hex
+    return natural_event_id_hex("job", job.api, job.job_id)
 
 
 LegacyKind = Literal["pages_processed", "sync_call_finished", "async_job_submitted", "async_job_finished", "job_failed"]

@@ -28,6 +28,7 @@ import structlog
 from events.codec import DecodeError, EventRegistry, NotYetReadable
 from events.deadletters import DeadLettered
 from events.envelope import Envelope, Event, fact_id
+from events.jobs import holds_no_job_of
 from events.registry import REGISTRY
 from jobmeter import metrics
 from projections import positions
@@ -118,13 +119,15 @@ class Folder:
     def decode(self, records: Sequence[Record]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
         dead: list[DeadLettered] = []
-        held = self.held
+        held, channel = self.held, self.projection.channel
         for record in records:
             if held and held.covers(record):
                 continue  # behind a held record of its partition: applied after it, once a reader can
             try:
                 if record.value is None:
                     raise DecodeError("empty record value")
+                if channel is not None and holds_no_job_of(record.value, channel):
+                    continue  # nothing in it for this projection
                 envelope, event = self.registry.decode(record.value)
             except NotYetReadable as error:
                 self.held.hold(record, error.reason)

@@ -10,6 +10,7 @@ from typing import ClassVar
 import asyncpg
 
 from events.envelope import Event
+from events.types import Channel
 from jobmeter.settings import Settings
 from projections.records import Recorded
 
@@ -34,6 +35,11 @@ class Projection(ABC):
     # this one. A projection whose apply costs several round trips whatever its size (reads, locks, per-account
     # rules) takes larger chunks, so a batch costs fewer of them.
     chunk: ClassVar[int] = 500
+    # The one channel whose jobs it applies, where it applies only those (None: every job, or none). Every consumer
+    # of the jobs topic fetches every record, and decoding is the most of a job's cost to it: a record that
+    # certainly holds no job of this channel is passed over unread (events.jobs.holds_no_job_of), its position
+    # moving on with the batch's.
+    channel: ClassVar[Channel | None] = None
 
     def configured(self, settings: Settings) -> Projection:
         """This projection as the process running it configures it. Most read no settings: they return self;

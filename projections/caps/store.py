@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
 
 from projections.caps.rules import Cap, Grid, period_of
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
+from projections.columns import micros
 
 
 class Standing(NamedTuple):
@@ -68,7 +66,7 @@ async def count_new(conn: asyncpg.Connection, jobs: Jobs) -> dict[str, datetime]
                ON CONFLICT (account_id, period_start, api) DO UPDATE SET jobs = usage.jobs + EXCLUDED.jobs)
            SELECT account_id, max(completed_at) AS latest FROM new GROUP BY account_id""",
         spaced(jobs.apis), spaced(jobs.ids), spaced(jobs.accounts),
-        " ".join([str((t - EPOCH) // MICROSECOND) for t in jobs.times]), " ".join(map(str, periods)), list(starts),
+        micros(jobs.times), " ".join(map(str, periods)), list(starts),
     )
     return {r["account_id"]: r["latest"] for r in rows}
 

@@ -22,6 +22,7 @@ Stripe's timestamp rules (an event's timestamp lies within the past 35 days and 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -46,6 +47,26 @@ def window_start(at: datetime, width_seconds: int) -> datetime:
         raise ValueError("window width must be positive")
     epoch = int(at.timestamp() // 1)
     return datetime.fromtimestamp(epoch - epoch % width_seconds, tz=UTC)
+
+
+def windows_of(times: Iterable[datetime], width_seconds: int) -> tuple[list[datetime], list[int]]:
+    """`window_start` of each time, as the distinct windows (first seen first) and each time's place among them
+    counted from 1, as Postgres subscripts an array: a batch's jobs fall in a few windows, so each start is made
+    once, and the places travel as one text (projections.columns)."""
+    if width_seconds <= 0:
+        raise ValueError("window width must be positive")
+    places: dict[int, int] = {}
+    out: list[int] = []
+    for at in times:
+        if at.tzinfo is None:
+            raise ValueError("a job's completion time must be timezone-aware")
+        second = int(at.timestamp() // 1)
+        start = second - second % width_seconds
+        place = places.get(start)
+        if place is None:
+            place = places[start] = len(places) + 1
+        out.append(place)
+    return [datetime.fromtimestamp(start, tz=UTC) for start in places], out
 
 
 def window_end(start: datetime, width_seconds: int) -> datetime:

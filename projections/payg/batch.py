@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events.envelope import Envelope, Event, fact_id
-from events.jobs import JobCompleted
+from events.envelope import Envelope, Event
+from events.jobs import JobCompleted, job_fact_hex
 from events.payg import PaygCardSaved, PaygConfigured, RechargeCanceled, RechargeConfirmed, RechargeFailed
 from events.registry import REGISTRY
 from events.stripe import StripeEventReceived
@@ -56,7 +56,7 @@ class Batch:
         if isinstance(event, JobCompleted):
             if event.channel == "direct":  # RapidAPI bills its own traffic
                 self.jobs.append(Charge(event.account_id, event.api, event.job_id, event.completed_at,
-                                        fact_id(envelope, event)))
+                                        job_fact_hex(envelope, event)))
         elif isinstance(event, ACCOUNT_EVENTS):
             self.registrations.append(event)
         elif isinstance(event, PaygConfigured):

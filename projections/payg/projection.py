@@ -28,7 +28,7 @@ from events.payg import MAX_DEBITED_JOBS, BalanceCredited, BalanceDebited, Debit
 from jobmeter.settings import Settings
 from projections.account_view import accounts_of, fold_accounts, lock_accounts
 from projections.outbox import emit
-from projections.payg import recharge_store, recharges, reversals, store
+from projections.payg import debits, recharge_store, recharges, reversals, store
 from projections.payg.batch import Batch, parked_topup
 from projections.payg.config import PaygConfig
 from projections.payg.rules import price_of, should_capture_card
@@ -62,6 +62,7 @@ class PaygBalances(Projection):
     )
     schema = "payg"
     topics = ("accounts", "jobs", "stripe", "payg")
+    channel = "direct"  # RapidAPI bills its own traffic
     migrations = Path(__file__).parent / "migrations"
     # What a replay must reproduce exactly: every movement, and which jobs still wait for their account. When a
     # recharge is requested depends on how the log was cut into batches, so balances' bookkeeping, recharges and
@@ -145,18 +146,9 @@ class PaygBalances(Projection):
 
     async def _debit(self, conn: asyncpg.Connection, jobs: list[Charge], now: datetime) -> list[Event]:
         prices, currency = self.config.prices, self.config.defaults.currency
-        movements = [
-            Movement(f"job:{j.api}:{j.job_id}", j.account_id, "debit", -price_of(prices, j.api),
-                     f"{j.api}:{j.job_id}", j.completed_at, j.event_id)
-            for j in jobs
-        ]
-        new = await store.add_movements(conn, movements, now)
-        debited: list[tuple[str, DebitedJob]] = []
-        for job, movement in zip(jobs, movements, strict=True):
-            if movement.movement_id in new:
-                new.discard(movement.movement_id)  # a job twice in one batch: one debit
-                debited.append((job.account_id, DebitedJob(api=job.api, job_id=job.job_id,
-                                                           amount_minor=-movement.amount_minor)))
+        new = await debits.add_debits(conn, jobs, [price_of(prices, j.api) for j in jobs], now)
+        debited = [(job.account_id, DebitedJob(api=job.api, job_id=job.job_id, amount_minor=price))
+                   for job, price in new]
         return list(debit_events(debited, currency))
 
     async def _top_ups(self, conn: asyncpg.Connection, batch: Batch, admitted: Admitted,

@@ -47,7 +47,7 @@ class Charge(NamedTuple):
     api: str
     job_id: str
     completed_at: datetime
-    event_id: uuid.UUID
+    event_id: str  # the job's event id as 32 hex digits (events.jobs.job_fact_hex)
 
 
 async def park_jobs(conn: asyncpg.Connection, jobs: Sequence[Charge]) -> None:
@@ -69,7 +69,7 @@ async def release_parked(conn: asyncpg.Connection, account_ids: Sequence[str]) -
            RETURNING account_id, api, job_id, completed_at, event_id""",
         sorted(account_ids),
     )
-    return sorted(Charge(*r) for r in rows)
+    return sorted(Charge(r["account_id"], r["api"], r["job_id"], r["completed_at"], r["event_id"].hex) for r in rows)
 
 
 async def park_topups(conn: asyncpg.Connection, topups: Sequence[tuple[str, str, str]]) -> None:
@@ -154,7 +154,6 @@ WITH new AS (
 )
 SELECT movement_id FROM new
 """
-
 
 async def add_movements(conn: asyncpg.Connection, movements: Sequence[Movement], now: datetime) -> set[str]:
     """Record movements not seen before (duplicates in the batch included) and move the balances by them;

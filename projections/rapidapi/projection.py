@@ -57,6 +57,7 @@ class RapidApiChannel(Projection):
     name = "rapidapi"
     schema = "rapidapi"
     topics = ("rapidapi", "jobs")
+    channel = "rapidapi"  # its own jobs only, to reconcile with what RapidAPI reports
     migrations = Path(__file__).parent / "migrations"
     tables = ("users", "plans", "declared", "reported_rows", "reported", "ledger_jobs")
     emits = True

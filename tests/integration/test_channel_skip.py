@@ -1,0 +1,61 @@
+"""The consumers that bill one channel's jobs (PAYG and the meter: direct; the RapidAPI channel: rapidapi) pass over
+the job records that hold none of them unread, on the real stack: what each counts is exactly what it counted by
+decoding everything, its position moves past what it passed over, and a record it cannot be sure of from its bytes
+(a channel written with a JSON escape) is decoded and counted."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import pytest
+
+from events.envelope import EnvelopeWriter
+from events.jobs import JobCompleted, jobs_completed_wire
+from events.registry import REGISTRY
+from events.types import Channel
+from jobmeter.settings import Settings
+from services.engine.runtime import build_runtime
+from tests.integration.helpers import fetchval, read_to_end
+from tests.integration.test_jobs_batches import BILLING, counted, kcat, registered
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("kcat") is None, reason="needs Debian's kcat (.ci/run installs it)"),
+]
+
+WRITER = EnvelopeWriter(producer="ingest", occurred_at=datetime.now(UTC))
+
+
+def job(account: str, job_id: str, channel: Channel, api: str = "extract") -> JobCompleted:
+    return JobCompleted(account_id=account, api=api, job_id=job_id, channel=channel, mode="sync",
+                        completed_at=datetime.now(UTC))
+
+
+def record(account: str, *jobs: JobCompleted) -> tuple[str, str]:
+    """A record as ingest writes it: the layout a consumer can tell a record's channels from."""
+    return account, jobs_completed_wire(WRITER, account, jobs).decode()
+
+
+async def test_records_of_the_other_channel_are_passed_over_and_what_is_counted_stays_exact(
+    settings: Settings,
+) -> None:
+    await registered(settings)  # "paid" on PAYG, "subs" on a subscription
+    escaped = record("subs", job("subs", "s-e", "rapidapi"))
+    escaped = (escaped[0], escaped[1].replace('"rapidapi"', '"rapid\\u0061pi"'))
+    lines = [
+        record("paid", job("paid", "p-r1", "rapidapi"), job("paid", "p-r2", "rapidapi", api="classify")),
+        record("paid", job("paid", "p-d1", "direct"), job("paid", "p-d2", "direct", api="translate")),
+        record("subs", job("subs", "s-r1", "rapidapi")),
+        record("subs", job("subs", "s-d1", "direct"), job("subs", "s-r2", "rapidapi")),
+        escaped,
+    ]
+    async with build_runtime(settings, BILLING).running(producer="test"):
+        await kcat(settings, lines)
+        seen = await counted(settings)  # every consumer's position at the end of the jobs topic
+    assert seen == {"ledger": 8, "hourly": 8, "payg": -(5 + 4), "debits": 2, "meter": 1, "caps": 8, "usage": 8,
+                    "rapidapi": 5}
+    assert await fetchval(settings, "SELECT string_agg(job_id, ',' ORDER BY job_id) FROM rapidapi.ledger_jobs") == (
+        "p-r1,p-r2,s-e,s-r1,s-r2")
+    letters = [REGISTRY.decode(r.value or b"")[1] for r in await read_to_end(settings, "deadletters")]
+    assert letters == []
