@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from projections.meter.windows import (
     IDENTIFIER_MAX_LENGTH,
@@ -12,6 +14,7 @@ from projections.meter.windows import (
     meter_event_identifier,
     send_verdict,
     window_start,
+    windows_of,
 )
 
 T = datetime(2026, 11, 24, 10, 15, 42, 500_000, tzinfo=UTC)
@@ -40,6 +43,24 @@ def test_window_start(at: datetime, width: int, start: datetime) -> None:
 def test_window_start_refuses(at: datetime, width: int) -> None:
     with pytest.raises(ValueError):
         window_start(at, width)
+
+
+ZONES = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+MOMENTS = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=ZONES)
+
+
+@given(st.lists(MOMENTS, max_size=40), st.sampled_from([1, 7, 60, 300, 3600, 86_400]))
+def test_windows_of_gives_each_time_its_window_start(times: list[datetime], width: int) -> None:
+    starts, places = windows_of(times, width)
+    assert [starts[place - 1] for place in places] == [window_start(at, width) for at in times]
+    assert len(set(starts)) == len(starts) and all(start.tzinfo is UTC for start in starts)
+    assert list(dict.fromkeys(places)) == list(range(1, len(starts) + 1))  # numbered as first seen
+
+
+@pytest.mark.parametrize(("times", "width"), [([datetime(2026, 11, 24, 10, 15)], 60), ([T], 0), ([], -60)])
+def test_windows_of_refuses_as_window_start_does(times: list[datetime], width: int) -> None:
+    with pytest.raises(ValueError):
+        windows_of(times, width)
 
 
 W = datetime(2026, 11, 24, 10, 15, tzinfo=UTC)
