@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
+
 def micros(times: Iterable[datetime]) -> str:
     """The times as whole microseconds since the epoch, space-separated. A time the same object as the one before
     (the jobs of one record share their log time) is converted once."""

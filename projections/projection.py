@@ -36,9 +36,9 @@ class Projection(ABC):
     # rules) takes larger chunks, so a batch costs fewer of them.
     chunk: ClassVar[int] = 500
     # The one channel whose jobs it applies, where it applies only those (None: every job, or none). Every consumer
-    # of the jobs topic fetches every record, and decoding is the most of a job's cost to it: a record that
-    # certainly holds no job of this channel is passed over unread (events.jobs.holds_no_job_of), its position
-    # moving on with the batch's.
+    # of the jobs topic fetches every record, and decoding is most of what a job costs it: a record that certainly
+    # holds no job of this channel is passed over unread (events.jobs.holds_no_job_of), its position moving on with
+    # the batch's.
     channel: ClassVar[Channel | None] = None
 
     def configured(self, settings: Settings) -> Projection:

@@ -155,6 +155,7 @@ WITH new AS (
 SELECT movement_id FROM new
 """
 
+
 async def add_movements(conn: asyncpg.Connection, movements: Sequence[Movement], now: datetime) -> set[str]:
     """Record movements not seen before (duplicates in the batch included) and move the balances by them;
     returns the ids of those recorded now."""
