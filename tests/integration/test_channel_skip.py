@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from events.deadletters import DeadLettered
 from events.envelope import EnvelopeWriter
 from events.jobs import JobCompleted, jobs_completed_wire
 from events.registry import REGISTRY
@@ -59,3 +60,19 @@ async def test_records_of_the_other_channel_are_passed_over_and_what_is_counted_
         "p-r1,p-r2,s-e,s-r1,s-r2")
     letters = [REGISTRY.decode(r.value or b"")[1] for r in await read_to_end(settings, "deadletters")]
     assert letters == []
+
+
+async def test_a_broken_record_passed_over_is_still_dead_lettered_by_the_consumers_that_read_every_job(
+    settings: Settings,
+) -> None:
+    await registered(settings)
+    account, value = record("paid", job("paid", "p-r1", "rapidapi"))
+    broken = value.replace('"mode":"sync"', '"mode":"later"')
+    async with build_runtime(settings, BILLING).running(producer="test"):
+        await kcat(settings, [(account, broken), record("paid", job("paid", "p-d1", "direct"))])
+        seen = await counted(settings)  # every consumer past the broken record, to the end of the topic
+    assert seen == {"ledger": 1, "hourly": 1, "payg": -5, "debits": 1, "meter": 0, "caps": 1, "usage": 1,
+                    "rapidapi": 0}
+    letters = [REGISTRY.decode(r.value or b"")[1] for r in await read_to_end(settings, "deadletters")]
+    by = sorted(d.consumer for d in letters if isinstance(d, DeadLettered) and d.offset == 0)
+    assert by == ["caps", "ledger", "rapidapi"]  # PAYG and the meter bill direct jobs only: not theirs to judge
