@@ -7,12 +7,15 @@ an upstream API) never acknowledges something that can still be lost.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from events.envelope import Envelope, EnvelopeWriter, Event, utcnow
@@ -20,6 +23,7 @@ from events.topics import Topics
 
 JSON_HEADERS = [("content-type", b"application/json")]
 MAX_CHOSEN = 100_000  # keys whose partition a publisher keeps per topic (~100 bytes each)
+REQUEST_TIMEOUT_MS = 40_000  # aiokafka's default, said here: it also bounds how long a batch waits to be queued
 
 
 class Publisher:
@@ -40,7 +44,9 @@ class Publisher:
             acks="all",
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
+        self._queue_seconds = REQUEST_TIMEOUT_MS / 1000
 
     async def start(self) -> None:
         await self._producer.start()
@@ -128,12 +134,28 @@ class Publisher:
                 if builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
                     raise ValueError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
         futures = [
-            await producer.send_batch(builder, topic, partition=partition)
+            await self._queue(builder, topic, partition)
             for topic, per_partition in batches.items()
             for partition, builders in per_partition.items()
             for builder in builders
         ]
         await asyncio.gather(*futures)
+
+    async def _queue(self, builder: BatchBuilder, topic: str, partition: int) -> asyncio.Future[Any]:
+        """`send_batch`, waiting for the partition's queue up to the producer's request timeout, as aiokafka means
+        to: its `add_batch` takes the whole time waited so far off that timeout on every pass of its wait loop, so
+        with a busy partition it gives up after a fraction of it (every 503 of `bench engine` under load was this
+        KafkaTimeoutError, issue 18). Nothing of a batch is sent when it is refused, so queueing it again cannot
+        duplicate a record."""
+        producer = self._producer
+        deadline = time.monotonic() + self._queue_seconds
+        while True:
+            try:
+                queued: asyncio.Future[Any] = await producer.send_batch(builder, topic, partition=partition)
+                return queued
+            except KafkaTimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
 
     def _partitions_of(self, topic: str) -> dict[bytes, int]:
         """The partition the producer chose for each key of `topic`, kept from call to call while the topic's
