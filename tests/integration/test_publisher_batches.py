@@ -1,11 +1,14 @@
 """The publisher queues a call's records as one batch per partition: each record must still land where a plain
-`send` puts its key, in the call's order, every one acknowledged before the call returns."""
+`send` puts its key, in the call's order, every one acknowledged before the call returns, also when aiokafka refuses
+to queue a batch at first."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from events.jobs import JobCompleted
@@ -41,3 +44,32 @@ async def test_batches_land_on_the_keys_partitions_in_order_and_fill_past_one_ba
     for key, job_ids in by_key.items():  # per key, the order of the call
         assert job_ids == [e.job_id for e in events if e.account_id == key.decode()], key
     assert {REGISTRY.decode(r.value)[0].event_id for r in records} == set(ids)
+
+
+async def test_a_batch_refused_by_the_accumulator_is_queued_again_once_and_lands_once(settings: Settings) -> None:
+    topics = Topics(settings.jobmeter_topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
+    events = [JobCompleted.model_validate(job(f"acct-{i % 8}", f"q-{i}")) for i in range(400)]
+    async with Publisher(settings.kafka_bootstrap_servers, producer="test", topics=topics) as publisher:
+        accumulator = publisher._producer._message_accumulator
+        add_batch, refusals = accumulator.add_batch, [0]
+
+        async def refusing(*args: Any, **kwargs: Any) -> Any:
+            # The KafkaTimeoutError aiokafka's own wait raises under load, here for every third batch it is handed.
+            refusals[0] += 1
+            if refusals[0] % 3 == 1:
+                raise KafkaTimeoutError()
+            return await add_batch(*args, **kwargs)
+
+        accumulator.add_batch = refusing
+        await publisher.publish_many(events)
+    assert refusals[0] > 3
+    records = await read_topic(settings, topics.jobs, expect=len(events))
+    assert len(records) == len(events)  # each once: a refused batch was never sent
+    by_key: dict[bytes, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        decoded = REGISTRY.decode(record.value)[1]
+        assert isinstance(decoded, JobCompleted)
+        by_key[record.key].append(decoded.job_id)
+    for key, job_ids in by_key.items():
+        assert job_ids == [e.job_id for e in events if e.account_id == key.decode()], key
