@@ -7,7 +7,6 @@ an upstream API) never acknowledges something that can still be lost.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -15,13 +14,11 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from events.envelope import Envelope, EnvelopeWriter, Event, utcnow
+from events.lanes import Lane
 from events.topics import Topics
 
-JSON_HEADERS = [("content-type", b"application/json")]
 MAX_CHOSEN = 100_000  # keys whose partition a publisher keeps per topic (~100 bytes each)
 REQUEST_TIMEOUT_MS = 40_000  # aiokafka's default, said here: it also bounds how long a batch waits to be queued
 
@@ -38,6 +35,7 @@ class Publisher:
         self.producer_name = producer
         self.topics = topics or Topics()
         self._chosen: dict[str, tuple[set[int], dict[bytes, int]]] = {}  # see `_partitions_of`
+        self._lanes: dict[tuple[str, int], Lane] = {}
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             enable_idempotence=True,
@@ -52,6 +50,9 @@ class Publisher:
         await self._producer.start()
 
     async def stop(self) -> None:
+        entering = [task for lane in self._lanes.values() for task in lane.entering]
+        if entering:
+            await asyncio.wait(entering)  # every record a call added is handed to the producer, which flushes it
         await self._producer.stop()
 
     async def __aenter__(self) -> Publisher:
@@ -105,57 +106,34 @@ class Publisher:
         await self._send_batches(records)
 
     async def _send_batches(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
-        """Records queued as one batch per partition (more where one fills up) instead of one `send` each, and
-        waited for until Kafka acknowledged every batch. Profiled under HTTP ingest, `send` cost more per record
-        than building and encoding the envelope: a partitioner hash in Python, a metadata wait and a future per
-        record. A batch goes through the same accumulator and sender as `send` (acks=all, idempotent sequence
-        numbers given when it is drained), to the partition `send` would choose for its key, in the call's order.
+        """Records added to their partition's lane (`events.lanes`) instead of one `send` each, and waited for until
+        Kafka acknowledged every one. Profiled under HTTP ingest, `send` cost more per record than building and
+        encoding the envelope: a partitioner hash in Python, a metadata wait and a future per record. A lane's batch
+        goes through the same accumulator and sender as `send` (acks=all, idempotent sequence numbers given when it
+        is drained), to the partition `send` would choose for its key, in the call's order.
         """
-        producer = self._producer
-        batches: dict[str, dict[int, list[BatchBuilder]]] = {}
+        producer, lanes = self._producer, self._lanes
+        waits: set[asyncio.Future[Any]] = set()
         last_topic = None
         for topic, key, value in records:
             if topic != last_topic:  # one topic a call, as a rule: its look-ups made once
                 last_topic = topic
-                if topic not in batches:
-                    await producer.partitions_for(topic)  # waits for the topic's metadata, as `send` does
-                    batches[topic] = {}
-                chosen, per_partition = self._partitions_of(topic), batches[topic]
+                await producer.partitions_for(topic)  # waits for the topic's metadata, as `send` does
+                chosen = self._partitions_of(topic)
             partition = chosen.get(key)  # type: ignore[arg-type]  # a None key is never stored: not found
             if partition is None:
                 partition = producer._partition(topic, None, key, value, key, value)
                 if key is not None:
                     chosen[key] = partition
-            builders = per_partition.get(partition)
-            if builders is None:
-                builders = per_partition[partition] = [producer.create_batch()]
-            if builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
-                builders.append(producer.create_batch())
-                if builders[-1].append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
-                    raise ValueError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
-        futures = [
-            await self._queue(builder, topic, partition)
-            for topic, per_partition in batches.items()
-            for partition, builders in per_partition.items()
-            for builder in builders
-        ]
-        await asyncio.gather(*futures)
-
-    async def _queue(self, builder: BatchBuilder, topic: str, partition: int) -> asyncio.Future[Any]:
-        """`send_batch`, waiting for the partition's queue up to the producer's request timeout, as aiokafka means
-        to: its `add_batch` takes the whole time waited so far off that timeout on every pass of its wait loop, so
-        with a busy partition it gives up after a fraction of it (every 503 of `bench engine` under load was this
-        KafkaTimeoutError, issue 18). Nothing of a batch is sent when it is refused, so queueing it again cannot
-        duplicate a record."""
-        producer = self._producer
-        deadline = time.monotonic() + self._queue_seconds
-        while True:
-            try:
-                queued: asyncio.Future[Any] = await producer.send_batch(builder, topic, partition=partition)
-                return queued
-            except KafkaTimeoutError:
-                if time.monotonic() >= deadline:
-                    raise
+            lane = lanes.get((topic, partition))
+            if lane is None:
+                lane = lanes[topic, partition] = Lane(producer, topic, partition, queue_seconds=self._queue_seconds)
+            waits.add(lane.append(key, value))
+        if waits:
+            # Not gather: a caller that stops waiting (a deadline) must not cancel a batch other calls share.
+            await asyncio.wait(waits)
+            for delivered in waits:
+                delivered.result()
 
     def _partitions_of(self, topic: str) -> dict[bytes, int]:
         """The partition the producer chose for each key of `topic`, kept from call to call while the topic's

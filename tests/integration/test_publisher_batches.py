@@ -1,9 +1,10 @@
-"""The publisher queues a call's records as one batch per partition: each record must still land where a plain
-`send` puts its key, in the call's order, every one acknowledged before the call returns, also when aiokafka refuses
-to queue a batch at first."""
+"""The publisher queues records in one batch a partition, shared by the calls of the moment: each record must still
+land where a plain `send` puts its key, in its call's order, every one acknowledged before the call returns, also
+when aiokafka refuses to queue a batch at first."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -73,3 +74,37 @@ async def test_a_batch_refused_by_the_accumulator_is_queued_again_once_and_lands
         by_key[record.key].append(decoded.job_id)
     for key, job_ids in by_key.items():
         assert job_ids == [e.job_id for e in events if e.account_id == key.decode()], key
+
+
+async def test_concurrent_calls_share_a_batch_a_partition_and_each_lands_once_in_its_order(settings: Settings) -> None:
+    topics = Topics(settings.jobmeter_topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
+    calls = [[JobCompleted.model_validate(job(f"acct-{(c + i) % 12}", f"c{c}-{i}")) for i in range(25)]
+             for c in range(40)]
+    async with Publisher(settings.kafka_bootstrap_servers, producer="test", topics=topics) as publisher:
+        # The topic's metadata known first: the calls below then run side by side.
+        await publisher.publish_many([JobCompleted.model_validate(job("acct-0", "warm-up"))])
+        accumulator = publisher._producer._message_accumulator
+        add_batch, handed = accumulator.add_batch, [0]
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            handed[0] += 1
+            return await add_batch(*args, **kwargs)
+
+        accumulator.add_batch = counting
+        await asyncio.gather(*(publisher.publish_many(events) for events in calls))
+        partitions = len(await publisher._producer.partitions_for(topics.jobs))
+    # One batch a call and partition would be 40 a partition; the calls share the lanes' open batches instead.
+    assert handed[0] <= 2 * partitions
+    expected = 1 + sum(map(len, calls))
+    records = await read_topic(settings, topics.jobs, expect=expected)
+    assert len(records) == expected
+    landed: dict[bytes, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        decoded = REGISTRY.decode(record.value)[1]
+        assert isinstance(decoded, JobCompleted)
+        landed[record.key].append(decoded.job_id)
+    for events in calls:  # each call's jobs of an account in the call's order
+        for key, job_ids in landed.items():
+            own = [e.job_id for e in events if e.account_id == key.decode()]
+            assert [j for j in job_ids if j in set(own)] == own, key

@@ -15,7 +15,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from events.codec import encode
 from events.envelope import Envelope
 from events.jobs import JobCompleted, job_event_id
-from events.publisher import JSON_HEADERS
+from events.lanes import JSON_HEADERS
 from events.registry import REGISTRY
 from jobmeter.settings import Settings
 
