@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.devtools.bench.engine_figures import (
+    REPORTED_WITHIN,
     TARGETS,
     Latency,
     StepResult,
@@ -43,6 +44,22 @@ def test_bodies_are_valid_distinct_jobs_at_the_offered_count_with_a_sample_per_b
             assert sample.target == {"subscription": "meter", "payg": "payg", "rapidapi": "ledger"}[model]
             assert job.channel == ("rapidapi" if model == "rapidapi" else "direct")
     assert len(seen) == 2000
+
+
+def test_each_job_completed_shortly_before_its_request_is_due_never_after() -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    rate, seconds = 1000, 30
+    requests = requests_for(rate, seconds, 500, population("t"), APIS, label="w")
+    after = datetime.now(UTC)
+    sent, spread = 0, set()
+    for request in requests:
+        due = sent / rate  # `offer` sends a request once the jobs before it are due at the step's rate
+        for item in json.loads(request.body):
+            at = datetime.fromisoformat(item["completed_at"])
+            assert before + timedelta(seconds=due - REPORTED_WITHIN - 1) <= at <= after + timedelta(seconds=due)
+            spread.add(at)
+        sent += request.jobs
+    assert max(spread) - min(spread) >= timedelta(seconds=seconds - REPORTED_WITHIN - 1)  # they follow the step
 
 
 def test_percentile_is_nearest_rank() -> None:

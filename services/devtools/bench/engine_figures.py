@@ -8,6 +8,7 @@ second), and its jobs per record turns a lag in records into about as many jobs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ DEFAULT_STEPS = (2000, 5000, 10_000, 15_000, 20_000, 30_000)
 # A consumer keeps up when it ends a step at most this many seconds of the step's records behind (in records: the
 # lag is counted in records, and a record carries one job or many).
 KEEP_UP_SECONDS = 2.0
+REPORTED_WITHIN = 2  # seconds from a job's completion to its request, at most (`requests_for`)
 ACHIEVED_SHARE = 0.95  # ingest keeps up when it took at least this share of the offered rate
 
 
@@ -70,22 +72,30 @@ class Request:
 def requests_for(rate: int, seconds: float, batch: int, accounts: Sequence[Account], apis: Sequence[str], *,
                  label: str, seed: int = 7) -> list[Request]:
     """The step's bodies, encoded before its clock starts (the bench shares the cores with the engine). Jobs go
-    round-robin over accounts and APIs; the first job of each billing model in a request is sampled."""
+    round-robin over accounts and APIs; the first job of each billing model in a request is sampled. A job completed
+    up to REPORTED_WITHIN seconds before its request's time on the schedule, as an API reports its jobs: never in the
+    future of its request, and late for a meter window only near the window's end, as in use. (Stamps spread over
+    the minute before the step made nearly every job of a long step late for its window: each of the meter's
+    batches then opened a report that the sender sent to Stripe at once, a cost no real load has.)"""
     rng = random.Random(seed)
     total = max(1, round(rate * seconds))
     size = max(1, min(batch, rate // 10 or 1))  # at least ~10 requests a second, so the load is steady
     now = datetime.now(UTC)
-    stamps = [(now - timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ") for s in range(60)]
+    # stamps[k + REPORTED_WITHIN]: `now` + k seconds, for k from -REPORTED_WITHIN to the step's end
+    stamps = [(now + timedelta(seconds=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+              for k in range(-REPORTED_WITHIN, math.ceil(seconds) + 1)]
     out: list[Request] = []
     for start in range(0, total, size):
         items: list[str] = []
         samples: dict[str, Sample] = {}
+        due = int(start / rate)  # whole seconds into the step at which `offer` sends this request, at the earliest
+        choices = stamps[due : due + REPORTED_WITHIN + 1]
         for i in range(start, min(start + size, total)):
             account, api, job_id = accounts[i % len(accounts)], apis[i % len(apis)], f"{label}-{i:09d}"
             items.append(
                 f'{{"account_id":"{account.account_id}","api":"{api}","job_id":"{job_id}",'
                 f'"channel":"{account.channel}","mode":"{rng.choice(("sync", "async"))}",'
-                f'"completed_at":"{rng.choice(stamps)}"}}'
+                f'"completed_at":"{rng.choice(choices)}"}}'
             )
             samples.setdefault(account.model, Sample(api, job_id, account.target))
         out.append(Request(f"[{','.join(items)}]".encode(), len(items), tuple(samples.values())))
