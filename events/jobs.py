@@ -98,6 +98,7 @@ def job_keys(jobs: Sequence[JobCompleted]) -> chain[str]:
 _TYPE_AT = len(b'{"event_id":"') + 36
 _CURRENT_JOB_HEADS = tuple(b'","type":"%s","version":%d,' % (kind.event_type.encode(), kind.version)
                            for kind in (JobCompleted, JobsCompleted))
+_DATA_ACCOUNT = b'"data":{"account_id":"'
 
 
 def holds_no_job_of(value: bytes, channel: Channel) -> bool:
@@ -109,9 +110,31 @@ def holds_no_job_of(value: bytes, channel: Channel) -> bool:
     string in it is escaped, so a job on `channel` would show the channel's name between quotes. A false answer
     says nothing: the record is decoded and its jobs filtered as before.
     """
-    quoted = b'"%s"' % channel.encode()
+    return _plain_current_jobs(value) and b'"%s"' % channel.encode() not in value
+
+
+def jobs_account(value: bytes) -> str | None:
+    """The account whose jobs a current `JobCompleted` or `JobsCompleted` holds, told from its bytes where certain
+    (None otherwise): a consumer that bills one billing model's accounts skips those it knows are billed by another.
+
+    Certain as `holds_no_job_of` is (EnvelopeWriter's layout, no escape in it, so every quote is JSON's own), and
+    because the record has one `data` key, whose object starts with the `account_id` of both types (the one every
+    job of a `JobsCompleted` must share, or the record is invalid: decoded, it is dead-lettered by the consumers
+    that read every job). A record laid out otherwise is decoded as before.
+    """
+    if not _plain_current_jobs(value) or value.count(b'"data":') != 1:
+        return None
+    start = value.find(_DATA_ACCOUNT)
+    if start < 0:
+        return None
+    start += len(_DATA_ACCOUNT)
+    end = value.find(b'"', start)
+    return value[start:end].decode() if end > start else None
+
+
+def _plain_current_jobs(value: bytes) -> bool:
     return (value.startswith(_CURRENT_JOB_HEADS, _TYPE_AT) and value.startswith(b'{"event_id":"')
-            and quoted not in value and b"\\" not in value)
+            and b"\\" not in value)
 
 
 def job_event_id(api: str, job_id: str) -> uuid.UUID:

@@ -8,7 +8,7 @@ until the account's event arrives, in whichever order the two topics are read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import asyncpg
@@ -24,6 +24,21 @@ ACCOUNT_EVENTS = (AccountRegistered, StripeCustomerLinked)
 class AccountView(NamedTuple):
     model: str
     customer_id: str | None
+
+
+class Elsewhere(set[str]):
+    """The accounts a projection has learnt are billed by another model than its own, so none of their jobs is
+    its to apply: a record of their jobs is passed over unread (`Projection.billed_elsewhere`). Once learnt, for
+    good: an account's first registration stands (`fold_accounts`), so its model never changes. Learnt from the
+    projection's own view inside its fold, where a registration folded in a transaction that is then rolled back
+    is folded again, first, by the retry: the same model."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        self.model = model
+
+    def learn(self, views: Mapping[str, AccountView]) -> None:
+        self.update(account for account, view in views.items() if view.model != self.model)
 
 
 async def lock_accounts(conn: asyncpg.Connection, scope: str, account_ids: Sequence[str]) -> None:

@@ -28,7 +28,7 @@ import structlog
 from events.codec import DecodeError, EventRegistry, NotYetReadable
 from events.deadletters import DeadLettered
 from events.envelope import Envelope, Event, fact_id
-from events.jobs import holds_no_job_of
+from events.jobs import holds_no_job_of, jobs_account
 from events.registry import REGISTRY
 from jobmeter import metrics
 from projections import positions
@@ -119,15 +119,16 @@ class Folder:
     def decode(self, records: Sequence[Record]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
         dead: list[DeadLettered] = []
-        held, channel = self.held, self.projection.channel
+        held, channel, elsewhere = self.held, self.projection.channel, self.projection.billed_elsewhere
         for record in records:
             if held and held.covers(record):
                 continue  # behind a held record of its partition: applied after it, once a reader can
             try:
                 if record.value is None:
                     raise DecodeError("empty record value")
-                if channel is not None and holds_no_job_of(record.value, channel):
-                    continue  # nothing in it for this projection
+                if ((channel is not None and holds_no_job_of(record.value, channel))
+                        or (elsewhere and jobs_account(record.value) in elsewhere)):
+                    continue  # nothing in it for this projection: another channel's jobs, or another model's account's
                 envelope, event = self.registry.decode(record.value)
             except NotYetReadable as error:
                 self.held.hold(record, error.reason)

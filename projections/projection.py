@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,6 +40,9 @@ class Projection(ABC):
     # holds no job of this channel is passed over unread (events.jobs.holds_no_job_of), its position moving on with
     # the batch's.
     channel: ClassVar[Channel | None] = None
+    # The accounts whose jobs it never applies, as far as it has learnt them (`projections.account_view.Elsewhere`:
+    # another billing model's): a record of their jobs is passed over unread too (events.jobs.jobs_account).
+    billed_elsewhere: Set[str] = frozenset()
 
     def configured(self, settings: Settings) -> Projection:
         """This projection as the process running it configures it. Most read no settings: they return self;

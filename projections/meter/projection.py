@@ -24,7 +24,14 @@ from events.envelope import Event
 from events.jobs import JobCompleted
 from events.stripe import StripeEventReceived
 from jobmeter.settings import Settings
-from projections.account_view import ACCOUNT_EVENTS, AccountView, accounts_of, fold_accounts, lock_accounts
+from projections.account_view import (
+    ACCOUNT_EVENTS,
+    AccountView,
+    Elsewhere,
+    accounts_of,
+    fold_accounts,
+    lock_accounts,
+)
 from projections.meter import reports
 from projections.meter.errors import ERROR_REPORT, error_report
 from projections.meter.windows import meter_event_identifier, windows_of
@@ -115,6 +122,7 @@ class MeterReporter(Projection):
 
     def __init__(self, window_seconds: int = 60) -> None:
         self.window_seconds = window_seconds
+        self.billed_elsewhere: Elsewhere = Elsewhere("subscription")
 
     def configured(self, settings: Settings) -> MeterReporter:
         return MeterReporter(window_seconds=settings.jobmeter_meter_window_seconds)
@@ -131,6 +139,7 @@ class MeterReporter(Projection):
         await lock_accounts(conn, "meter", touched)
         await fold_accounts(conn, account_events)
         accounts = await accounts_of(conn, touched)
+        self.billed_elsewhere.learn(accounts)
         customers = {a: v.customer_id for a, v in accounts.items() if v.model == "subscription" and v.customer_id}
         billable = [(j.api, j.job_id, j.account_id, j.completed_at) for j in jobs if j.account_id in customers]
         waiting = [j for j in jobs if j.account_id not in accounts or accounts[j.account_id].model == "subscription"]

@@ -26,7 +26,7 @@ from events.accounts import StripeCustomerLinked
 from events.envelope import Envelope, Event
 from events.payg import MAX_DEBITED_JOBS, BalanceCredited, BalanceDebited, DebitedJob
 from jobmeter.settings import Settings
-from projections.account_view import accounts_of, fold_accounts, lock_accounts
+from projections.account_view import Elsewhere, accounts_of, fold_accounts, lock_accounts
 from projections.outbox import emit
 from projections.payg import debits, recharge_store, recharges, reversals, store
 from projections.payg.batch import Batch, parked_topup
@@ -74,6 +74,7 @@ class PaygBalances(Projection):
 
     def __init__(self, config: PaygConfig | None = None) -> None:
         self._config = config
+        self.billed_elsewhere: Elsewhere = Elsewhere("payg")
 
     def configured(self, settings: Settings) -> PaygBalances:
         return PaygBalances(PaygConfig.of(settings))
@@ -122,6 +123,7 @@ class PaygBalances(Projection):
         await lock_accounts(conn, "payg", candidates)
         await fold_accounts(conn, batch.registrations)
         known = await accounts_of(conn, candidates)
+        self.billed_elsewhere.learn(known)
         await store.park_jobs(conn, [j for j in batch.jobs if j.account_id not in known])
         await store.park_topups(conn, [(t.session_id, t.account_id, e.model_dump_json())
                                        for t, e in batch.topups if t.account_id not in known])

@@ -1,7 +1,8 @@
 """The consumers that bill one channel's jobs (PAYG and the meter: direct; the RapidAPI channel: rapidapi) pass over
-the job records that hold none of them unread, on the real stack: what each counts is exactly what it counted by
-decoding everything, its position moves past what it passed over, and a record it cannot be sure of from its bytes
-(a channel written with a JSON escape) is decoded and counted."""
+the job records that hold none of them unread, on the real stack, and PAYG and the meter those of accounts they
+know another billing model bills: what each counts is exactly what it counted by decoding everything, its position
+moves past what it passed over, and a record it cannot be sure of from its bytes (a channel written with a JSON
+escape) is decoded and counted."""
 
 from __future__ import annotations
 
@@ -76,3 +77,31 @@ async def test_a_broken_record_passed_over_is_still_dead_lettered_by_the_consume
     letters = [REGISTRY.decode(r.value or b"")[1] for r in await read_to_end(settings, "deadletters")]
     by = sorted(d.consumer for d in letters if isinstance(d, DeadLettered) and d.offset == 0)
     assert by == ["caps", "ledger", "rapidapi"]  # PAYG and the meter bill direct jobs only: not theirs to judge
+
+
+async def test_records_of_accounts_another_model_bills_are_passed_over_once_known_and_the_counts_stay_exact(
+    settings: Settings,
+) -> None:
+    await registered(settings)
+    async with build_runtime(settings, BILLING).running(producer="test"):
+        # PAYG and the meter learn both accounts' models from the first records.
+        first = [record("paid", job("paid", "p-1", "direct")), record("subs", job("subs", "s-1", "direct"))]
+        await kcat(settings, first)
+        assert (await counted(settings))["debits"] == 1
+        broken_subs = record("subs", job("subs", "s-b", "direct"))
+        broken_paid = record("paid", job("paid", "p-b", "direct"))
+        later = [
+            (broken_subs[0], broken_subs[1].replace('"mode":"sync"', '"mode":"later"')),  # offset 2
+            (broken_paid[0], broken_paid[1].replace('"mode":"sync"', '"mode":"later"')),  # offset 3
+            record("paid", job("paid", "p-2", "direct"), job("paid", "p-3", "direct", api="translate")),
+            record("subs", job("subs", "s-2", "direct"), job("subs", "s-3", "direct")),
+        ]
+        await kcat(settings, later)
+        seen = await counted(settings)
+    assert seen == {"ledger": 6, "hourly": 6, "payg": -(5 + 5 + 4), "debits": 3, "meter": 3, "caps": 6, "usage": 6,
+                    "rapidapi": 0}
+    letters = [REGISTRY.decode(r.value or b"")[1] for r in await read_to_end(settings, "deadletters")]
+    by = {(d.offset, d.consumer) for d in letters if isinstance(d, DeadLettered)}
+    # Each broken record is judged by the consumers that read every job and by the one whose account it is; the
+    # other passes it over, as it passes over every record of that account, without reading it.
+    assert by == {(2, "ledger"), (2, "caps"), (2, "meter"), (3, "ledger"), (3, "caps"), (3, "payg")}
