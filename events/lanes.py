@@ -37,16 +37,15 @@ class Lane:
 
     def append(self, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
         """Add a record; the future is done when Kafka has acknowledged it (or failed to)."""
-        if self._open is None or self._open.append(timestamp=None, key=key, value=value,
-                                                   headers=JSON_HEADERS) is None:
-            self._start()
-            assert self._open is not None
-            if self._open.append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
+        builder, delivered = self._open, self._delivered
+        if builder is None or delivered is None or builder.append(timestamp=None, key=key, value=value,
+                                                                  headers=JSON_HEADERS) is None:
+            builder, delivered = self._start()
+            if builder.append(timestamp=None, key=key, value=value, headers=JSON_HEADERS) is None:
                 raise ValueError(f"a record of {len(value)} bytes does not fit in a batch for {self._topic}")
-        assert self._delivered is not None
-        return self._delivered
+        return delivered
 
-    def _start(self) -> None:
+    def _start(self) -> tuple[BatchBuilder, asyncio.Future[Any]]:
         """A new open batch, handed to the producer after the one before it: a partition's records stay in order."""
         loop = asyncio.get_running_loop()
         builder, delivered, entered = self._producer.create_batch(), loop.create_future(), loop.create_future()
@@ -55,6 +54,7 @@ class Lane:
         self.entering.add(task)
         task.add_done_callback(self.entering.discard)
         self._open, self._delivered, self._entered = builder, delivered, entered
+        return builder, delivered
 
     async def _enter(self, builder: BatchBuilder, delivered: asyncio.Future[Any], after: asyncio.Future[None] | None,
                      entered: asyncio.Future[None]) -> None:
