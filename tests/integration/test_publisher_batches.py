@@ -22,6 +22,16 @@ from tests.integration.helpers import job, read_topic
 pytestmark = pytest.mark.integration
 
 
+def job_ids_by_key(records: list[Any]) -> dict[bytes, list[str]]:
+    """The jobs' ids each key's records hold, in log order (a key's records share a partition)."""
+    by_key: dict[bytes, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        decoded = REGISTRY.decode(record.value)[1]
+        assert isinstance(decoded, JobCompleted)
+        by_key[record.key].append(decoded.job_id)
+    return by_key
+
+
 async def test_batches_land_on_the_keys_partitions_in_order_and_fill_past_one_batch(settings: Settings) -> None:
     topics = Topics(settings.jobmeter_topic_prefix)
     await ensure_topics(settings.kafka_bootstrap_servers, topics, settings.jobmeter_partitions)
@@ -67,12 +77,7 @@ async def test_a_batch_refused_by_the_accumulator_is_queued_again_once_and_lands
     assert refusals[0] > 3
     records = await read_topic(settings, topics.jobs, expect=len(events))
     assert len(records) == len(events)  # each once: a refused batch was never sent
-    by_key: dict[bytes, list[str]] = defaultdict(list)
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        decoded = REGISTRY.decode(record.value)[1]
-        assert isinstance(decoded, JobCompleted)
-        by_key[record.key].append(decoded.job_id)
-    for key, job_ids in by_key.items():
+    for key, job_ids in job_ids_by_key(records).items():
         assert job_ids == [e.job_id for e in events if e.account_id == key.decode()], key
 
 
@@ -99,11 +104,7 @@ async def test_concurrent_calls_share_a_batch_a_partition_and_each_lands_once_in
     expected = 1 + sum(map(len, calls))
     records = await read_topic(settings, topics.jobs, expect=expected)
     assert len(records) == expected
-    landed: dict[bytes, list[str]] = defaultdict(list)
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        decoded = REGISTRY.decode(record.value)[1]
-        assert isinstance(decoded, JobCompleted)
-        landed[record.key].append(decoded.job_id)
+    landed = job_ids_by_key(records)
     for events in calls:  # each call's jobs of an account in the call's order
         for key, job_ids in landed.items():
             own = [e.job_id for e in events if e.account_id == key.decode()]
