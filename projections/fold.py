@@ -27,13 +27,15 @@ import structlog
 
 from events.codec import DecodeError, EventRegistry, NotYetReadable
 from events.deadletters import DeadLettered
-from events.envelope import Envelope, Event, fact_id
+from events.envelope import Event
 from events.jobs import holds_no_job_of, jobs_account
 from events.registry import REGISTRY
 from jobmeter import metrics
 from projections import positions
 from projections.db import transaction
+from projections.first_seen import Copies, unchecked
 from projections.holds import Holds
+from projections.letters import alone, dead_letter
 from projections.projection import Projection
 from projections.records import RawRecord, Record, Recorded, logged_at
 
@@ -70,29 +72,6 @@ def by_partition(records: Sequence[Record], groups: int) -> list[list[Record]]:
     return split
 
 
-def dead_letter(record: Record, consumer: str, reason: str) -> DeadLettered:
-    payload = (record.value or b"").decode("utf-8", errors="replace")
-    key = record.key.decode("utf-8", errors="replace") if record.key else None
-    return DeadLettered(
-        source=record.topic,
-        consumer=consumer,
-        reason=reason,
-        partition=record.partition,
-        offset=record.offset,
-        key=key,
-        payload=payload,
-    )
-
-
-def alone(item: Recorded[Event]) -> Envelope:
-    """The envelope of one fact as if it had travelled alone: what a dead letter of one job of a batch holds, so
-    that redriving it applies that job, not the whole batch again."""
-    if item.envelope.type == item.event.event_type:
-        return item.envelope
-    return Envelope.wrap(item.event, producer=item.envelope.producer, event_id=fact_id(item.envelope, item.event),
-                         occurred_at=item.envelope.occurred_at)
-
-
 class Folder:
     def __init__(
         self,
@@ -115,6 +94,7 @@ class Folder:
         self.chunk = chunk or projection.chunk  # records per apply (`Projection.chunk`)
         self.contiguous = contiguous  # False for a rebuild that starts part-way (`replay --since`)
         self.held = Holds(projection.name)
+        self.copies = Copies()  # whether its inserts skip copies of rows already there (projections.first_seen)
 
     def decode(self, records: Sequence[Record]) -> tuple[list[Recorded[Event]], list[DeadLettered]]:
         good: list[Recorded[Event]] = []
@@ -163,7 +143,7 @@ class Folder:
             return FoldOutcome(0, 0, 0)
         name = self.projection.name
         try:
-            fresh, dead, held = await self._fold(records, careful=False)
+            fresh, dead, held = await self._fold_expecting_no_copies(records)
         except DATA_ERRORS as error:
             # The whole transaction rolled back: nothing of it is applied and no dead letter was sent.
             log.warning("batch failed, isolating records", projection=name, error=str(error))
@@ -173,6 +153,19 @@ class Folder:
         metrics.EVENTS_APPLIED.labels(name).inc(applied)
         metrics.EVENTS_SKIPPED.labels(name).inc(len(records) - len(fresh))
         return FoldOutcome(applied=applied, skipped=len(records) - len(fresh), dead=len(dead), held=held)
+
+    async def _fold_expecting_no_copies(
+        self, records: Sequence[Record]
+    ) -> tuple[list[Record], list[DeadLettered], int]:
+        if not self.copies.expected():
+            try:
+                with unchecked():
+                    return await self._fold(records, careful=False)
+            except asyncpg.UniqueViolationError as error:  # rolled back whole: fold it again, skipping copies
+                log.info("copies seen, inserting with ON CONFLICT for a while", projection=self.projection.name,
+                         error=str(error))
+                self.copies.seen()
+        return await self._fold(records, careful=False)
 
     async def _fold(
         self, records: Sequence[Record], *, careful: bool

@@ -11,6 +11,7 @@ import asyncpg
 
 from projections.caps.rules import Cap, Grid, period_of
 from projections.columns import micros
+from projections.first_seen import Unchecked
 
 
 class Standing(NamedTuple):
@@ -33,6 +34,27 @@ class Jobs(NamedTuple):
     periods: list[datetime | None]
 
 
+# `counted` joins the rows `seen` took to the batch for their periods, and writes them in one order (as `add_usage`
+# does), so no two folds deadlock on the same usage rows. Unchecked: projections.first_seen.
+COUNT_NEW = Unchecked.of("""WITH batch AS (
+    SELECT api, job_id, account_id, timestamptz 'epoch' + us * interval '1 microsecond' AS completed_at,
+           nullif(period, 0) AS period
+    FROM unnest(string_to_array($1, ' '), string_to_array($2, ' '), string_to_array($3, ' '),
+                string_to_array($4, ' ')::int8[], string_to_array($5, ' ')::int4[])
+        AS b(api, job_id, account_id, us, period)),
+new AS (
+    INSERT INTO seen (api, job_id, account_id, completed_at)
+    SELECT api, job_id, account_id, completed_at FROM batch
+    ON CONFLICT (api, job_id) DO NOTHING RETURNING api, job_id, account_id, completed_at),
+counted AS (
+    INSERT INTO usage (account_id, period_start, api, jobs)
+    SELECT b.account_id, ($6::timestamptz[])[b.period], b.api, count(*)
+    FROM new JOIN batch AS b USING (api, job_id)
+    WHERE b.period IS NOT NULL GROUP BY b.account_id, b.period, b.api ORDER BY 1, 2, 3
+    ON CONFLICT (account_id, period_start, api) DO UPDATE SET jobs = usage.jobs + EXCLUDED.jobs)
+SELECT account_id, max(completed_at) AS latest FROM new GROUP BY account_id""", "ON CONFLICT (api, job_id) DO NOTHING")
+
+
 async def count_new(conn: asyncpg.Connection, jobs: Jobs) -> dict[str, datetime]:
     """Mark the jobs not counted before (by api and job id) counted, and add them to their periods' usage in the
     same statement; returns the latest completion of the new jobs per account."""
@@ -45,26 +67,8 @@ async def count_new(conn: asyncpg.Connection, jobs: Jobs) -> dict[str, datetime]
     # Each column goes as one text of space-separated values: asyncpg encodes an array element by element, at
     # several times the cost of a join, and this is every job. Times are whole microseconds since the epoch,
     # periods an index into their few starts (0: none).
-    # `counted` joins the rows `seen` took to the batch for their periods, and writes them in one order (as
-    # `add_usage` does), so no two folds deadlock on the same usage rows.
     rows = await conn.fetch(
-        """WITH batch AS (
-               SELECT api, job_id, account_id, timestamptz 'epoch' + us * interval '1 microsecond' AS completed_at,
-                      nullif(period, 0) AS period
-               FROM unnest(string_to_array($1, ' '), string_to_array($2, ' '), string_to_array($3, ' '),
-                           string_to_array($4, ' ')::int8[], string_to_array($5, ' ')::int4[])
-                   AS b(api, job_id, account_id, us, period)),
-           new AS (
-               INSERT INTO seen (api, job_id, account_id, completed_at)
-               SELECT api, job_id, account_id, completed_at FROM batch
-               ON CONFLICT DO NOTHING RETURNING api, job_id, account_id, completed_at),
-           counted AS (
-               INSERT INTO usage (account_id, period_start, api, jobs)
-               SELECT b.account_id, ($6::timestamptz[])[b.period], b.api, count(*)
-               FROM new JOIN batch AS b USING (api, job_id)
-               WHERE b.period IS NOT NULL GROUP BY b.account_id, b.period, b.api ORDER BY 1, 2, 3
-               ON CONFLICT (account_id, period_start, api) DO UPDATE SET jobs = usage.jobs + EXCLUDED.jobs)
-           SELECT account_id, max(completed_at) AS latest FROM new GROUP BY account_id""",
+        COUNT_NEW.sql,
         spaced(jobs.apis), spaced(jobs.ids), spaced(jobs.accounts),
         micros(jobs.times), " ".join(map(str, periods)), list(starts),
     )

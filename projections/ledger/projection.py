@@ -11,14 +11,15 @@ import asyncpg
 from events.envelope import Event
 from events.jobs import JobCompleted, job_fact_hex
 from projections.columns import micros
+from projections.first_seen import Unchecked
 from projections.projection import Projection
 from projections.records import Recorded
 
-# A job published twice is counted once: the insert skips known (api, job_id) and only the rows it
-# really inserted reach the hourly counts. Duplicates within one batch are skipped the same way. The counts are
-# locked in key order, so transactions folding side by side never wait on each other in a cycle. Every column
-# travels as one text (projections.columns).
-APPLY_JOBS = """
+# A job published twice is counted once: the insert skips known (api, job_id) (or, unchecked, fails on one:
+# projections.first_seen) and only the rows it really inserted reach the hourly counts. Duplicates within one batch
+# are skipped the same way. The counts are locked in key order, so transactions folding side by side never wait on
+# each other in a cycle. Every column travels as one text (projections.columns).
+APPLY_JOBS = Unchecked.of("""
 WITH new AS (
     INSERT INTO jobs (api, job_id, account_id, channel, mode, completed_at, logged_at, event_id)
     SELECT api, job_id, account_id, channel, mode, timestamptz 'epoch' + completed_us * interval '1 microsecond',
@@ -33,7 +34,7 @@ WITH new AS (
 INSERT INTO hourly (account_id, api, channel, hour, jobs)
 SELECT account_id, api, channel, hour, count(*) FROM new GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
 ON CONFLICT (account_id, api, channel, hour) DO UPDATE SET jobs = hourly.jobs + EXCLUDED.jobs
-"""
+""", "ON CONFLICT (api, job_id) DO NOTHING")
 
 
 def job_rows(events: Sequence[Recorded[Event]]) -> list[str]:
@@ -65,4 +66,4 @@ class UsageLedger(Projection):
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         columns = job_rows(events)
         if columns[0]:  # any job at all
-            await conn.execute(APPLY_JOBS, *columns)
+            await conn.execute(APPLY_JOBS.sql, *columns)

@@ -32,6 +32,7 @@ from projections.account_view import (
     fold_accounts,
     lock_accounts,
 )
+from projections.first_seen import Unchecked
 from projections.meter import reports
 from projections.meter.errors import ERROR_REPORT, error_report
 from projections.meter.windows import meter_event_identifier, windows_of
@@ -40,12 +41,13 @@ from projections.records import Recorded
 
 log = structlog.get_logger(__name__)
 
-# Only jobs not seen before reach the sums: duplicates (across batches or within one) are skipped here. In the
-# same statement the sums go to each window's open report (`pending`): one round trip for the whole chunk, not
-# one per customer and window. Once a sender has claimed a report (state 'sending'), its value is frozen and late
-# jobs start the next sequence number: the windows with no open report come back, with their next sequence number
-# (every report of the window counts, whatever its state), for `open_reports`.
-COUNT_NEW_JOBS = """
+# Only jobs not seen before reach the sums: duplicates (across batches or within one) are skipped here (or, unchecked,
+# fail the statement: projections.first_seen). In the same statement the sums go to each window's open report
+# (`pending`): one round trip for the whole chunk, not one per customer and window. Once a sender has claimed a
+# report (state 'sending'), its value is frozen and late jobs start the next sequence number: the windows with no
+# open report come back, with their next sequence number (every report of the window counts, whatever its state),
+# for `open_reports`.
+COUNT_NEW_JOBS = Unchecked.of("""
 WITH new AS (
     INSERT INTO jobs_seen (api, job_id, account_id, customer_id, window_start)
     SELECT api, job_id, account_id, customer_id, ($6::timestamptz[])[place]
@@ -68,7 +70,7 @@ SELECT s.customer_id, s.window_start, s.account_id, s.jobs,
 FROM sums AS s
 WHERE NOT EXISTS (SELECT 1 FROM added AS a WHERE a.customer_id = s.customer_id AND a.window_start = s.window_start)
 ORDER BY 1, 2
-"""
+""", "ON CONFLICT (api, job_id) DO NOTHING")
 
 OPEN_REPORTS = """
 INSERT INTO reports (customer_id, window_start, seq, account_id, window_seconds, identifier, value)
@@ -92,7 +94,7 @@ async def count_jobs(
     starts, places = windows_of([j[3] for j in jobs], width)
     join = " ".join  # every column as one text: projections.columns
     unopened = await conn.fetch(
-        COUNT_NEW_JOBS,
+        COUNT_NEW_JOBS.sql,
         join([j[0] for j in jobs]), join([j[1] for j in jobs]), join([j[2] for j in jobs]),
         join([customers[j[2]] for j in jobs]), join(map(str, places)), starts,
     )

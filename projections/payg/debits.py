@@ -9,12 +9,13 @@ from datetime import datetime
 import asyncpg
 
 from projections.columns import micros
+from projections.first_seen import Unchecked
 from projections.payg.store import Charge
 
 # store.ADD_MOVEMENTS for the jobs' debits, nearly every movement there is: each column as one text
 # (projections.columns), which a job's identifiers allow (no space in its API name or id), where a refund's reference
 # from Stripe might not.
-ADD_DEBITS = """
+ADD_DEBITS = Unchecked.of("""
 WITH new AS (
     INSERT INTO movements (movement_id, account_id, kind, amount_minor, reference, at, event_id)
     SELECT movement_id, account_id, 'debit', -price, reference, timestamptz 'epoch' + us * interval '1 microsecond',
@@ -31,7 +32,7 @@ WITH new AS (
     FROM sums WHERE b.account_id = sums.account_id
 )
 SELECT movement_id FROM new
-"""
+""", "ON CONFLICT (movement_id) DO NOTHING")
 
 
 def debit_id(job: Charge) -> str:
@@ -48,7 +49,7 @@ async def add_debits(conn: asyncpg.Connection, jobs: Sequence[Charge], prices: S
     ids = [debit_id(j) for j in jobs]
     join = " ".join
     rows = await conn.fetch(
-        ADD_DEBITS, join(ids), join([j.account_id for j in jobs]), join(map(str, prices)),
+        ADD_DEBITS.sql, join(ids), join([j.account_id for j in jobs]), join(map(str, prices)),
         join([f"{j.api}:{j.job_id}" for j in jobs]), micros([j.completed_at for j in jobs]),
         join([j.event_id for j in jobs]), now,
     )

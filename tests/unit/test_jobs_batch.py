@@ -22,8 +22,9 @@ from events.envelope import EVENT_NAMESPACE, Envelope, EnvelopeWriter, Event, fa
 from events.jobs import JobCompleted, JobsCompleted, job_event_id, jobs_completed_wire, jobs_event_id_text
 from events.registry import REGISTRY
 from projections import catalog
-from projections.fold import Folder, FoldOutcome, alone, dead_letter
+from projections.fold import Folder, FoldOutcome
 from projections.ledger.projection import UsageLedger
+from projections.letters import alone, dead_letter
 from projections.records import RawRecord, Recorded, logged_at
 from services.ledger.ingest import JOBS_PER_RECORD, by_account
 

@@ -112,7 +112,7 @@ async def naive_fold(settings: Settings, pool: asyncpg.Pool, topic: str, events:
                 for r in records:
                     envelope, event = REGISTRY.decode(r.value or b"")
                     item = Recorded(r.topic, r.partition, r.offset, logged_at(r.timestamp), envelope, event)
-                    await conn.execute(APPLY_JOBS, *job_rows([item]))  # outside a transaction: commits alone
+                    await conn.execute(APPLY_JOBS.sql, *job_rows([item]))  # outside a transaction: commits alone
 
             return await consume(settings, topic, events, one_by_one)
         finally:
