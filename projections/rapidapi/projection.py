@@ -22,14 +22,22 @@ from events.rapidapi import (
     MarketplaceUserLinked,
     RapidApiUsageReported,
 )
+from projections.columns import micros
+from projections.first_seen import Unchecked
 from projections.projection import Projection
 from projections.records import Recorded
 
-APPLY_LEDGER_JOBS = """
+# Every RapidAPI-channel job, once; its period is the UTC month it completed in, as month_of says (Postgres works it
+# out: per job, `strftime` and the asyncpg array encoder were most of this fold's Python). Every column travels as one
+# text (projections.columns).
+APPLY_LEDGER_JOBS = Unchecked.of("""
 INSERT INTO ledger_jobs (api, job_id, account_id, completed_at, period)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+SELECT api, job_id, account_id, at, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM')
+FROM (SELECT api, job_id, account_id, timestamptz 'epoch' + us * interval '1 microsecond' AS at
+      FROM unnest(string_to_array($1, ' '), string_to_array($2, ' '), string_to_array($3, ' '),
+                  string_to_array($4, ' ')::int8[]) AS batch(api, job_id, account_id, us)) AS jobs
 ON CONFLICT (api, job_id) DO NOTHING
-"""
+""", "ON CONFLICT (api, job_id) DO NOTHING")
 
 
 def month_of(at: datetime) -> str:
@@ -37,20 +45,18 @@ def month_of(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m")
 
 
-def rapidapi_jobs(events: Sequence[Recorded[Event]]) -> list[list[object]]:
-    """Columns for APPLY_LEDGER_JOBS: the RapidAPI-channel jobs of a batch, first copy of each."""
-    seen: set[tuple[str, str]] = set()
-    columns: list[list[object]] = [[] for _ in range(5)]
+def rapidapi_jobs(events: Sequence[Recorded[Event]]) -> list[str]:
+    """Arguments of APPLY_LEDGER_JOBS: the RapidAPI-channel jobs of a batch, first copy of each (none: empty
+    texts)."""
+    first: dict[tuple[str, str], JobCompleted] = {}
     for item in events:
         job = item.event
-        if not isinstance(job, JobCompleted) or job.channel != "rapidapi" or (job.api, job.job_id) in seen:
-            continue
-        seen.add((job.api, job.job_id))
-        for column, value in zip(
-            columns, (job.api, job.job_id, job.account_id, job.completed_at, month_of(job.completed_at)), strict=True
-        ):
-            column.append(value)
-    return columns
+        if isinstance(job, JobCompleted) and job.channel == "rapidapi":
+            first.setdefault((job.api, job.job_id), job)
+    jobs = list(first.values())
+    join = " ".join
+    return [join([j.api for j in jobs]), join([j.job_id for j in jobs]), join([j.account_id for j in jobs]),
+            micros([j.completed_at for j in jobs])]
 
 
 class RapidApiChannel(Projection):
@@ -65,7 +71,7 @@ class RapidApiChannel(Projection):
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Recorded[Event]]) -> None:
         columns = rapidapi_jobs(events)
         if columns[0]:
-            await conn.execute(APPLY_LEDGER_JOBS, *columns)
+            await conn.execute(APPLY_LEDGER_JOBS.sql, *columns)
         for item in events:
             event = item.event
             if isinstance(event, MarketplaceUserLinked):
