@@ -4,12 +4,12 @@ splits back into exactly the values of the batch, its times to the microsecond a
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from events.envelope import Envelope, EnvelopeWriter, Event, fact_id
 from events.jobs import JobCompleted, JobsCompleted, job_fact_hex
@@ -73,6 +73,24 @@ def test_each_column_splits_back_into_the_batch(batch: list[JobCompleted], logge
 def test_micros_gives_each_time_to_the_microsecond(times: list[datetime]) -> None:
     assert (as_times(micros(times)) if times else []) == times
     assert micros(times[:1] * 3) == " ".join([micros(times[:1])] * 3) if times else micros([]) == ""
+
+
+def as_parsed(zone: tzinfo) -> tzinfo:
+    """The zone object pydantic gives a time read from the log with that offset."""
+    parsed = TypeAdapter(datetime).validate_json(f'"{datetime(2026, 1, 1, tzinfo=zone).isoformat()}"').tzinfo
+    assert parsed is not None
+    return parsed
+
+
+any_zone: st.SearchStrategy[tzinfo] = st.one_of(zones, zones.map(as_parsed), st.timezones(), st.just(UTC))
+
+
+@given(st.lists(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=any_zone),
+                max_size=20))
+def test_micros_is_exact_whatever_zone_objects_the_times_carry(times: list[datetime]) -> None:
+    """Fixed offsets (the standard library's, pydantic's) go the quick way, others (with daylight saving) the general
+    one; alternating between them changes nothing."""
+    assert micros(times) == " ".join(str((t - EPOCH) // MICROSECOND) for t in times)
 
 
 def test_a_jobs_hex_id_is_its_fact_id() -> None:
