@@ -8,7 +8,8 @@ where a plain INSERT has one descent. On this machine that is ~2 µs of Postgres
 (5.9 against 3.8 µs a row with ids in order, 8.4 against 6.2 with random ids, 1,000,000 rows in batches of 2,000),
 a job ~3 such rows: the largest Postgres cost a job had that no guarantee needs, since copies are rare.
 
-So a fold first inserts plainly (`Unchecked.sql` while `unchecked()` is in force). A copy then makes the statement
+So a fold first inserts plainly (`Unchecked.sql` while `unchecked()` is in force; the caps, whose plain way is more
+than the statement without its clause, ask `copies_expected()`). A copy then makes the statement
 fail with a unique violation, the whole batch's transaction rolls back — nothing of it is applied, its positions do
 not move — and the fold runs the batch again with ON CONFLICT, which it keeps doing while copies were seen in the
 last `QUIET_SECONDS` (`Copies`), so a client that retries all the time costs one rolled-back batch a minute, not
@@ -27,6 +28,11 @@ QUIET_SECONDS = 60.0
 
 # Per task: a batch folded side by side is one task per transaction, each copying its context when it starts.
 _UNCHECKED: ContextVar[bool] = ContextVar("first_seen_unchecked", default=False)
+
+
+def copies_expected() -> bool:
+    """False within `unchecked()`: where a statement other than a plain INSERT's twin serves (caps' counts)."""
+    return not _UNCHECKED.get()
 
 
 @contextmanager
@@ -55,7 +61,7 @@ class Unchecked:
 
     @property
     def sql(self) -> str:
-        return self.plain if _UNCHECKED.get() else self.checked
+        return self.checked if copies_expected() else self.plain
 
 
 class Copies:
