@@ -192,6 +192,9 @@ class Settings(BaseSettings):
     jobmeter_payg_backoff_seconds: float = Field(default=300.0, ge=0)
     jobmeter_payg_backoff_max_seconds: float = Field(default=86_400.0, ge=0)
     jobmeter_payg_poll_seconds: float = Field(default=1.0, gt=0)
+    # How long a recharge (or a card lookup) a worker claimed is left to it: one killed mid-send delays it by this
+    # much, then another sends it again under the same idempotency key
+    jobmeter_payg_lease_seconds: float = Field(default=120.0, gt=0)
     # A recharge sent this long ago with no webhook settling it is looked up at Stripe (and again as often)
     jobmeter_payg_settle_after_seconds: float = Field(default=600.0, gt=0)
     # An unsent recharge (Stripe failing, timing out, refusing our key) ends failed (`unreachable`) this long after

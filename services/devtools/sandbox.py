@@ -107,6 +107,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "JOBMETER_METER_LEASE_SECONDS": str(settings.jobmeter_meter_lease_seconds),
         "JOBMETER_PAYG_PRICES": settings.jobmeter_payg_prices,
         "JOBMETER_PAYG_POLL_SECONDS": str(settings.jobmeter_payg_poll_seconds),
+        "JOBMETER_PAYG_LEASE_SECONDS": str(settings.jobmeter_payg_lease_seconds),
         "LOG_LEVEL": "WARNING",  # a line per request would be measured too
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     }

@@ -69,7 +69,8 @@ from services.stripe_adapter.client import is_retryable, make_client
 
 log = structlog.get_logger(__name__)
 
-# How long a claimed recharge is left to its claimer before another pass may take it (as a new attempt).
+# How long a claimed recharge is left to its claimer before another pass may take it (as a new attempt); deployed,
+# JOBMETER_PAYG_LEASE_SECONDS.
 LEASE = timedelta(minutes=2)
 # The wait after a first transient error (JOBMETER_PAYG_RECHARGE_RETRY_SECONDS, 30 s by default); doubled with each
 # attempt after, up to RETRY_MAX.
@@ -283,7 +284,8 @@ class Recharger:
 
 
 def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
-    return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema, lease=LEASE,
+    return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema,
+                     lease=timedelta(seconds=res.settings.jobmeter_payg_lease_seconds),
                      retry_after=timedelta(seconds=res.settings.jobmeter_payg_recharge_retry_seconds),
                      profiles=profiles_of(res))
 

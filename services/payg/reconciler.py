@@ -40,7 +40,8 @@ from services.stripe_adapter.client import is_retryable, make_client
 
 log = structlog.get_logger(__name__)
 
-# How long a claimed card lookup is left to its claimer before another pass may make it again.
+# How long a claimed card lookup is left to its claimer before another pass may make it again; deployed,
+# JOBMETER_PAYG_LEASE_SECONDS.
 LEASE = timedelta(minutes=2)
 # The code of a recharge whose PaymentIntent never settled and was canceled.
 UNSETTLED = "unsettled"
@@ -180,7 +181,8 @@ class PaygReconciler:
 
 def reconciler_for(res: Resources, schema: str = "payg") -> PaygReconciler:
     s = res.settings
-    return PaygReconciler(res.pool_for(schema), make_client(s), schema=schema, lease=LEASE,
+    return PaygReconciler(res.pool_for(schema), make_client(s), schema=schema,
+                          lease=timedelta(seconds=s.jobmeter_payg_lease_seconds),
                           settle_after=timedelta(seconds=s.jobmeter_payg_settle_after_seconds),
                           give_up=timedelta(seconds=s.jobmeter_payg_recharge_give_up_seconds))
 

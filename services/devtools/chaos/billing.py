@@ -43,14 +43,14 @@ PAYMENT_METHOD = "pm_card_visa"  # stripe-mock accepts it for off-session Paymen
 
 
 def chaos_settings(settings: Settings) -> Settings:
-    """Short meter windows and quick senders, so windows close and are sent within the run; a short lease, so the
-    reports a SIGKILLed sender held are sent again within the bound (the default 5 minutes would outlast it); a
-    price per API."""
+    """Short meter windows and quick senders, so windows close and are sent within the run; short leases, so the
+    reports a SIGKILLed sender held, and the recharges a recharger held when it was killed or lost Postgres, are sent
+    again within the bound (the defaults, 5 and 2 minutes, would outlast it); a price per API."""
     prices = ",".join(f"{api}={n % 5 + 2}" for n, api in enumerate(settings.jobmeter_apis))
     return settings.model_copy(update={
         "jobmeter_meter_window_seconds": 5, "jobmeter_meter_lateness_seconds": 1.0,
         "jobmeter_meter_poll_seconds": 0.5, "jobmeter_meter_lease_seconds": 15.0,
-        "jobmeter_payg_poll_seconds": 0.5, "jobmeter_payg_prices": prices,
+        "jobmeter_payg_poll_seconds": 0.5, "jobmeter_payg_lease_seconds": 15.0, "jobmeter_payg_prices": prices,
     })
 
 
