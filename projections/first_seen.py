@@ -9,11 +9,12 @@ where a plain INSERT has one descent. On this machine that is ~2 µs of Postgres
 a job ~3 such rows: the largest Postgres cost a job had that no guarantee needs, since copies are rare.
 
 So a fold first inserts plainly (`Unchecked.sql` while `unchecked()` is in force; the caps, whose plain way is more
-than the statement without its clause, ask `copies_expected()`). A copy then makes the statement
-fail with a unique violation, the whole batch's transaction rolls back — nothing of it is applied, its positions do
-not move — and the fold runs the batch again with ON CONFLICT, which it keeps doing while copies were seen in the
-last `QUIET_SECONDS` (`Copies`), so a client that retries all the time costs one rolled-back batch a minute, not
-one a batch. Everything outside a fold's first try (its retries, a redriven dead letter, tests) takes ON CONFLICT.
+than their statement without its clause, ask `copies_expected()`). A copy then makes the statement fail with a
+unique violation, the whole batch's transaction rolls back — nothing of it is applied, its positions do not move,
+no dead letter was sent — and the fold runs the batch again with ON CONFLICT, which it keeps doing while copies were
+seen in the last `QUIET_SECONDS` (`Copies`), so a client that retries all the time costs one rolled-back batch a
+minute, not one a batch. Everything outside a fold's first try (its retries, a redriven dead letter, tests) takes
+ON CONFLICT.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ _UNCHECKED: ContextVar[bool] = ContextVar("first_seen_unchecked", default=False)
 
 
 def copies_expected() -> bool:
-    """False within `unchecked()`: where a statement other than a plain INSERT's twin serves (caps' counts)."""
+    """Whether an insert must skip copies: yes, but within `unchecked()`. For a fold whose plain way is more than
+    its statement without the clause (the caps' counts); the others take `Unchecked.sql`."""
     return not _UNCHECKED.get()
 
 

@@ -28,4 +28,3 @@ def alone(item: Recorded[Event]) -> Envelope:
         return item.envelope
     return Envelope.wrap(item.event, producer=item.envelope.producer, event_id=fact_id(item.envelope, item.event),
                          occurred_at=item.envelope.occurred_at)
-

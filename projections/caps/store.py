@@ -46,7 +46,7 @@ FROM unnest(string_to_array($1, ' '), string_to_array($2, ' '), string_to_array(
 
 async def count_new(conn: asyncpg.Connection, jobs: Jobs) -> dict[str, datetime]:
     """Mark the jobs not counted before (by api and job id) counted, and add them to their periods' usage in the
-    same statement; returns the latest completion of the new jobs per account."""
+    same statement (unchecked, `count_all`); returns the latest completion of the new jobs per account."""
     if not jobs.apis:
         return {}
     if len(set(zip(jobs.apis, jobs.ids, strict=True))) < len(jobs.apis):
