@@ -9,14 +9,11 @@ fold's transaction, the idempotent producer, acks=all) is the one that command a
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
-import signal
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -26,28 +23,12 @@ from jobmeter.settings import Settings
 from services.engine.health import WorkerHealth, judge, read_report
 from services.engine.runtime import PROJECTION_SERVICES
 from services.http.app import create_app
+from services.platform.children import dies_with_parent
 
 log = structlog.get_logger(__name__)
 RESTART_BACKOFF = (1.0, 30.0)  # seconds before a worker that exited is started again: first, at most
 # So `-m services.cli.main` in a worker imports what this process runs, wherever it was started from.
 ROOT = str(Path(__file__).resolve().parents[2])
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _dies_with(parent: int) -> Callable[[], None] | None:
-    """Run in the child between fork and exec: the kernel sends it SIGTERM (a clean stop) when its parent dies,
-    even by SIGKILL, where no `finally` of the parent runs. Linux only; elsewhere workers can outlive a killed
-    supervisor, as any child process can."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
-
-    def arm() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return arm
 
 
 class Worker:
@@ -70,7 +51,7 @@ class Worker:
     async def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
         self.started_at = time.time()
-        self.process = await asyncio.create_subprocess_exec(*self.argv, env=env, preexec_fn=_dies_with(os.getpid()))
+        self.process = await asyncio.create_subprocess_exec(*self.argv, env=env, preexec_fn=dies_with_parent())
 
     async def keep_running(self) -> None:
         """Like `restart: unless-stopped`: a worker that exits on its own (Postgres down at its start, a crash) is

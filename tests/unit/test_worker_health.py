@@ -1,5 +1,5 @@
 """`run all`'s workers: how the supervisor judges each from its process and its report, the report a worker
-writes, and that a worker dies with its supervisor even when the supervisor is SIGKILLed."""
+writes, and that a worker (or the bench's engine) dies with its parent even when the parent is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from projections.holds import Hold
 from services.engine.health import STALE_AFTER, judge, read_report, report_health
@@ -86,10 +88,20 @@ from services.engine.supervisor import Worker
 worker = Worker("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"])
 asyncio.run(worker.keep_running())
 """
+# What the bench's and the chaos run's `ServiceProcess` does: a child in a session of its own, so that killing the
+# parent's process group does not reach it; only the parent-death signal does.
+BENCH = """
+import subprocess, sys, time
+from services.platform.children import dies_with_parent
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                 preexec_fn=dies_with_parent())
+time.sleep(600)
+"""
 
 
-def test_a_worker_dies_with_its_supervisor_even_when_it_is_sigkilled() -> None:
-    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR], cwd=Path(__file__).resolve().parents[2])
+@pytest.mark.parametrize("parent", [SUPERVISOR, BENCH], ids=["run all's supervisor", "the bench's engine"])
+def test_a_child_dies_with_its_parent_even_when_it_is_sigkilled(parent: str) -> None:
+    supervisor = subprocess.Popen([sys.executable, "-c", parent], cwd=Path(__file__).resolve().parents[2])
     try:
         child = None
         deadline = time.monotonic() + 60
@@ -97,12 +109,12 @@ def test_a_worker_dies_with_its_supervisor_even_when_it_is_sigkilled() -> None:
             children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
             child = int(children[0]) if children else None
             time.sleep(0.05)
-        assert child is not None, "the supervisor never started its worker"
+        assert child is not None, "the parent never started its child"
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(10)
         deadline = time.monotonic() + 10
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(child), "the worker outlived its SIGKILLed supervisor"
+        assert not _alive(child), "the child outlived its SIGKILLed parent"
     finally:
         supervisor.kill()

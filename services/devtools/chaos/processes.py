@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.platform.children import dies_with_parent
+
 
 @dataclass
 class ServiceProcess:
@@ -29,7 +31,7 @@ class ServiceProcess:
         log = (self.log_dir / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli.main", "run", *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=dies_with_parent(),
         )
 
     def kill(self) -> None:
