@@ -69,9 +69,6 @@ from services.stripe_adapter.client import is_retryable, make_client
 
 log = structlog.get_logger(__name__)
 
-# How long a claimed recharge is left to its claimer before another pass may take it (as a new attempt); deployed,
-# JOBMETER_PAYG_LEASE_SECONDS.
-LEASE = timedelta(minutes=2)
 # The wait after a first transient error (JOBMETER_PAYG_RECHARGE_RETRY_SECONDS, 30 s by default); doubled with each
 # attempt after, up to RETRY_MAX.
 RETRY_AFTER = timedelta(seconds=30)
@@ -93,7 +90,7 @@ class Recharger:
         *,
         schema: str = "payg",
         mailer: Mailer | None = None,
-        lease: timedelta = LEASE,
+        lease: timedelta | None = None,  # JOBMETER_PAYG_LEASE_SECONDS unless given
         retry_after: timedelta = RETRY_AFTER,
         retry_max: timedelta = RETRY_MAX,
         history: timedelta = HISTORY,
@@ -106,7 +103,8 @@ class Recharger:
         self.settings = settings
         self.schema = schema
         self.mailer = mailer or mailer_for(settings)
-        self.lease, self.retry_after, self.retry_max = lease, retry_after, retry_max
+        self.lease = lease or timedelta(seconds=settings.jobmeter_payg_lease_seconds)
+        self.retry_after, self.retry_max = retry_after, retry_max
         self.history = history
         self.give_up = give_up or timedelta(seconds=settings.jobmeter_payg_recharge_give_up_seconds)
         self.clock = clock
@@ -285,7 +283,6 @@ class Recharger:
 
 def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
     return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema,
-                     lease=timedelta(seconds=res.settings.jobmeter_payg_lease_seconds),
                      retry_after=timedelta(seconds=res.settings.jobmeter_payg_recharge_retry_seconds),
                      profiles=profiles_of(res))
 

@@ -40,9 +40,6 @@ from services.stripe_adapter.client import is_retryable, make_client
 
 log = structlog.get_logger(__name__)
 
-# How long a claimed card lookup is left to its claimer before another pass may make it again; deployed,
-# JOBMETER_PAYG_LEASE_SECONDS.
-LEASE = timedelta(minutes=2)
 # The code of a recharge whose PaymentIntent never settled and was canceled.
 UNSETTLED = "unsettled"
 

@@ -118,8 +118,7 @@ async def test_a_crash_after_stripe_made_the_payment_intent_is_found_not_charged
         await real(self, row, payment_intent_id)
 
     monkeypatch.setattr(payg_recharger.Recharger, "record_sent", dies_once)
-    monkeypatch.setattr(payg_recharger, "LEASE", timedelta(seconds=0.5))
-    s = with_front(settings, front)
+    s = with_front(settings, front).model_copy(update={"jobmeter_payg_lease_seconds": 0.5})
     app = create_app(s, consumers=["accounts", "payg"])
     async with client_for(app) as client:
         await register(client, "crash2", "cus_CRASH2")

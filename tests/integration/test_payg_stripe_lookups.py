@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -73,10 +72,9 @@ async def test_the_card_a_top_up_saved_is_on_file_and_charged_without_a_manual_c
         await real(self, row, *args)
 
     monkeypatch.setattr(payg_reconciler.PaygReconciler, "_capture_done", dies_once)
-    monkeypatch.setattr(payg_reconciler, "LEASE", timedelta(seconds=1))
     pi = f"pi_topup{secrets.token_hex(6)}"
     front.intents[pi] = {"status": "succeeded", "payment_method": "pm_card_mastercard", "customer": "cus_CARD"}
-    s = with_front(settings, front)
+    s = with_front(settings, front).model_copy(update={"jobmeter_payg_lease_seconds": 1})
     app = create_app(s, consumers=["accounts", "payg"])
     async with client_for(app) as client:
         await register(client, "card", "cus_CARD")
