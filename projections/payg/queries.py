@@ -113,9 +113,11 @@ async def recharge_credits(conn: asyncpg.Connection) -> list[tuple[str, str, int
 
 
 async def all_recharges(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every recharge: recharge_id, account_id, idempotency_key, payment_intent_id, state, amount_minor."""
+    """Every recharge: recharge_id, account_id, idempotency_key, payment_intent_id, state, amount_minor, and how
+    far the recharger got (attempts, sent_at, claimed_until, last_error)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT recharge_id, account_id, idempotency_key, payment_intent_id, state, amount_minor FROM payg.recharges"
+        """SELECT recharge_id, account_id, idempotency_key, payment_intent_id, state, amount_minor,
+                  attempts, sent_at, claimed_until, last_error FROM payg.recharges"""
     )
     return rows
 

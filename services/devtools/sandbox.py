@@ -108,6 +108,8 @@ def service_env(settings: Settings) -> dict[str, str]:
         "JOBMETER_PAYG_PRICES": settings.jobmeter_payg_prices,
         "JOBMETER_PAYG_POLL_SECONDS": str(settings.jobmeter_payg_poll_seconds),
         "JOBMETER_PAYG_LEASE_SECONDS": str(settings.jobmeter_payg_lease_seconds),
+        "JOBMETER_PAYG_RECHARGE_RETRY_SECONDS": str(settings.jobmeter_payg_recharge_retry_seconds),
+        "JOBMETER_PAYG_RECHARGE_RETRY_MAX_SECONDS": str(settings.jobmeter_payg_recharge_retry_max_seconds),
         "LOG_LEVEL": "WARNING",  # a line per request would be measured too
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     }

@@ -69,10 +69,6 @@ from services.stripe_adapter.client import is_retryable, make_client
 
 log = structlog.get_logger(__name__)
 
-# The wait after a first transient error (JOBMETER_PAYG_RECHARGE_RETRY_SECONDS, 30 s by default); doubled with each
-# attempt after, up to RETRY_MAX.
-RETRY_AFTER = timedelta(seconds=30)
-RETRY_MAX = timedelta(minutes=10)
 # A recharge recorded this much later (wall clock) than its jobs were logged comes from history.
 HISTORY = timedelta(hours=6)
 # How far before its request a recharge's PaymentIntent may have been created (clocks differ): the lookup's window.
@@ -91,8 +87,8 @@ class Recharger:
         schema: str = "payg",
         mailer: Mailer | None = None,
         lease: timedelta | None = None,  # JOBMETER_PAYG_LEASE_SECONDS unless given
-        retry_after: timedelta = RETRY_AFTER,
-        retry_max: timedelta = RETRY_MAX,
+        retry_after: timedelta | None = None,  # after a first transient error; JOBMETER_PAYG_RECHARGE_RETRY_SECONDS
+        retry_max: timedelta | None = None,  # doubled per attempt up to it; JOBMETER_PAYG_RECHARGE_RETRY_MAX_SECONDS
         history: timedelta = HISTORY,
         give_up: timedelta | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -104,7 +100,8 @@ class Recharger:
         self.schema = schema
         self.mailer = mailer or mailer_for(settings)
         self.lease = lease or timedelta(seconds=settings.jobmeter_payg_lease_seconds)
-        self.retry_after, self.retry_max = retry_after, retry_max
+        self.retry_after = retry_after or timedelta(seconds=settings.jobmeter_payg_recharge_retry_seconds)
+        self.retry_max = retry_max or timedelta(seconds=settings.jobmeter_payg_recharge_retry_max_seconds)
         self.history = history
         self.give_up = give_up or timedelta(seconds=settings.jobmeter_payg_recharge_give_up_seconds)
         self.clock = clock
@@ -283,7 +280,6 @@ class Recharger:
 
 def recharger_for(res: Resources, schema: str = "payg") -> Recharger:
     return Recharger(res.pool_for(schema), make_client(res.settings), res.settings, schema=schema,
-                     retry_after=timedelta(seconds=res.settings.jobmeter_payg_recharge_retry_seconds),
                      profiles=profiles_of(res))
 
 

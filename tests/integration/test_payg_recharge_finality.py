@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -45,7 +44,7 @@ front = test_payg.front  # the PAYG fake Stripe front, as test_payg starts it
 def quick_retries(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """Transient errors retried within a second (the production waits are 30 s doubling to 10 min)."""
     monkeypatch.setattr(settings, "jobmeter_payg_recharge_retry_seconds", 0.2)
-    monkeypatch.setattr(payg_recharger, "RETRY_MAX", timedelta(seconds=0.5))
+    monkeypatch.setattr(settings, "jobmeter_payg_recharge_retry_max_seconds", 0.5)
 
 
 async def recharges(settings: Settings, account: str) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from services.devtools.chaos.stripe_faults import Mode, StripeFaults, stripe_fau
 from services.engine.doctor import gather
 from services.http.app import create_app
 from services.meter import sender as meter_sender
-from services.payg import recharger as payg_recharger
 from services.platform.resources import Resources
 from tests.integration import test_payg
 from tests.integration.helpers import ADMIN, client_for, eventually, fetchval
@@ -35,7 +34,7 @@ OUTAGE: list[tuple[Mode, float]] = [("500", 15.0), ("stall", 15.0)]
 def quick_retries(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """The engine's own retry paths, with waits of a second instead of 30 s (doubling) after a failed attempt."""
     monkeypatch.setattr(settings, "jobmeter_payg_recharge_retry_seconds", 0.5)
-    monkeypatch.setattr(payg_recharger, "RETRY_MAX", timedelta(seconds=2))
+    monkeypatch.setattr(settings, "jobmeter_payg_recharge_retry_max_seconds", 2.0)
     made = meter_sender.sender_for
 
     def quick(res: Resources, schema: str = "meter", **kw: Any) -> meter_sender.MeterSender:

@@ -132,7 +132,9 @@ def test_figures_are_json_ready() -> None:
 ])
 def test_recharges_final(states: list[str], holds: bool) -> None:
     inv = recharges_final([recharge(n, state) for n, state in enumerate(states)])
-    assert inv.holds is holds and len(inv.figures["not_final"]) == states.count("requested")
+    assert inv.holds is holds and inv.figures["not_final_count"] == states.count("requested")
+    assert [r["recharge_id"] for r in inv.figures["not_final"]] == [
+        f"r{n}" for n, state in enumerate(states) if state == "requested"]
 
 
 def item(kind: str, subject: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,12 +46,14 @@ PAYMENT_METHOD = "pm_card_visa"  # stripe-mock accepts it for off-session Paymen
 def chaos_settings(settings: Settings) -> Settings:
     """Short meter windows and quick senders, so windows close and are sent within the run; short leases, so the
     reports a SIGKILLed sender held, and the recharges a recharger held when it was killed or lost Postgres, are sent
-    again within the bound (the defaults, 5 and 2 minutes, would outlast it); a price per API."""
+    again within the bound (the defaults, 5 and 2 minutes, would outlast it); recharges retried after Stripe's
+    faults within the bound too (2 s doubling up to 8 s, not 30 s doubling up to 10 minutes); a price per API."""
     prices = ",".join(f"{api}={n % 5 + 2}" for n, api in enumerate(settings.jobmeter_apis))
     return settings.model_copy(update={
         "jobmeter_meter_window_seconds": 5, "jobmeter_meter_lateness_seconds": 1.0,
         "jobmeter_meter_poll_seconds": 0.5, "jobmeter_meter_lease_seconds": 15.0,
         "jobmeter_payg_poll_seconds": 0.5, "jobmeter_payg_lease_seconds": 15.0, "jobmeter_payg_prices": prices,
+        "jobmeter_payg_recharge_retry_seconds": 2.0, "jobmeter_payg_recharge_retry_max_seconds": 8.0,
     })
 
 
@@ -199,3 +202,21 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
         recharges_charged_once([Recharge(**dict(r)) for r in recharges], credits),
         recharges_final([Recharge(**dict(r)) for r in recharges]),
     ]
+
+
+async def hold_by(deadline: float, check: Callable[[], Awaitable[list[Invariant]]]) -> dict[str, float | None]:
+    """Check every second until every invariant holds or `deadline` (monotonic) passes; returns when each held
+    for good, in seconds from now (None: not by the deadline) — which one a run waits on."""
+    started = time.monotonic()
+    last_failed: dict[str, float | None] = {}
+    while True:
+        found = await check()
+        elapsed = round(time.monotonic() - started, 1)
+        for invariant in found:
+            if not invariant.holds:
+                last_failed[invariant.name] = None
+            elif invariant.name not in last_failed or last_failed[invariant.name] is None:
+                last_failed[invariant.name] = elapsed
+        if all(i.holds for i in found) or time.monotonic() > deadline:
+            return last_failed
+        await asyncio.sleep(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -104,6 +105,11 @@ class Recharge:
     payment_intent_id: str | None
     state: str
     amount_minor: int
+    # Only to say why a recharge is not final: how far the recharger got with it
+    attempts: int = 0
+    sent_at: datetime | None = None
+    claimed_until: datetime | None = None
+    last_error: str | None = None
 
 
 def recharges_charged_once(recharges: list[Recharge], credits: list[tuple[str, str, int]]) -> Invariant:
@@ -143,8 +149,14 @@ FINAL_RECHARGE_STATES = frozenset({"succeeded", "failed", "canceled"})
 
 def recharges_final(recharges: list[Recharge]) -> Invariant:
     """Every recharge ended (succeeded, failed or canceled), whatever Stripe answered meanwhile."""
-    open_ = sorted(r.recharge_id for r in recharges if r.state not in FINAL_RECHARGE_STATES)
-    return Invariant("recharges_final", not open_, {"recharges": len(recharges), "not_final": open_[:5]})
+    open_ = sorted((r for r in recharges if r.state not in FINAL_RECHARGE_STATES), key=lambda r: r.recharge_id)
+    return Invariant("recharges_final", not open_, {
+        "recharges": len(recharges),
+        "not_final": [{"recharge_id": r.recharge_id, "attempts": r.attempts, "last_error": r.last_error,
+                       "sent_at": r.sent_at and r.sent_at.isoformat(),
+                       "claimed_until": r.claimed_until and r.claimed_until.isoformat()} for r in open_[:5]],
+        "not_final_count": len(open_),
+    })
 
 
 def doctor_empty(items: list[dict[str, Any]], injected_only: set[str]) -> Invariant:
