@@ -200,9 +200,9 @@ class Settings(BaseSettings):
     # An unsent recharge (Stripe failing, timing out, refusing our key) ends failed (`unreachable`) this long after
     # the fold recorded it, so the fold's back-off and next recharge take over.
     jobmeter_payg_recharge_give_up_seconds: float = Field(default=3600.0, gt=0)
-    # The wait before sending again after a transient Stripe error (5xx, timeout); doubled per attempt, up to
+    # The wait before sending again after a transient Stripe error (5xx, timeout); doubled per attempt
     jobmeter_payg_recharge_retry_seconds: float = Field(default=30.0, gt=0)
-    # this much: after a long outage, how long at most before every unsent recharge is tried again
+    # The longest that doubled wait gets: after a long outage, every unsent recharge is tried again within it
     jobmeter_payg_recharge_retry_max_seconds: float = Field(default=600.0, gt=0)
     jobmeter_payg_return_url: str = "http://localhost:8080/billing/payg"
     next_public_stripe_payment_link_payg: str | None = None

@@ -99,9 +99,11 @@ class Recharger:
         self.settings = settings
         self.schema = schema
         self.mailer = mailer or mailer_for(settings)
-        self.lease = lease or timedelta(seconds=settings.jobmeter_payg_lease_seconds)
-        self.retry_after = retry_after or timedelta(seconds=settings.jobmeter_payg_recharge_retry_seconds)
-        self.retry_max = retry_max or timedelta(seconds=settings.jobmeter_payg_recharge_retry_max_seconds)
+        self.lease = timedelta(seconds=settings.jobmeter_payg_lease_seconds) if lease is None else lease
+        self.retry_after = (timedelta(seconds=settings.jobmeter_payg_recharge_retry_seconds) if retry_after is None
+                            else retry_after)
+        self.retry_max = (timedelta(seconds=settings.jobmeter_payg_recharge_retry_max_seconds) if retry_max is None
+                          else retry_max)
         self.history = history
         self.give_up = give_up or timedelta(seconds=settings.jobmeter_payg_recharge_give_up_seconds)
         self.clock = clock

@@ -205,18 +205,19 @@ async def billing_invariants(settings: Settings, people: Population, prices: dic
 
 
 async def hold_by(deadline: float, check: Callable[[], Awaitable[list[Invariant]]]) -> dict[str, float | None]:
-    """Check every second until every invariant holds or `deadline` (monotonic) passes; returns when each held
-    for good, in seconds from now (None: not by the deadline) — which one a run waits on."""
+    """Check every second until every invariant holds or `deadline` (monotonic) passes. Returns, per invariant,
+    the seconds after the call from which it held to the end (None: it did not hold at the end): which one a run
+    waited on."""
     started = time.monotonic()
-    last_failed: dict[str, float | None] = {}
+    held_since: dict[str, float | None] = {}
     while True:
         found = await check()
         elapsed = round(time.monotonic() - started, 1)
         for invariant in found:
             if not invariant.holds:
-                last_failed[invariant.name] = None
-            elif invariant.name not in last_failed or last_failed[invariant.name] is None:
-                last_failed[invariant.name] = elapsed
+                held_since[invariant.name] = None
+            elif held_since.get(invariant.name) is None:
+                held_since[invariant.name] = elapsed
         if all(i.holds for i in found) or time.monotonic() > deadline:
-            return last_failed
+            return held_since
         await asyncio.sleep(1)
