@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.timeout(900)
 async def test_invariants_hold_through_every_fault(settings: Settings) -> None:
     # The billing bound as in `jobmeter chaos`: PAYG accounts that ran into debt while Stripe failed climb back one
-    # recharge at a time, each ~1 s, after the faults (11–46 s in nine runs on 2026-12-05; README).
+    # recharge at a time, each ~1 s, after the faults (9–46 s in fourteen runs on 2026-12-05; README).
     report = await Scenario(settings, seconds=30, accounts=20, lag_bound=60, billing_bound=90,
                             stripe_fault_seconds=10).run_scenario()
     print(json.dumps(report.as_json(), indent=2))
