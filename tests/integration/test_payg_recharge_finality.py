@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -179,6 +180,27 @@ async def test_stripe_failing_past_the_bound_ends_the_recharge_failed_and_backs_
         assert len(keys) == len(set(keys)) >= 2  # every attempt under its own key
     [fact] = await emitted(s, "RechargeFailed")
     assert (fact.recharge_id, fact.code) == (failed["recharge_id"], "unreachable")
+
+
+async def test_the_wait_after_transient_errors_doubles_only_up_to_its_setting(
+    settings: Settings, front: PaygFakeStripeFront
+) -> None:
+    # 0.2 s doubling would wait 3.2 s after a fifth 500; JOBMETER_PAYG_RECHARGE_RETRY_MAX_SECONDS (0.5 here) caps it.
+    front.script.extend(["500"] * 1000)
+    s = with_front(settings, front).model_copy(update={"jobmeter_payg_lease_seconds": 120.0})
+    assert s.jobmeter_payg_recharge_retry_max_seconds == 0.5
+
+    def postponed_after_five(rows: list[dict[str, Any]]) -> bool:  # not a claim in flight: those hold the lease
+        if not rows or rows[0]["claimed_until"] is None:
+            return False
+        return bool(rows[0]["attempts"] >= 5 and rows[0]["claimed_until"] < datetime.now(UTC) + timedelta(seconds=60))
+
+    app = create_app(s, consumers=["accounts", "payg"])
+    async with client_for(app) as client:
+        await register(client, "capped", "cus_CAPPED")
+        await configure(client, "capped")
+        [row] = await eventually(lambda: recharges(s, "capped"), postponed_after_five)
+    assert row["claimed_until"] < datetime.now(UTC) + timedelta(seconds=1), row
 
 
 async def _count(front: PaygFakeStripeFront) -> int:

@@ -88,13 +88,18 @@ from services.engine.supervisor import Worker
 worker = Worker("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"])
 asyncio.run(worker.keep_running())
 """
-# What the bench's and the chaos run's `ServiceProcess` does: a child in a session of its own, so that killing the
-# parent's process group does not reach it; only the parent-death signal does.
+# The bench's and the chaos run's `ServiceProcess`, started as they start it (a session of its own, so killing the
+# parent's process group does not reach it; only the parent-death signal does), a sleeper in place of `jobmeter run`.
 BENCH = """
-import subprocess, sys, time
-from services.platform.children import dies_with_parent
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
-                 preexec_fn=dies_with_parent())
+import os, sys, tempfile, time
+from pathlib import Path
+from services.devtools.chaos.processes import ServiceProcess
+
+class Sleeper(ServiceProcess):
+    def command(self):
+        return [sys.executable, "-c", "import time; time.sleep(600)"]
+
+Sleeper("sleeper", [], dict(os.environ), Path(tempfile.mkdtemp())).start()
 time.sleep(600)
 """
 

@@ -30,9 +30,13 @@ class ServiceProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "run", *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=dies_with_parent(),
+            self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=dies_with_parent(),  # a bench or chaos run killed outright takes its services with it
         )
+
+    def command(self) -> list[str]:
+        """What is started: `jobmeter run` with this process's arguments."""
+        return [sys.executable, "-m", "services.cli.main", "run", *self.args]
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, exactly like a crash or an OOM kill."""
